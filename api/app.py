@@ -1,0 +1,48 @@
+"""The FastAPI application: routers, error handlers, and the services it holds."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from sqlalchemy import Engine
+from temporalio.client import Client
+
+from api.deps import Services
+from api.errors import install_error_handlers
+from api.routes import cases, health, tasks
+from settings import Settings, get_settings
+from store.db import make_engine
+from workflows.client import connect
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    engine: Engine | None = None,
+    temporal: Client | None = None,
+) -> FastAPI:
+    """The app; tests hand in their own engine and Temporal client."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.services = Services(
+            settings=settings,
+            engine=engine or make_engine(settings.resolved_database_url()),
+            temporal=temporal
+            or await connect(settings.temporal_address, settings.temporal_namespace),
+        )
+        yield
+
+    app = FastAPI(
+        title="Casebook",
+        summary="Cases, tasks and SLAs for outsourced Order-to-Cash operations",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    for router in (health.router, cases.router, tasks.router):
+        app.include_router(router)
+    return app

@@ -1,0 +1,64 @@
+"""/cases: open, list and read cases."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query, Response
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import ServicesDep, current_actor, require_roles
+from api.schemas import CaseCreate, CaseOut, CaseSummary, SopOut
+from api.services import cases as service
+from store.read_model import CaseFilter
+from store.tables import CaseRow
+from workflows.case_models import Actor, Role
+
+router = APIRouter(prefix="/cases", tags=["cases"])
+
+CaseOpener = Annotated[Actor, Depends(require_roles(Role.AGENT, Role.LEAD, Role.ADMIN, Role.SYSTEM))]
+AnyUser = Annotated[Actor, Depends(current_actor)]
+
+
+@router.post("", status_code=201, response_model=CaseOut)
+async def open_case(
+    body: CaseCreate,
+    actor: CaseOpener,
+    svc: ServicesDep,
+    response: Response,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> CaseOut:
+    """Open a case on the latest published SOP of its type."""
+    opened = await service.open_case(svc, actor, body, idempotency_key)
+    if opened.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return CaseOut.of(opened.snapshot)
+
+
+@router.get("", response_model=list[CaseSummary])
+async def list_cases(
+    actor: AnyUser,
+    svc: ServicesDep,
+    type: str | None = None,
+    status: str | None = None,
+    customer_id: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[CaseSummary]:
+    f = CaseFilter(type=type, status=status, customer_id=customer_id, limit=limit, offset=offset)
+    rows = await run_in_threadpool(service.search_cases, svc, actor, f)
+    return [_summary(r) for r in rows]
+
+
+@router.get("/{case_id}", response_model=CaseOut)
+async def get_case(case_id: str, actor: AnyUser, svc: ServicesDep) -> CaseOut:
+    """The case as its workflow holds it: SOP version, current step, tasks, history."""
+    return CaseOut.of(await service.read_case(svc, actor, case_id))
+
+
+def _summary(row: CaseRow) -> CaseSummary:
+    return CaseSummary(
+        **row.model_dump(include=set(CaseSummary.model_fields) - {"sop"}),
+        sop=SopOut(name=row.sop_name, version=row.sop_version,
+                   content_hash=row.snapshot["sop"]["content_hash"]),
+    )  # fmt: skip

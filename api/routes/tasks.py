@@ -1,0 +1,72 @@
+"""/tasks and /queues: the inbox, claiming, releasing and completing work."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Header, Query, Response
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import ServicesDep, require_roles
+from api.schemas import CompleteBody, TaskOut
+from api.services import tasks as service
+from store.read_model import TaskFilter
+from workflows.case_models import Actor, CompleteTask, Role
+
+router = APIRouter(tags=["tasks"])
+
+Worker = Annotated[Actor, Depends(require_roles(Role.AGENT, Role.LEAD, Role.ADMIN))]
+IdempotencyKey = Annotated[str | None, Header(max_length=200)]
+
+
+@router.get("/tasks", response_model=list[TaskOut])
+async def inbox(
+    actor: Worker,
+    svc: ServicesDep,
+    queue: str | None = None,
+    status: Literal["open", "claimed", "done"] | None = None,
+    assignee: Annotated[str | None, Query(description="a user name, or `me`")] = None,
+    case_id: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[TaskOut]:
+    """The inbox, most urgent first."""
+    f = TaskFilter(
+        queues=[queue] if queue else None, status=status,
+        assignee=actor.name if assignee == "me" else assignee, case_id=case_id,
+        limit=limit, offset=offset,
+    )  # fmt: skip
+    rows = await run_in_threadpool(service.inbox, svc, actor, f)
+    return [TaskOut.of(r) for r in rows]
+
+
+@router.post("/tasks/{task_id}/claim", response_model=TaskOut)
+async def claim(task_id: str, actor: Worker, svc: ServicesDep, key: IdempotencyKey = None) -> TaskOut:
+    """Claim a task: 409 naming the holder if someone has it, 403 if not eligible."""
+    return TaskOut.of(await service.claim(svc, actor, task_id, key))
+
+
+@router.post("/tasks/{task_id}/release", response_model=TaskOut)
+async def release(
+    task_id: str, actor: Worker, svc: ServicesDep, key: IdempotencyKey = None
+) -> TaskOut:
+    """Give a claimed task back to its queue."""
+    return TaskOut.of(await service.release(svc, actor, task_id, key))
+
+
+@router.post("/tasks/{task_id}/complete", response_model=TaskOut)
+async def complete(
+    task_id: str, body: CompleteBody, actor: Worker, svc: ServicesDep, key: IdempotencyKey = None
+) -> TaskOut:
+    """Complete with an outcome from `allowed_outcomes` (422 lists them) and data."""
+    cmd = CompleteTask(
+        task_id=task_id, actor=actor, outcome=body.outcome, data=body.data, note=body.note
+    )
+    return TaskOut.of(await service.complete(svc, cmd, key))
+
+
+@router.post("/queues/{queue}/claim-next", response_model=TaskOut)
+async def claim_next(queue: str, actor: Worker, svc: ServicesDep) -> TaskOut | Response:
+    """Claim the most urgent open task of the queue the caller may take; 204 when none."""
+    task = await service.claim_next(svc, actor, queue)
+    return TaskOut.of(task) if task else Response(status_code=204)

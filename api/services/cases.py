@@ -1,0 +1,153 @@
+"""Opening and reading cases: the read model for lists, the workflow for the truth."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from datetime import UTC, datetime
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import Services
+from api.errors import ApiError
+from api.schemas import CaseCreate
+from sop_templates.registry import NoPublishedVersionError, latest_published
+from sop_templates.schema import SopTemplate
+from store.db import session_scope
+from store.read_model import CaseFilter, get_case, list_cases, project_snapshot
+from store.tables import CaseRow, IdempotencyKeyRow
+from workflows import client as cases
+from workflows.case_models import Actor, CaseInput, CaseSnapshot, Role, SopRef
+from workflows.client import CaseCommandError
+
+TYPE_PREFIX = {"dispute": "DSP", "collection": "COL", "credit_review": "CRR"}
+
+
+@dataclass(frozen=True)
+class OpenedCase:
+    snapshot: CaseSnapshot
+    replayed: bool  # True when an Idempotency-Key returned an existing case
+
+
+async def open_case(
+    svc: Services, actor: Actor, body: CaseCreate, idempotency_key: str | None
+) -> OpenedCase:
+    """Start a case on the latest published SOP; a repeated Idempotency-Key returns it again."""
+    inp, replayed = await run_in_threadpool(_prepare, svc, actor, body, idempotency_key)
+    snapshot = await cases.start_case(svc.temporal, svc.settings.task_queue, inp)
+    await run_in_threadpool(project_snapshot, svc.engine, snapshot)
+    return OpenedCase(snapshot, replayed)
+
+
+def _prepare(
+    svc: Services, actor: Actor, body: CaseCreate, key: str | None
+) -> tuple[CaseInput, bool]:
+    with session_scope(svc.engine) as session:
+        template, sop = _pinned_sop(session, body.type)
+        _check_against_template(body, template)
+        vendor = _case_vendor(actor, body.vendor)
+        case_id, replayed = _case_id(session, actor, body, key)
+    inp = CaseInput(
+        case_id=case_id, case_type=body.type, customer_id=body.customer_id,
+        invoice_ids=body.invoice_ids, amount=body.amount, currency=body.currency,
+        region=body.region, reason_code=body.reason_code, vendor=vendor, data=body.data,
+        opened_by=actor, sop=sop, template=template,
+    )  # fmt: skip
+    return inp, replayed
+
+
+def _pinned_sop(session: Session, case_type: str) -> tuple[SopTemplate, SopRef]:
+    try:
+        row = latest_published(session, case_type)
+    except NoPublishedVersionError as exc:
+        raise ApiError("invalid", f"type: {exc}", {"field": "type"}) from None
+    sop = SopRef(name=row.name, version=row.version, content_hash=row.content_hash)
+    return SopTemplate.model_validate(row.content), sop
+
+
+def _check_against_template(body: CaseCreate, template: SopTemplate) -> None:
+    if template.reason_codes and body.reason_code not in template.reason_codes:
+        raise ApiError(
+            "invalid",
+            f"reason_code: must be one of {', '.join(template.reason_codes)}"
+            + (f" (got {body.reason_code!r})" if body.reason_code else " (missing)"),
+            {"field": "reason_code", "allowed": template.reason_codes},
+        )
+
+
+def _case_vendor(actor: Actor, requested: str | None) -> str | None:
+    """An agent's cases belong to its own vendor; others may name one."""
+    if actor.role == Role.AGENT and actor.vendor:
+        if requested and requested != actor.vendor:
+            raise ApiError("forbidden", f"agents of {actor.vendor} cannot open cases for {requested}")
+        return actor.vendor
+    return requested
+
+
+def _case_id(session: Session, actor: Actor, body: CaseCreate, key: str | None) -> tuple[str, bool]:
+    new_id = f"{TYPE_PREFIX[body.type]}-{uuid.uuid4().hex[:16].upper()}"
+    if not key:
+        return new_id, False
+    request_hash = hashlib.sha256(
+        json.dumps(body.model_dump(mode="json"), sort_keys=True).encode()
+    ).hexdigest()
+    existing = _idempotency_row(session, actor, key)
+    if existing is None:
+        try:
+            with session.begin_nested():
+                session.add(IdempotencyKeyRow(
+                    user_id=actor.user_id or 0, key=key, request_hash=request_hash,
+                    case_id=new_id, created_at=datetime.now(UTC),
+                ))  # fmt: skip
+            return new_id, False
+        except IntegrityError:
+            existing = _idempotency_row(session, actor, key)  # a concurrent retry won the race
+    assert existing is not None
+    if existing.request_hash != request_hash:
+        raise ApiError(
+            "conflict", f"Idempotency-Key {key!r} was already used with a different request"
+        )
+    return existing.case_id, True
+
+
+def _idempotency_row(session: Session, actor: Actor, key: str) -> IdempotencyKeyRow | None:
+    return session.exec(
+        select(IdempotencyKeyRow).where(
+            IdempotencyKeyRow.user_id == (actor.user_id or 0), IdempotencyKeyRow.key == key
+        )
+    ).first()
+
+
+def visible_vendor(actor: Actor) -> str | None:
+    """The vendor whose work `actor` is limited to (agents of a BPO vendor), else None."""
+    return actor.vendor if actor.role == Role.AGENT else None
+
+
+async def read_case(svc: Services, actor: Actor, case_id: str) -> CaseSnapshot:
+    """The live case from its workflow; the read model's copy if Temporal no longer has it."""
+    try:
+        snapshot = await cases.get_case(svc.temporal, case_id)
+    except CaseCommandError:
+        row = await run_in_threadpool(_stored_case, svc, case_id)
+        if row is None:
+            raise
+        snapshot = CaseSnapshot.model_validate(row.snapshot)
+    vendor = visible_vendor(actor)
+    if vendor and snapshot.vendor and snapshot.vendor != vendor:
+        raise ApiError("not_found", f"case {case_id} not found")
+    return snapshot
+
+
+def _stored_case(svc: Services, case_id: str) -> CaseRow | None:
+    with Session(svc.engine) as session:
+        return get_case(session, case_id)
+
+
+def search_cases(svc: Services, actor: Actor, f: CaseFilter) -> Sequence[CaseRow]:
+    with Session(svc.engine) as session:
+        return list_cases(session, replace(f, vendor=visible_vendor(actor)))

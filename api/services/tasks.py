@@ -1,0 +1,99 @@
+"""Working tasks: every change goes through the case workflow's Updates, then the read model."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+
+from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import Services
+from api.errors import ApiError
+from api.services.cases import visible_vendor
+from store.read_model import TaskFilter, list_tasks, open_tasks_in_queue, project_snapshot
+from store.tables import TaskRow
+from workflows import client as cases
+from workflows.case_logic import ANY_QUEUE_ROLES, WORKING_ROLES
+from workflows.case_models import Actor, CaseSnapshot, ClaimTask, CompleteTask, ReleaseTask, Task
+from workflows.client import CaseCommandError
+
+# Candidates fetched per round of claim-next; a lost race just moves to the next one.
+CLAIM_NEXT_BATCH = 10
+CLAIM_NEXT_ROUNDS = 3
+
+
+def inbox(svc: Services, actor: Actor, f: TaskFilter) -> Sequence[TaskRow]:
+    with Session(svc.engine) as session:
+        return list_tasks(session, _scoped(actor, f))
+
+
+def _scoped(actor: Actor, f: TaskFilter) -> TaskFilter:
+    """Agents see the queues they serve, and only their vendor's work."""
+    if actor.role in ANY_QUEUE_ROLES:
+        return f
+    queues = actor.queues if f.queues is None else [q for q in f.queues if q in actor.queues]
+    return TaskFilter(
+        queues=queues, status=f.status, assignee=f.assignee, vendor=visible_vendor(actor),
+        case_id=f.case_id, limit=f.limit, offset=f.offset,
+    )  # fmt: skip
+
+
+async def _after(svc: Services, snapshot: CaseSnapshot, task_id: str) -> Task:
+    # The Update's result is the newest state: write it now so the caller reads its own change.
+    await run_in_threadpool(project_snapshot, svc.engine, snapshot)
+    task = snapshot.task(task_id)
+    assert task is not None
+    return task
+
+
+def _timeout(svc: Services) -> timedelta:
+    return timedelta(seconds=svc.settings.update_timeout_seconds)
+
+
+async def claim(svc: Services, actor: Actor, task_id: str, key: str | None = None) -> Task:
+    cmd = ClaimTask(task_id=task_id, actor=actor)
+    snapshot = await cases.claim_task(svc.temporal, cmd, _timeout(svc), key)
+    return await _after(svc, snapshot, task_id)
+
+
+async def release(svc: Services, actor: Actor, task_id: str, key: str | None = None) -> Task:
+    cmd = ReleaseTask(task_id=task_id, actor=actor)
+    snapshot = await cases.release_task(svc.temporal, cmd, _timeout(svc), key)
+    return await _after(svc, snapshot, task_id)
+
+
+async def complete(svc: Services, cmd: CompleteTask, key: str | None = None) -> Task:
+    snapshot = await cases.complete_task(svc.temporal, cmd, _timeout(svc), key)
+    return await _after(svc, snapshot, cmd.task_id)
+
+
+async def claim_next(svc: Services, actor: Actor, queue: str) -> Task | None:
+    """Claim the most urgent open task in `queue` the actor may take; None when there is none."""
+    if actor.role not in WORKING_ROLES:
+        raise ApiError("forbidden", f"role {actor.role.value} may not work tasks")
+    if actor.role not in ANY_QUEUE_ROLES and queue not in actor.queues:
+        raise ApiError("forbidden", f"{actor.name} does not serve queue {queue}")
+    tried: set[str] = set()
+    for _ in range(CLAIM_NEXT_ROUNDS):
+        candidates = [
+            row.id for row in await run_in_threadpool(_candidates, svc, actor, queue, len(tried))
+            if row.id not in tried
+        ]  # fmt: skip
+        if not candidates:
+            return None
+        for task_id in candidates:
+            tried.add(task_id)
+            try:
+                return await claim(svc, actor, task_id)
+            except CaseCommandError as exc:
+                if exc.kind not in ("conflict", "forbidden", "not_found"):
+                    raise  # a timeout or outage is the caller's to see, not a lost race
+    return None
+
+
+def _candidates(svc: Services, actor: Actor, queue: str, skip: int) -> Sequence[TaskRow]:
+    with Session(svc.engine) as session:
+        return open_tasks_in_queue(
+            session, queue, visible_vendor(actor), limit=CLAIM_NEXT_BATCH + skip
+        )

@@ -1,0 +1,109 @@
+"""`casebook dev`: the whole stack on localhost, started and stopped as one."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# How long each part may take to start listening before the stack gives up.
+START_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 15.0
+
+
+@dataclass
+class DevStack:
+    data_dir: Path
+    api_port: int
+    temporal_port: int
+    smtp_port: int
+    env: dict[str, str]
+    processes: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
+
+    def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._spawn("temporal", temporal_command(self.data_dir, self.temporal_port))
+        wait_for_port("temporal", self.temporal_port, self.processes[-1][1])
+        self._spawn("mail", self._casebook("mailserver"))
+        wait_for_port("mail", self.smtp_port, self.processes[-1][1])
+        self._spawn("worker", self._casebook("worker"))
+        self._spawn("api", self._casebook("api"))
+        wait_for_port("api", self.api_port, self.processes[-1][1])
+
+    def _casebook(self, command: str) -> list[str]:
+        return [sys.executable, "-m", "cli.main", command]
+
+    def _spawn(self, name: str, command: list[str]) -> None:
+        log = (self.data_dir / f"{name}.log").open("ab")
+        # Own session: Ctrl-C reaches only the supervisor, which stops children in order.
+        process = subprocess.Popen(
+            command, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        self.processes.append((name, process))
+
+    def wait(self) -> int:
+        """Block until a signal arrives or a part dies; then stop everything."""
+        stopping = {"now": False}
+
+        def _stop(_signum: int, _frame: object) -> None:
+            stopping["now"] = True
+
+        signal.signal(signal.SIGINT, _stop)
+        signal.signal(signal.SIGTERM, _stop)
+        while not stopping["now"]:
+            for name, process in self.processes:
+                if process.poll() is not None:
+                    print(f"casebook dev: {name} exited with {process.returncode}; "
+                          f"see {self.data_dir / (name + '.log')}", file=sys.stderr)  # fmt: skip
+                    self.stop()
+                    return 1
+            time.sleep(0.3)
+        self.stop()
+        return 0
+
+    def stop(self) -> None:
+        """Stop in reverse order of start: API and worker first, Temporal last."""
+        for _name, process in reversed(self.processes):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=STOP_TIMEOUT_S)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+        self.processes.clear()
+
+
+def temporal_command(data_dir: Path, port: int) -> list[str]:
+    binary = shutil.which("temporal") or str(Path(sys.executable).parent / "temporal")
+    return [
+        binary, "server", "start-dev",
+        "--db-filename", str(data_dir / "temporal.db"),
+        "--ip", "127.0.0.1", "--port", str(port), "--ui-port", str(port + 1000),
+        "--log-level", "warn", "--ui-disable-news-fetch",
+    ]  # fmt: skip
+
+
+def wait_for_port(name: str, port: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited with {process.returncode} while starting")
+        with socket.socket() as sock:
+            sock.settimeout(0.5)
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"{name} did not listen on port {port} within {START_TIMEOUT_S:.0f}s")
+
+
+def child_env(overrides: dict[str, str]) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(overrides)
+    return env

@@ -1,0 +1,45 @@
+"""The one place Casebook reads its settings: `CASEBOOK_*` environment variables."""
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob the API, the worker and the CLI share; each maps to `CASEBOOK_<NAME>`."""
+
+    model_config = SettingsConfigDict(env_prefix="CASEBOOK_", extra="ignore")
+
+    data_dir: Path = Path(".casebook")
+    database_url: str = Field(
+        default="", description="SQLAlchemy URL; default: SQLite file in the data directory"
+    )
+    temporal_address: str = "localhost:7233"
+    temporal_namespace: str = "default"
+    task_queue: str = "casebook-cases"
+    smtp_host: str = "localhost"
+    smtp_port: int = 1025
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_use_tls: bool = False
+    mail_from: str = "casebook@localhost"
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    public_url: str = Field(default="", description="Base URL used in links inside emails")
+    update_timeout_seconds: float = 10.0
+
+    def resolved_database_url(self) -> str:
+        """The configured URL, or a SQLite file inside the data directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'casebook.db').resolve()}"
+
+    def resolved_public_url(self) -> str:
+        return self.public_url or f"http://{self.api_host}:{self.api_port}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

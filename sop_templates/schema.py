@@ -1,0 +1,89 @@
+"""The shape of an SOP template version: what an SOP owner writes in YAML.
+
+A template is data interpreted by the one generic case workflow (`workflows/`). Step kinds:
+
+- `human_task`: a task in a queue; a person completes it with one of `outcomes`, and
+  `transitions` names the next step for each outcome.
+- `decision`: the first branch whose `when` condition holds picks the next step, else
+  `otherwise`. Conditions use the safe expression language in `expressions.py`.
+- `end`: the case closes with `resolution`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+StepId = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
+QueueName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]*$", max_length=64)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StepSla(_Strict):
+    """An SLA on a step: a business-time budget on a calendar (the case's region by default)."""
+
+    budget: str
+    calendar: str | None = None
+    warning: float = Field(default=0.8, gt=0, lt=1)
+
+
+class HumanTaskStep(_Strict):
+    kind: Literal["human_task"]
+    id: StepId
+    title: str = ""
+    queue: QueueName
+    priority: int = Field(default=50, ge=0, le=100)
+    outcomes: list[StepId] = Field(min_length=1)
+    transitions: dict[str, StepId]
+    sla: StepSla | None = None
+
+
+class DecisionBranch(_Strict):
+    when: str
+    goto: StepId
+
+
+class DecisionStep(_Strict):
+    kind: Literal["decision"]
+    id: StepId
+    title: str = ""
+    branches: list[DecisionBranch] = Field(min_length=1)
+    otherwise: StepId
+
+
+class EndStep(_Strict):
+    kind: Literal["end"]
+    id: StepId
+    title: str = ""
+    resolution: str
+
+
+Step = Annotated[HumanTaskStep | DecisionStep | EndStep, Field(discriminator="kind")]
+
+
+class SopTemplate(_Strict):
+    """One version of a standard operating procedure for a case type."""
+
+    name: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]*$")]
+    version: int = Field(ge=1)
+    case_type: Literal["dispute", "collection", "credit_review", "escalation"]
+    title: str = ""
+    description: str = ""
+    start: StepId
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    # When set, a new case must carry one of these reason codes.
+    reason_codes: list[str] = Field(default_factory=list)
+    steps: list[Step] = Field(min_length=1)
+
+    def step(self, step_id: str) -> HumanTaskStep | DecisionStep | EndStep:
+        for step in self.steps:
+            if step.id == step_id:
+                return step
+        raise KeyError(f"step {step_id!r} is not in SOP {self.name} v{self.version}")
+
+    def queues(self) -> set[str]:
+        return {s.queue for s in self.steps if isinstance(s, HumanTaskStep)}

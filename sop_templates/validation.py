@@ -1,0 +1,151 @@
+"""Validate an SOP template document: every error at once, each with its path."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from sop_templates.expressions import ExpressionError, check_names, compile_expression
+from sop_templates.schema import DecisionStep, EndStep, HumanTaskStep, SopTemplate
+
+CASE_FIELDS = {
+    "id", "type", "customer_id", "invoice_ids", "amount", "currency", "region",
+    "reason_code", "vendor", "data",
+}  # fmt: skip
+CONDITION_ROOTS: Mapping[str, set[str] | None] = {
+    "case": CASE_FIELDS,
+    "task": {"outcome", "data", "step"},
+    "params": None,
+}
+
+
+@dataclass(frozen=True)
+class TemplateError:
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class InvalidTemplateError(ValueError):
+    def __init__(self, errors: list[TemplateError]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(str(e) for e in errors))
+
+
+def parse_template(document: Mapping[str, Any]) -> SopTemplate:
+    """The template, or `InvalidTemplateError` listing every problem found."""
+    try:
+        template = SopTemplate.model_validate(document)
+    except ValidationError as exc:
+        raise InvalidTemplateError(list(_schema_errors(exc))) from None
+    errors = list(_semantic_errors(template))
+    if errors:
+        raise InvalidTemplateError(errors)
+    return template
+
+
+def _schema_errors(exc: ValidationError) -> Iterator[TemplateError]:
+    for err in exc.errors():
+        # Discriminated unions add the tag ("human_task") to the location: drop it.
+        loc = [p for p in err["loc"] if p not in ("human_task", "decision", "end")]
+        yield TemplateError(_path(loc), err["msg"])
+
+
+def _path(loc: list[Any]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _semantic_errors(t: SopTemplate) -> Iterator[TemplateError]:
+    ids = [s.id for s in t.steps]
+    known = set(ids)
+    seen: set[str] = set()
+    for i, step_id in enumerate(ids):
+        if step_id in seen:
+            yield TemplateError(f"steps[{i}].id", f"duplicate step id {step_id!r}")
+        seen.add(step_id)
+    if t.start not in known:
+        yield TemplateError("start", f"unknown step {t.start!r}")
+    for i, step in enumerate(t.steps):
+        yield from _step_errors(f"steps[{i}]", step, known)
+    if t.start in known:
+        yield from _graph_errors(t)
+
+
+def _step_errors(
+    path: str, step: HumanTaskStep | DecisionStep | EndStep, known: set[str]
+) -> Iterator[TemplateError]:
+    if isinstance(step, HumanTaskStep):
+        for outcome, target in step.transitions.items():
+            if outcome not in step.outcomes:
+                yield TemplateError(
+                    f"{path}.transitions.{outcome}", f"outcome {outcome!r} is not declared"
+                )
+            if target not in known:
+                yield TemplateError(f"{path}.transitions.{outcome}", f"unknown step {target!r}")
+        for outcome in step.outcomes:
+            if outcome not in step.transitions:
+                yield TemplateError(f"{path}.outcomes", f"outcome {outcome!r} has no transition")
+    elif isinstance(step, DecisionStep):
+        for j, branch in enumerate(step.branches):
+            yield from _condition_errors(f"{path}.branches[{j}].when", branch.when)
+            if branch.goto not in known:
+                yield TemplateError(f"{path}.branches[{j}].goto", f"unknown step {branch.goto!r}")
+        if step.otherwise not in known:
+            yield TemplateError(f"{path}.otherwise", f"unknown step {step.otherwise!r}")
+
+
+def _condition_errors(path: str, source: str) -> Iterator[TemplateError]:
+    try:
+        expr = compile_expression(source)
+    except ExpressionError as exc:
+        yield TemplateError(path, str(exc))
+        return
+    for message in check_names(expr, CONDITION_ROOTS):
+        yield TemplateError(path, message)
+
+
+def successors(step: HumanTaskStep | DecisionStep | EndStep) -> list[str]:
+    """The steps a case can move to from `step`."""
+    if isinstance(step, HumanTaskStep):
+        return list(step.transitions.values())
+    if isinstance(step, DecisionStep):
+        return [b.goto for b in step.branches] + [step.otherwise]
+    return []
+
+
+def _graph_errors(t: SopTemplate) -> Iterator[TemplateError]:
+    by_id = {s.id: s for s in t.steps}
+    reachable = _closure([t.start], lambda sid: successors(by_id[sid]) if sid in by_id else [])
+    predecessors: dict[str, list[str]] = {sid: [] for sid in by_id}
+    for step in t.steps:
+        for target in successors(step):
+            if target in predecessors:
+                predecessors[target].append(step.id)
+    ends = [s.id for s in t.steps if isinstance(s, EndStep)]
+    can_end = _closure(ends, lambda sid: predecessors.get(sid, []))
+    if not ends:
+        yield TemplateError("steps", "no step of kind 'end': a case could never close")
+    for i, step in enumerate(t.steps):
+        if step.id not in reachable:
+            yield TemplateError(f"steps[{i}]", f"step {step.id!r} is unreachable from the start")
+        elif ends and step.id not in can_end:
+            yield TemplateError(f"steps[{i}]", f"step {step.id!r} has no way to an end step")
+
+
+def _closure(roots: list[str], neighbours: Any) -> set[str]:
+    seen: set[str] = set()
+    stack = list(roots)
+    while stack:
+        node = stack.pop()
+        if node not in seen:
+            seen.add(node)
+            stack.extend(neighbours(node))
+    return seen

@@ -1,0 +1,140 @@
+"""The case/task read model: the idempotent projection that writes it, the queries that read it.
+
+Two writers feed it (the API with the snapshot an Update returned, and the workflow's
+projection activity); each write is an upsert guarded by revision, so whichever arrives
+late or twice never replaces a newer state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, Table, or_
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, col, select
+
+from store.tables import CaseRow, TaskRow
+from workflows.case_models import CaseSnapshot, TaskStatus
+
+
+def project_snapshot(engine: Engine, snapshot: CaseSnapshot) -> None:
+    """Write `snapshot` unless the read model already holds this revision or a newer one."""
+    case_values = _case_values(snapshot)
+    task_values = [_task_values(snapshot, t) for t in snapshot.tasks]
+    with engine.begin() as connection:
+        insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+        connection.execute(_upsert(insert, CaseRow.__table__, case_values))  # type: ignore[arg-type]
+        for values in task_values:
+            connection.execute(_upsert(insert, TaskRow.__table__, values))  # type: ignore[arg-type]
+
+
+def _upsert(insert: Any, table: Table, values: dict[str, Any]) -> Any:
+    stmt = insert(table).values(**values)
+    return stmt.on_conflict_do_update(
+        index_elements=["id"],
+        set_={k: stmt.excluded[k] for k in values if k != "id"},
+        where=table.c.revision < stmt.excluded.revision,
+    )
+
+
+def _case_values(s: CaseSnapshot) -> dict[str, Any]:
+    return {
+        "id": s.id, "type": s.type, "status": s.status.value, "customer_id": s.customer_id,
+        "vendor": s.vendor, "amount": str(s.amount), "currency": s.currency, "region": s.region,
+        "reason_code": s.reason_code, "sop_name": s.sop.name, "sop_version": s.sop.version,
+        "current_step": s.current_step, "resolution": s.resolution, "opened_by": s.opened_by,
+        "opened_at": s.opened_at, "closed_at": s.closed_at, "revision": s.revision,
+        "snapshot": s.model_dump(mode="json", exclude={"history"}),
+    }  # fmt: skip
+
+
+def _task_values(s: CaseSnapshot, t: Any) -> dict[str, Any]:
+    return {
+        "id": t.id, "case_id": s.id, "case_type": s.type, "step": t.step, "title": t.title,
+        "queue": t.queue, "status": t.status.value, "assignee": t.assignee,
+        "priority": t.priority, "allowed_outcomes": t.allowed_outcomes, "vendor": t.vendor,
+        "created_at": t.created_at, "claimed_at": t.claimed_at,
+        "completed_at": t.completed_at, "outcome": t.outcome, "revision": s.revision,
+    }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class CaseFilter:
+    type: str | None = None
+    status: str | None = None
+    customer_id: str | None = None
+    vendor: str | None = None  # a vendor's agents see their vendor's cases and unassigned ones
+    limit: int = 50
+    offset: int = 0
+
+
+def list_cases(session: Session, f: CaseFilter) -> Sequence[CaseRow]:
+    """Cases matching the filter, newest first."""
+    query = select(CaseRow)
+    for column, value in (
+        (CaseRow.type, f.type), (CaseRow.status, f.status), (CaseRow.customer_id, f.customer_id),
+    ):  # fmt: skip
+        if value is not None:
+            query = query.where(column == value)
+    if f.vendor is not None:
+        query = query.where(or_(col(CaseRow.vendor).is_(None), CaseRow.vendor == f.vendor))
+    query = query.order_by(col(CaseRow.opened_at).desc(), col(CaseRow.id))
+    return session.exec(query.offset(f.offset).limit(f.limit)).all()
+
+
+def get_case(session: Session, case_id: str) -> CaseRow | None:
+    return session.get(CaseRow, case_id)
+
+
+@dataclass(frozen=True)
+class TaskFilter:
+    queues: Sequence[str] | None = None
+    status: str | None = None
+    assignee: str | None = None
+    vendor: str | None = None  # a vendor's agents see their vendor's tasks and unassigned ones
+    case_id: str | None = None
+    limit: int = 50
+    offset: int = 0
+
+
+def list_tasks(session: Session, f: TaskFilter) -> Sequence[TaskRow]:
+    """The inbox: most urgent first (highest priority, then oldest)."""
+    query = select(TaskRow)
+    if f.queues is not None:
+        query = query.where(col(TaskRow.queue).in_(list(f.queues)))
+    if f.status is not None:
+        query = query.where(TaskRow.status == f.status)
+    if f.assignee is not None:
+        query = query.where(TaskRow.assignee == f.assignee)
+    if f.case_id is not None:
+        query = query.where(TaskRow.case_id == f.case_id)
+    if f.vendor is not None:
+        query = query.where(or_(col(TaskRow.vendor).is_(None), TaskRow.vendor == f.vendor))
+    query = query.order_by(
+        col(TaskRow.priority).desc(), col(TaskRow.created_at), col(TaskRow.id)
+    )
+    return session.exec(query.offset(f.offset).limit(f.limit)).all()
+
+
+def get_task(session: Session, task_id: str) -> TaskRow | None:
+    return session.get(TaskRow, task_id)
+
+
+def open_tasks_in_queue(
+    session: Session, queue: str, vendor: str | None, limit: int
+) -> Sequence[TaskRow]:
+    """Claim-next candidates, most urgent first."""
+    f = TaskFilter(queues=[queue], status=TaskStatus.OPEN.value, vendor=vendor, limit=limit)
+    return list_tasks(session, f)
+
+
+def delete_all(session: Session) -> None:
+    """Empty the read model (before a rebuild from Temporal)."""
+    for row in session.exec(select(TaskRow)).all():
+        session.delete(row)
+    for case in session.exec(select(CaseRow)).all():
+        session.delete(case)
+
+

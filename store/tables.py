@@ -1,0 +1,99 @@
+"""Casebook's own SQL tables: the case/task read model and what is not case state."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+class CaseRow(SQLModel, table=True):
+    """Read model of a case, written only by the projection (newest revision wins)."""
+
+    __tablename__ = "case_view"
+
+    id: str = Field(primary_key=True)
+    type: str = Field(index=True)
+    status: str = Field(index=True)
+    customer_id: str = Field(index=True)
+    vendor: str | None = Field(default=None, index=True)
+    amount: str  # exact decimal text: money never goes through a float
+    currency: str
+    region: str
+    reason_code: str | None = None
+    sop_name: str
+    sop_version: int
+    current_step: str | None = None
+    resolution: str | None = None
+    opened_by: str
+    opened_at: datetime = Field(index=True)
+    closed_at: datetime | None = None
+    revision: int
+    snapshot: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+
+
+class TaskRow(SQLModel, table=True):
+    """Read model of a task: what inboxes and claim-next search."""
+
+    __tablename__ = "task_view"
+    __table_args__ = (Index("ix_task_inbox", "queue", "status", "priority", "created_at"),)
+
+    id: str = Field(primary_key=True)
+    case_id: str = Field(index=True)
+    case_type: str
+    step: str
+    title: str = ""
+    queue: str
+    status: str
+    assignee: str | None = Field(default=None, index=True)
+    priority: int
+    allowed_outcomes: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    vendor: str | None = None
+    created_at: datetime
+    claimed_at: datetime | None = None
+    completed_at: datetime | None = None
+    outcome: str | None = None
+    revision: int
+
+
+class UserRow(SQLModel, table=True):
+    __tablename__ = "users"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True)
+    role: str
+    vendor: str | None = None
+    queues: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    token_hash: str = Field(unique=True)
+    created_at: datetime
+
+
+class SopVersionRow(SQLModel, table=True):
+    __tablename__ = "sop_versions"
+
+    name: str = Field(primary_key=True)
+    version: int = Field(primary_key=True)
+    status: str  # draft, published, retired
+    case_type: str
+    content: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    content_hash: str
+    created_at: datetime
+    created_by: str
+    published_at: datetime | None = None
+    published_by: str | None = None
+
+
+class IdempotencyKeyRow(SQLModel, table=True):
+    """A `POST /cases` Idempotency-Key, so a retried request returns the same case."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("user_id", "key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int
+    key: str
+    request_hash: str
+    case_id: str
+    created_at: datetime

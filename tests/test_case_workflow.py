@@ -1,0 +1,113 @@
+"""The case workflow on Temporal's time-skipping test server."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+import pytest_asyncio
+from sqlalchemy import Engine
+from sqlmodel import Session
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.testing import WorkflowEnvironment
+
+from sop_templates.registry import content_hash, shipped_documents
+from sop_templates.schema import SopTemplate
+from store.tables import CaseRow, TaskRow
+from workflows.case_models import (
+    Actor,
+    CaseInput,
+    CaseSnapshot,
+    ClaimTask,
+    CompleteTask,
+    Role,
+    SopRef,
+)
+from workflows.case_workflow import CaseWorkflow
+from workflows.worker import build_worker
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+AGENT = Actor(name="ana", role=Role.AGENT, queues=["disputes-tier1"])
+LEAD = Actor(name="lee", role=Role.LEAD)
+
+
+def dispute_input(amount: str) -> CaseInput:
+    document = next(d for d in shipped_documents() if d["name"] == "dispute")
+    return CaseInput(
+        case_id=f"DSP-{uuid.uuid4().hex[:8]}", case_type="dispute", customer_id="C1",
+        invoice_ids=["INV-1"], amount=Decimal(amount), currency="EUR", region="FR",
+        reason_code="pricing", opened_by=AGENT,
+        sop=SopRef(name="dispute", version=1, content_hash=content_hash(document)),
+        template=SopTemplate.model_validate(document),
+    )  # fmt: skip
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def worker_queue(
+    time_skipping: WorkflowEnvironment, sqlite_engine: Engine
+) -> AsyncIterator[str]:
+    queue = f"wf-{uuid.uuid4().hex[:8]}"
+    async with build_worker(time_skipping.client, queue, sqlite_engine):
+        yield queue
+
+
+async def _step(handle, update: str, cmd: object) -> CaseSnapshot:  # noqa: ANN001
+    return await handle.execute_update(update, cmd, result_type=CaseSnapshot)
+
+
+async def test_a_case_runs_its_sop_to_the_end_and_projects_every_revision(
+    time_skipping: WorkflowEnvironment, worker_queue: str, sqlite_engine: Engine
+) -> None:
+    inp = dispute_input("5000.00")
+    handle = await time_skipping.client.start_workflow(
+        CaseWorkflow.run, inp, id=inp.case_id, task_queue=worker_queue
+    )
+    for step, outcome, actor in [
+        ("triage", "accept", AGENT), ("investigate", "valid", AGENT),
+        ("lead_approval", "reject", LEAD),
+    ]:  # fmt: skip
+        state = await handle.query(CaseWorkflow.snapshot)
+        task = next(t for t in state.tasks if t.status == "open")
+        assert task.step == step
+        await _step(handle, "claim_task", ClaimTask(task_id=task.id, actor=actor))
+        await _step(handle, "complete_task",
+                    CompleteTask(task_id=task.id, actor=actor, outcome=outcome))  # fmt: skip
+    final = await handle.result()
+    assert final.status == "closed" and final.resolution == "rejected"
+    with Session(sqlite_engine) as session:
+        row = session.get(CaseRow, inp.case_id)
+        assert row is not None and row.status == "closed" and row.revision == final.revision
+        assert row.amount == "5000.00"
+        tasks = [session.get(TaskRow, t.id) for t in final.tasks]
+        assert all(t is not None and t.status == "done" for t in tasks)
+
+
+async def test_refused_updates_leave_no_trace(
+    time_skipping: WorkflowEnvironment, worker_queue: str
+) -> None:
+    inp = dispute_input("10.00")
+    handle = await time_skipping.client.start_workflow(
+        CaseWorkflow.run, inp, id=inp.case_id, task_queue=worker_queue
+    )
+    task_id = f"{inp.case_id}.t1"
+    outsider = Actor(name="oz", role=Role.AGENT, queues=["collections"])
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await _step(handle, "claim_task", ClaimTask(task_id=task_id, actor=outsider))
+    assert refused.value.cause.type == "forbidden"  # type: ignore[union-attr]
+    before = await handle.query(CaseWorkflow.snapshot)
+    await _step(handle, "claim_task", ClaimTask(task_id=task_id, actor=AGENT))
+    with pytest.raises(WorkflowUpdateFailedError) as wrong:
+        await _step(handle, "complete_task",
+                    CompleteTask(task_id=task_id, actor=AGENT, outcome="approve"))  # fmt: skip
+    assert wrong.value.cause.type == "invalid"  # type: ignore[union-attr]
+    after = await handle.query(CaseWorkflow.snapshot)
+    assert after.revision == before.revision + 1  # only the successful claim changed it
+    events = [e async for e in handle.fetch_history_events()]
+    rejected = [e for e in events if e.HasField("workflow_execution_update_rejected_event_attributes")]
+    assert rejected == []  # validators refuse before anything reaches the history
+    await time_skipping.sleep(timedelta(days=30))  # an open case waits, with no timer running
+    assert (await handle.query(CaseWorkflow.snapshot)).status == "open"

@@ -1,0 +1,247 @@
+"""How a case moves through its SOP template: pure, deterministic functions.
+
+The workflow calls these from its Update validators (the `check_*` functions, read-only)
+and handlers (the mutating ones). No I/O, no clock: the caller passes `now`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sop_templates.expressions import ExpressionError, compile_expression
+from sop_templates.schema import DecisionStep, EndStep, HumanTaskStep, SopTemplate
+from workflows.case_models import (
+    Actor,
+    CaseInput,
+    CaseSnapshot,
+    CaseStatus,
+    ClaimTask,
+    CompleteTask,
+    HistoryEntry,
+    ReleaseTask,
+    Role,
+    Task,
+    TaskStatus,
+)
+
+# Decision steps lead to decision steps; a cycle made only of them would never stop.
+MAX_AUTOMATIC_STEPS = 100
+# Roles that may work any queue's tasks (agents only the queues they serve).
+ANY_QUEUE_ROLES = {Role.LEAD, Role.ADMIN}
+WORKING_ROLES = {Role.AGENT, Role.LEAD, Role.ADMIN}
+
+
+class CaseRuleError(Exception):
+    """A command the case does not allow; `kind` maps to an HTTP status in the API."""
+
+    def __init__(self, kind: str, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.details = details or {}
+
+
+def open_case(inp: CaseInput, now: datetime) -> CaseSnapshot:
+    """A new case, already moved into its SOP's start step."""
+    case = CaseSnapshot(
+        id=inp.case_id,
+        type=inp.case_type,
+        customer_id=inp.customer_id,
+        invoice_ids=inp.invoice_ids,
+        amount=inp.amount,
+        currency=inp.currency,
+        region=inp.region,
+        reason_code=inp.reason_code,
+        vendor=inp.vendor,
+        data=inp.data,
+        sop=inp.sop,
+        opened_by=inp.opened_by.name,
+        opened_at=now,
+    )
+    _record(case, now, "case_opened", actor=inp.opened_by.name,
+            detail={"sop": inp.sop.name, "sop_version": inp.sop.version})  # fmt: skip
+    _enter(case, inp.template, inp.template.start, now, last_task=None)
+    return case
+
+
+def check_claim(case: CaseSnapshot, cmd: ClaimTask) -> Task:
+    task = _open_task(case, cmd.task_id)
+    _check_eligible(task, cmd.actor)
+    if task.status == TaskStatus.CLAIMED:
+        raise CaseRuleError(
+            "conflict", f"task {task.id} is already claimed by {task.assignee}",
+            {"assignee": task.assignee},
+        )  # fmt: skip
+    return task
+
+
+def claim(case: CaseSnapshot, cmd: ClaimTask, now: datetime) -> Task:
+    task = check_claim(case, cmd)
+    task.status, task.assignee, task.claimed_at = TaskStatus.CLAIMED, cmd.actor.name, now
+    _record(case, now, "task_claimed", task=task, actor=cmd.actor.name)
+    return task
+
+
+def check_release(case: CaseSnapshot, cmd: ReleaseTask) -> Task:
+    task = _open_task(case, cmd.task_id)
+    _check_assignee(task, cmd.actor)
+    return task
+
+
+def release(case: CaseSnapshot, cmd: ReleaseTask, now: datetime) -> Task:
+    task = check_release(case, cmd)
+    task.status, task.assignee, task.claimed_at = TaskStatus.OPEN, None, None
+    _record(case, now, "task_released", task=task, actor=cmd.actor.name)
+    return task
+
+
+def check_complete(case: CaseSnapshot, cmd: CompleteTask) -> Task:
+    task = _open_task(case, cmd.task_id)
+    _check_assignee(task, cmd.actor)
+    if cmd.outcome not in task.allowed_outcomes:
+        raise CaseRuleError(
+            "invalid",
+            f"outcome {cmd.outcome!r} is not allowed for step {task.step!r}; "
+            f"allowed: {', '.join(task.allowed_outcomes)}",
+            {"field": "outcome", "allowed_outcomes": task.allowed_outcomes},
+        )
+    return task
+
+
+def complete(case: CaseSnapshot, template: SopTemplate, cmd: CompleteTask, now: datetime) -> Task:
+    """Finish the task with its outcome and move the case along the SOP."""
+    task = check_complete(case, cmd)
+    task.status, task.completed_at = TaskStatus.DONE, now
+    task.outcome, task.data, task.note = cmd.outcome, cmd.data, cmd.note
+    _record(case, now, "task_completed", task=task, actor=cmd.actor.name,
+            outcome=cmd.outcome, note=cmd.note)  # fmt: skip
+    step = template.step(task.step)
+    assert isinstance(step, HumanTaskStep)
+    _enter(case, template, step.transitions[cmd.outcome], now, last_task=task)
+    return task
+
+
+def _enter(
+    case: CaseSnapshot, template: SopTemplate, step_id: str, now: datetime, last_task: Task | None
+) -> None:
+    """Enter `step_id`, following decision steps until a task is opened or the case ends."""
+    for _ in range(MAX_AUTOMATIC_STEPS):
+        step = template.step(step_id)
+        case.current_step = step.id
+        _record(case, now, "step_entered", step=step.id)
+        if isinstance(step, HumanTaskStep):
+            _open_task_for(case, step, now)
+            return
+        if isinstance(step, EndStep):
+            case.status, case.resolution, case.closed_at = CaseStatus.CLOSED, step.resolution, now
+            _record(case, now, "case_closed", step=step.id, detail={"resolution": step.resolution})
+            return
+        step_id = _decide(case, template, step, last_task)
+    raise CaseRuleError("invalid", f"more than {MAX_AUTOMATIC_STEPS} decision steps in a row")
+
+
+def _decide(
+    case: CaseSnapshot, template: SopTemplate, step: DecisionStep, last_task: Task | None
+) -> str:
+    context = condition_context(case, template, last_task)
+    for branch in step.branches:
+        try:
+            if compile_expression(branch.when).evaluate(context):
+                return branch.goto
+        except ExpressionError as exc:
+            # A condition that cannot be evaluated must not pick a branch silently.
+            raise CaseRuleError("invalid", f"step {step.id!r}: {exc}") from exc
+    return step.otherwise
+
+
+def condition_context(
+    case: CaseSnapshot, template: SopTemplate, last_task: Task | None
+) -> dict[str, Any]:
+    """The names a template condition may read: `case`, `task` (the last completed), `params`."""
+    case_view = case.model_dump(
+        include={"id", "type", "customer_id", "invoice_ids", "amount", "currency", "region",
+                 "reason_code", "vendor", "data"}
+    )  # fmt: skip
+    task_view = (
+        {"step": last_task.step, "outcome": last_task.outcome, "data": last_task.data}
+        if last_task
+        else {}
+    )
+    return {"case": case_view, "task": task_view, "params": dict(template.parameters)}
+
+
+def _open_task_for(case: CaseSnapshot, step: HumanTaskStep, now: datetime) -> Task:
+    task = Task(
+        id=f"{case.id}.t{len(case.tasks) + 1}",
+        case_id=case.id,
+        step=step.id,
+        title=step.title,
+        queue=step.queue,
+        priority=step.priority,
+        allowed_outcomes=list(step.outcomes),
+        vendor=case.vendor,
+        created_at=now,
+    )
+    case.tasks.append(task)
+    _record(case, now, "task_opened", task=task, detail={"queue": step.queue})
+    return task
+
+
+def _open_task(case: CaseSnapshot, task_id: str) -> Task:
+    task = case.task(task_id)
+    if task is None:
+        raise CaseRuleError("not_found", f"task {task_id} not found on case {case.id}")
+    if case.status == CaseStatus.CLOSED:
+        raise CaseRuleError("conflict", f"case {case.id} is closed")
+    if task.status == TaskStatus.DONE:
+        raise CaseRuleError("conflict", f"task {task_id} is already done")
+    return task
+
+
+def may_work(task: Task, actor: Actor) -> str | None:
+    """Why `actor` may not work `task`, or None when it may."""
+    if actor.role not in WORKING_ROLES:
+        return f"role {actor.role.value} may not work tasks"
+    if actor.role not in ANY_QUEUE_ROLES and task.queue not in actor.queues:
+        return f"{actor.name} does not serve queue {task.queue}"
+    if actor.vendor and task.vendor and actor.vendor != task.vendor:
+        return f"task {task.id} belongs to vendor {task.vendor}, not {actor.vendor}"
+    return None
+
+
+def _check_eligible(task: Task, actor: Actor) -> None:
+    reason = may_work(task, actor)
+    if reason:
+        raise CaseRuleError("forbidden", reason)
+
+
+def _check_assignee(task: Task, actor: Actor) -> None:
+    if task.assignee != actor.name:
+        holder = f"claimed by {task.assignee}" if task.assignee else "not claimed"
+        raise CaseRuleError(
+            "conflict", f"task {task.id} is {holder}; only its assignee may do that",
+            {"assignee": task.assignee},
+        )  # fmt: skip
+
+
+def _record(
+    case: CaseSnapshot,
+    now: datetime,
+    event: str,
+    *,
+    task: Task | None = None,
+    step: str | None = None,
+    actor: str | None = None,
+    outcome: str | None = None,
+    note: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    case.history.append(
+        HistoryEntry(
+            at=now, event=event, step=step or (task.step if task else None),
+            task_id=task.id if task else None, actor=actor, outcome=outcome, note=note,
+            detail=detail or {},
+        )
+    )  # fmt: skip
+    case.revision += 1

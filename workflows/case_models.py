@@ -1,0 +1,144 @@
+"""What crosses the Temporal boundary for a case: its input, its state and its commands.
+
+Plain pydantic models (never SQL tables), carried by the pydantic data converter. Each
+workflow entry point takes one model, so fields can be added without breaking histories.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from sop_templates.schema import SopTemplate
+
+
+class Role(StrEnum):
+    AGENT = "agent"
+    LEAD = "lead"
+    SOP_OWNER = "sop_owner"
+    AUDITOR = "auditor"
+    ADMIN = "admin"
+    SYSTEM = "system"
+
+
+class Actor(BaseModel):
+    """Who asks: reaches the workflow with every command, so its history says who did what."""
+
+    user_id: int | None = None
+    name: str
+    role: Role
+    vendor: str | None = None
+    queues: list[str] = Field(default_factory=list)
+
+
+class SopRef(BaseModel):
+    name: str
+    version: int
+    content_hash: str
+
+
+class CaseInput(BaseModel):
+    case_id: str
+    case_type: str
+    customer_id: str
+    invoice_ids: list[str] = Field(default_factory=list)
+    amount: Decimal
+    currency: str
+    region: str
+    reason_code: str | None = None
+    vendor: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+    opened_by: Actor
+    sop: SopRef
+    template: SopTemplate
+
+
+class CaseStatus(StrEnum):
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class TaskStatus(StrEnum):
+    OPEN = "open"
+    CLAIMED = "claimed"
+    DONE = "done"
+
+
+class Task(BaseModel):
+    id: str
+    case_id: str
+    step: str
+    title: str = ""
+    queue: str
+    status: TaskStatus = TaskStatus.OPEN
+    assignee: str | None = None
+    priority: int
+    allowed_outcomes: list[str]
+    vendor: str | None = None
+    created_at: datetime
+    claimed_at: datetime | None = None
+    completed_at: datetime | None = None
+    outcome: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+    note: str | None = None
+
+
+class HistoryEntry(BaseModel):
+    at: datetime
+    event: str
+    step: str | None = None
+    task_id: str | None = None
+    actor: str | None = None
+    outcome: str | None = None
+    note: str | None = None
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class CaseSnapshot(BaseModel):
+    """The whole case as the workflow holds it; `revision` grows with every change."""
+
+    id: str
+    type: str
+    status: CaseStatus = CaseStatus.OPEN
+    customer_id: str
+    invoice_ids: list[str]
+    amount: Decimal
+    currency: str
+    region: str
+    reason_code: str | None
+    vendor: str | None
+    data: dict[str, Any]
+    sop: SopRef
+    current_step: str | None = None
+    resolution: str | None = None
+    opened_by: str
+    opened_at: datetime
+    closed_at: datetime | None = None
+    tasks: list[Task] = Field(default_factory=list)
+    history: list[HistoryEntry] = Field(default_factory=list)
+    revision: int = 0
+
+    def task(self, task_id: str) -> Task | None:
+        return next((t for t in self.tasks if t.id == task_id), None)
+
+
+class ClaimTask(BaseModel):
+    task_id: str
+    actor: Actor
+
+
+class ReleaseTask(BaseModel):
+    task_id: str
+    actor: Actor
+
+
+class CompleteTask(BaseModel):
+    task_id: str
+    actor: Actor
+    outcome: str
+    data: dict[str, Any] = Field(default_factory=dict)
+    note: str | None = None

@@ -1,0 +1,153 @@
+"""How the API and the CLI talk to case workflows: start, command, read; errors as values."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+import time
+from datetime import timedelta
+from typing import Any
+
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from workflows.case_models import CaseInput, CaseSnapshot, ClaimTask, CompleteTask, ReleaseTask
+from workflows.case_workflow import CaseWorkflow
+
+
+class CaseCommandError(Exception):
+    """A refused or failed command; `kind` is not_found, conflict, forbidden, invalid, timeout."""
+
+    def __init__(self, kind: str, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.details = details
+
+
+async def connect(address: str, namespace: str) -> Client:
+    """A client using the one data converter every Casebook process shares."""
+    return await Client.connect(
+        address, namespace=namespace, data_converter=pydantic_data_converter
+    )
+
+
+async def start_case(client: Client, task_queue: str, inp: CaseInput) -> CaseSnapshot:
+    """Start the case workflow (a second start with the same id joins the first)."""
+    handle = await client.start_workflow(
+        CaseWorkflow.run,
+        inp,
+        id=inp.case_id,
+        task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+    )
+    return await read_case(handle)
+
+
+async def read_case(handle: WorkflowHandle[Any, Any]) -> CaseSnapshot:
+    """The case as the workflow holds it (a closed case answers with its final state)."""
+    try:
+        return await handle.query(CaseWorkflow.snapshot)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise CaseCommandError("not_found", f"case {handle.id} not found") from exc
+        raise
+
+
+async def get_case(client: Client, case_id: str) -> CaseSnapshot:
+    return await read_case(client.get_workflow_handle(case_id))
+
+
+async def _update(
+    client: Client, case_id: str, update: str, cmd: Any, timeout: timedelta, update_id: str | None
+) -> CaseSnapshot:
+    handle = client.get_workflow_handle(case_id)
+    deadline = time.monotonic() + timeout.total_seconds()
+    for attempt in itertools.count():
+        try:
+            return await _update_once(handle, update, cmd, timeout, update_id)
+        except RPCError as exc:
+            # Temporal admits 10 Updates in flight per case: a burst waits for its turn.
+            if exc.status != RPCStatusCode.RESOURCE_EXHAUSTED or time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(random.uniform(0.01, min(0.5, 0.02 * 2**attempt)))
+    raise AssertionError("unreachable")
+
+
+async def _update_once(
+    handle: WorkflowHandle[Any, Any], update: str, cmd: Any, timeout: timedelta,
+    update_id: str | None,
+) -> CaseSnapshot:  # fmt: skip
+    case_id = handle.id
+    try:
+        return await handle.execute_update(
+            update, cmd, id=update_id, result_type=CaseSnapshot, rpc_timeout=timeout
+        )
+    except WorkflowUpdateFailedError as exc:
+        cause = exc.cause
+        if isinstance(cause, ApplicationError):
+            details = cause.details[0] if cause.details else None
+            raise CaseCommandError(cause.type or "conflict", cause.message, details) from exc
+        raise
+    except WorkflowUpdateRPCTimeoutOrCancelledError as exc:
+        raise CaseCommandError("timeout", f"case {case_id} did not answer in time") from exc
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            if "already completed" in exc.message:
+                raise CaseCommandError("conflict", f"case {case_id} is closed") from exc
+            raise CaseCommandError("not_found", f"case {case_id} not found") from exc
+        raise
+
+
+async def claim_task(
+    client: Client, cmd: ClaimTask, timeout: timedelta, update_id: str | None = None
+) -> CaseSnapshot:
+    return await _update(client, case_id_of(cmd.task_id), "claim_task", cmd, timeout, update_id)
+
+
+async def release_task(
+    client: Client, cmd: ReleaseTask, timeout: timedelta, update_id: str | None = None
+) -> CaseSnapshot:
+    return await _update(client, case_id_of(cmd.task_id), "release_task", cmd, timeout, update_id)
+
+
+async def complete_task(
+    client: Client, cmd: CompleteTask, timeout: timedelta, update_id: str | None = None
+) -> CaseSnapshot:
+    return await _update(
+        client, case_id_of(cmd.task_id), "complete_task", cmd, timeout, update_id
+    )
+
+
+def case_id_of(task_id: str) -> str:
+    """Task ids are `<case id>.t<n>`: the case is found without a lookup."""
+    case_id, sep, number = task_id.rpartition(".t")
+    if not sep or not case_id or not number.isdigit():
+        raise CaseCommandError("not_found", f"task {task_id} not found")
+    return case_id
+
+
+async def all_case_ids(client: Client, task_queue: str) -> list[str]:
+    """Every case workflow of this deployment (its task queue) Temporal knows, open or closed."""
+    query = f"WorkflowType = 'CaseWorkflow' AND TaskQueue = '{task_queue}'"
+    return [wf.id async for wf in client.list_workflows(query)]
+
+
+async def final_or_current(client: Client, case_id: str) -> CaseSnapshot:
+    """A closed case's result, else its live state: what a rebuild projects."""
+    handle = client.get_workflow_handle_for(CaseWorkflow.run, case_id)
+    description = await handle.describe()
+    if description.status == WorkflowExecutionStatus.COMPLETED:
+        return await handle.result()
+    return await read_case(handle)
