@@ -17,7 +17,7 @@ class MaildirHandler:
     """Stores each accepted message, with its envelope recipients, in a Maildir."""
 
     def __init__(self, maildir: Path) -> None:
-        maildir.mkdir(parents=True, exist_ok=True)
+        maildir.parent.mkdir(parents=True, exist_ok=True)
         self._box = mailbox.Maildir(maildir, create=True)
 
     async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:  # noqa: N802

@@ -192,6 +192,9 @@ class _Node:
 class _Literal(_Node):
     value: Any
 
+    def missing(self) -> _Fail:
+        return _Fail("None cannot be used here", self.offset)
+
     def evaluate(self, context: Mapping[str, Any]) -> Any:
         return self.value
 

@@ -496,3 +496,33 @@ def test_arbitrary_text_only_raises_expression_error(source: str) -> None:
     # Whatever compiles must also evaluate to a value or fail with ExpressionError only.
     with contextlib.suppress(ExpressionError):
         expression.evaluate(SAMPLE_CONTEXT)
+
+
+grammar_leaves = st.sampled_from([
+    "case.amount", "case.x", "case.data.x", 'case.data["amount"]', "task.x", "task.data", "nope.a",
+    "0", "-2", "0.30", "1e3", "'s'", "'12.5'", "None", "True", "[1, 'a', None]", "1e999999",
+])  # fmt: skip
+grammar_expressions = st.recursive(
+    grammar_leaves,
+    lambda children: st.one_of(
+        st.tuples(
+            children,
+            st.sampled_from(["+", "-", "*", "/", "==", "<", ">=", "in", "not in", "and", "or"]),
+            children,
+        ).map(lambda parts: f"({parts[0]} {parts[1]} {parts[2]})"),
+        children.map(lambda child: f"(not {child})"),
+        children.map(lambda child: f"(-{child})"),
+        st.tuples(st.sampled_from(["len", "abs", "lower"]), children).map(
+            lambda parts: f"{parts[0]}({parts[1]})"
+        ),
+    ),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(grammar_expressions)
+def test_well_formed_expressions_compile_and_fail_only_with_expression_error(source: str) -> None:
+    expression = compile_expression(source)
+    with contextlib.suppress(ExpressionError):
+        expression.evaluate(SAMPLE_CONTEXT)

@@ -1,0 +1,142 @@
+"""`casebook dev` as a user runs it: one command, the whole stack, Ctrl-C, start again."""
+
+from __future__ import annotations
+
+import mailbox
+import os
+import signal
+import smtplib
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.harness import DISPUTE
+
+CASEBOOK = [sys.executable, "-m", "cli.main"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Stack:
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.api_port, self.temporal_port, self.smtp_port = (_free_port() for _ in range(3))
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [*CASEBOOK, "dev", "--data-dir", str(self.data_dir), "--port", str(self.api_port),
+             "--temporal-port", str(self.temporal_port), "--smtp-port", str(self.smtp_port)],
+            env=_clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.process.stdout.read()  # type: ignore[union-attr]
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        raise AssertionError("casebook dev did not become healthy")
+
+    def interrupt(self) -> int:
+        """What Ctrl-C does: SIGINT to the foreground process."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGINT)
+        return self.process.wait(timeout=60)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def ports_closed(self) -> bool:
+        return all(_closed(p) for p in (self.api_port, self.temporal_port, self.smtp_port))
+
+
+def _closed(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def _clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("CASEBOOK_")}
+
+
+def _user_add(data_dir: Path, *args: str) -> dict[str, str]:
+    out = subprocess.run(
+        [*CASEBOOK, "user", "add", *args, "--data-dir", str(data_dir)],
+        env=_clean_env(), capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    token = out.stdout.strip().splitlines()[-1]
+    assert token.startswith("cb_")
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    stack = Stack(tmp_path / "data")
+    yield stack
+    if stack.process and stack.process.poll() is None:
+        stack.process.kill()
+
+
+def _wait_task(stack: Stack, headers: dict[str, str], case_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        tasks = httpx.get(f"{stack.url}/tasks", params={"case_id": case_id, "status": "open"},
+                          headers=headers).json()  # fmt: skip
+        if tasks:
+            return tasks[0]
+        time.sleep(0.2)
+    raise AssertionError(f"no open task on {case_id}")
+
+
+def test_dev_stack_runs_a_dispute_survives_a_restart_and_stops_on_ctrl_c(stack: Stack) -> None:
+    stack.start()
+    agent = _user_add(stack.data_dir, "ana", "--role", "agent", "--queue", "disputes-tier1")
+    case = httpx.post(f"{stack.url}/cases", json={**DISPUTE, "amount": "80.00"}, headers=agent)
+    assert case.status_code == 201, case.text
+    case_id = case.json()["id"]
+    triage = _wait_task(stack, agent, case_id)
+    assert httpx.post(f"{stack.url}/tasks/{triage['id']}/claim", headers=agent).status_code == 200
+
+    # The stack's SMTP server delivers into <data dir>/mail.
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = "a@x.test", "b@y.test", "hello"
+    message.set_content("delivered")
+    with smtplib.SMTP("127.0.0.1", stack.smtp_port) as smtp:
+        smtp.send_message(message)
+    inbox = list(mailbox.Maildir(stack.data_dir / "mail"))
+    assert [m["Subject"] for m in inbox] == ["hello"]
+
+    assert stack.interrupt() == 0
+    assert stack.ports_closed()
+
+    stack.start()  # same data directory: every case is still there, mid-flight
+    detail = httpx.get(f"{stack.url}/cases/{case_id}", headers=agent).json()
+    assert detail["tasks"][0]["status"] == "claimed"
+    done = httpx.post(f"{stack.url}/tasks/{triage['id']}/complete",
+                      json={"outcome": "accept"}, headers=agent)  # fmt: skip
+    assert done.status_code == 200, done.text
+    investigate = _wait_task(stack, agent, case_id)
+    assert investigate["step"] == "investigate"
+    httpx.post(f"{stack.url}/tasks/{investigate['id']}/claim", headers=agent)
+    httpx.post(f"{stack.url}/tasks/{investigate['id']}/complete", json={"outcome": "valid"},
+               headers=agent)  # fmt: skip
+    final = httpx.get(f"{stack.url}/cases/{case_id}", headers=agent).json()
+    assert final["status"] == "closed" and final["resolution"] == "credited"
+    assert stack.interrupt() == 0
+    assert stack.ports_closed()
