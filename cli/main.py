@@ -144,6 +144,7 @@ def user_add(
     role: Annotated[str, typer.Option(help="one of: " + ", ".join(USER_ROLES))],
     vendor: Annotated[str | None, typer.Option(help="BPO vendor the user works for")] = None,
     queue: Annotated[list[str] | None, typer.Option(help="a queue the user serves")] = None,
+    email: Annotated[str | None, typer.Option(help="where escalation notices go")] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Create a user; prints its API token alone on the last line (shown only once)."""
@@ -157,7 +158,7 @@ def user_add(
     try:
         with session_scope(engine) as session:
             user, token = create_user(session, name=name, role=Role(role), vendor=vendor,
-                                      queues=queue or [])  # fmt: skip
+                                      queues=queue or [], email=email)  # fmt: skip
     except UserExistsError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None

@@ -65,6 +65,7 @@ class UserRow(SQLModel, table=True):
     name: str = Field(unique=True)
     role: str
     vendor: str | None = None
+    email: str | None = None
     queues: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     token_hash: str = Field(unique=True)
     created_at: datetime
@@ -97,3 +98,50 @@ class IdempotencyKeyRow(SQLModel, table=True):
     request_hash: str
     case_id: str
     created_at: datetime
+
+
+class EscalationRow(SQLModel, table=True):
+    """Read model of an escalation: the lead board orders by status, then how overdue."""
+
+    __tablename__ = "escalation_view"
+    __table_args__ = (Index("ix_escalation_board", "status", "due_at"),)
+
+    id: str = Field(primary_key=True)
+    case_id: str = Field(index=True)
+    task_id: str | None = None
+    step: str | None = None
+    kind: str  # sla_breach or manual
+    reason: str
+    level: int
+    level_name: str
+    queue: str = Field(index=True)
+    status: str  # open, acknowledged, resolved
+    owner: str | None = None
+    vendor: str | None = None
+    region: str
+    opened_at: datetime
+    due_at: datetime | None = None
+    resolved_at: datetime | None = None
+    revision: int
+    snapshot: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+
+
+class OutboxRow(SQLModel, table=True):
+    """Every email Casebook sends: written before sending, so a retry never sends twice."""
+
+    __tablename__ = "email_outbox"
+
+    id: int | None = Field(default=None, primary_key=True)
+    idempotency_key: str = Field(unique=True)
+    case_id: str | None = Field(default=None, index=True)
+    template: str
+    sender: str
+    recipients: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    subject: str
+    body_text: str
+    body_html: str | None = None
+    status: str  # pending, sent
+    attempts: int = 0
+    last_error: str | None = None
+    created_at: datetime
+    sent_at: datetime | None = None

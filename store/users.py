@@ -24,14 +24,20 @@ def hash_token(token: str) -> str:
 
 
 def create_user(
-    session: Session, *, name: str, role: Role, vendor: str | None, queues: list[str]
+    session: Session,
+    *,
+    name: str,
+    role: Role,
+    vendor: str | None,
+    queues: list[str],
+    email: str | None = None,
 ) -> tuple[UserRow, str]:
     """A new user and its API token (returned once, never stored in clear)."""
     if session.exec(select(UserRow).where(UserRow.name == name)).first():
         raise UserExistsError(f"user {name!r} already exists")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     user = UserRow(
-        name=name, role=role.value, vendor=vendor, queues=sorted(set(queues)),
+        name=name, role=role.value, vendor=vendor, email=email, queues=sorted(set(queues)),
         token_hash=hash_token(token), created_at=datetime.now(UTC),
     )  # fmt: skip
     session.add(user)
