@@ -5,10 +5,12 @@ from __future__ import annotations
 from sqlalchemy import Engine
 from temporalio import activity
 
-from store.read_model import project_snapshot
+from store.read_model import project_escalation, project_snapshot
 from workflows.case_models import CaseSnapshot
+from workflows.escalation_models import EscalationSnapshot
 
 PROJECT_CASE = "project_case"
+PROJECT_ESCALATION = "project_escalation"
 
 
 class ReadModelActivities:
@@ -21,3 +23,7 @@ class ReadModelActivities:
     def project_case(self, snapshot: CaseSnapshot) -> None:
         # Idempotent and revision-guarded: a retry or a late duplicate changes nothing.
         project_snapshot(self._engine, snapshot)
+
+    @activity.defn(name=PROJECT_ESCALATION)
+    def project_escalation(self, snapshot: EscalationSnapshot) -> None:
+        project_escalation(self._engine, snapshot)

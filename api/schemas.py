@@ -9,7 +9,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from workflows.case_models import CaseSnapshot, HistoryEntry, Task
+from workflows.case_models import CaseSnapshot, EscalationLink, HistoryEntry, Task
+from workflows.escalation_models import EscalationSnapshot
 
 CaseType = Literal["dispute", "collection", "credit_review"]
 _AMOUNT = re.compile(r"^\d{1,15}(\.\d{1,4})?$")
@@ -71,6 +72,12 @@ class TaskOut(BaseModel):
     outcome: str | None = None
     data: dict[str, Any] = Field(default_factory=dict)
     note: str | None = None
+    sla_due: datetime | None = None
+    sla_warning_at: datetime | None = None
+    sla_paused: bool = False
+    sla_state: str | None = None
+    pause_reason: str | None = None
+    paused_until: datetime | None = None
 
     @classmethod
     def of(cls, task: Task | Any) -> TaskOut:
@@ -99,13 +106,15 @@ class CaseOut(CaseSummary):
     data: dict[str, Any]
     opened_by: str
     tasks: list[TaskOut]
+    escalations: list[EscalationLink]
     history: list[HistoryEntry]
     revision: int
 
     @classmethod
     def of(cls, s: CaseSnapshot) -> CaseOut:
         return cls(
-            **s.model_dump(exclude={"tasks", "history", "sop", "amount", "status"}),
+            **s.model_dump(exclude={"tasks", "history", "sop", "amount", "status", "escalations"}),
+            escalations=s.escalations,
             status=s.status.value, amount=str(s.amount), sop=SopOut(**s.sop.model_dump()),
             tasks=[TaskOut.of(t) for t in s.tasks], history=s.history,
         )  # fmt: skip
@@ -115,3 +124,47 @@ class CompleteBody(BaseModel):
     outcome: str = Field(min_length=1)
     data: dict[str, Any] = Field(default_factory=dict)
     note: str | None = Field(default=None, max_length=4000)
+
+
+class PauseBody(BaseModel):
+    reason: str = Field(min_length=1, max_length=200, examples=["awaiting_customer"])
+    until: datetime | None = Field(default=None, description="resume by itself at this instant")
+
+
+class EscalateBody(BaseModel):
+    reason: str = Field(min_length=1, max_length=2000)
+    task_id: str | None = None
+
+
+class ReassignBody(BaseModel):
+    to_user: str | None = None
+    to_queue: str | None = None
+    note: str | None = Field(default=None, max_length=4000)
+
+
+class ActionBody(BaseModel):
+    note: str | None = Field(default=None, max_length=4000)
+
+
+class EscalationOut(BaseModel):
+    id: str
+    case_id: str
+    task_id: str | None
+    step: str | None
+    kind: str
+    reason: str
+    status: str
+    level: int
+    level_name: str
+    queue: str
+    owner: str | None
+    vendor: str | None
+    region: str
+    opened_at: datetime
+    due_at: datetime | None
+    resolved_at: datetime | None
+    history: list[HistoryEntry] = Field(default_factory=list)
+
+    @classmethod
+    def of(cls, esc: EscalationSnapshot) -> EscalationOut:
+        return cls.model_validate(esc.model_dump())

@@ -105,7 +105,7 @@ async def _run_worker(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with build_worker(client, settings.task_queue, engine):
+    async with build_worker(client, settings.task_queue, engine, settings):
         await stop.wait()
 
 
@@ -183,7 +183,7 @@ async def _rebuild(settings: Settings) -> int:
     engine = _prepared_engine(settings)
     client = await _connect_with_retry(settings, attempts=1)
     # Queries need a worker; run one here so a rebuild works with no worker running.
-    async with build_worker(client, settings.task_queue, engine):
+    async with build_worker(client, settings.task_queue, engine, settings):
         snapshots = [
             await final_or_current(client, cid) for cid in await all_case_ids(client, settings.task_queue)
         ]

@@ -15,19 +15,36 @@ from sqlalchemy import Engine, Table, or_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
-from store.tables import CaseRow, TaskRow
+from store.tables import CaseRow, EscalationRow, TaskRow
 from workflows.case_models import CaseSnapshot, TaskStatus
+from workflows.escalation_models import EscalationSnapshot
 
 
 def project_snapshot(engine: Engine, snapshot: CaseSnapshot) -> None:
     """Write `snapshot` unless the read model already holds this revision or a newer one."""
-    case_values = _case_values(snapshot)
-    task_values = [_task_values(snapshot, t) for t in snapshot.tasks]
+    rows = [(CaseRow.__table__, _case_values(snapshot))]
+    rows += [(TaskRow.__table__, _task_values(snapshot, t)) for t in snapshot.tasks]
+    _upsert_all(engine, rows)
+
+
+def project_escalation(engine: Engine, snapshot: EscalationSnapshot) -> None:
+    """The escalation board's row, by the same newest-revision-wins rule."""
+    values = snapshot.model_dump(
+        include={"id", "case_id", "task_id", "step", "kind", "reason", "level_name", "queue",
+                 "status", "owner", "vendor", "region", "opened_at", "due_at", "resolved_at",
+                 "revision", "level"},
+        mode="python",
+    )  # fmt: skip
+    values["kind"], values["status"] = snapshot.kind.value, snapshot.status.value
+    values["snapshot"] = snapshot.model_dump(mode="json")
+    _upsert_all(engine, [(EscalationRow.__table__, values)])
+
+
+def _upsert_all(engine: Engine, rows: list[tuple[Any, dict[str, Any]]]) -> None:
     with engine.begin() as connection:
         insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
-        connection.execute(_upsert(insert, CaseRow.__table__, case_values))  # type: ignore[arg-type]
-        for values in task_values:
-            connection.execute(_upsert(insert, TaskRow.__table__, values))  # type: ignore[arg-type]
+        for table, values in rows:
+            connection.execute(_upsert(insert, table, values))
 
 
 def _upsert(insert: Any, table: Table, values: dict[str, Any]) -> Any:
@@ -57,6 +74,8 @@ def _task_values(s: CaseSnapshot, t: Any) -> dict[str, Any]:
         "priority": t.priority, "allowed_outcomes": t.allowed_outcomes, "vendor": t.vendor,
         "created_at": t.created_at, "claimed_at": t.claimed_at,
         "completed_at": t.completed_at, "outcome": t.outcome, "revision": s.revision,
+        "sla_due": t.sla_due, "sla_warning_at": t.sla_warning_at, "sla_paused": t.sla_paused,
+        "sla_state": t.sla_state.value if t.sla_state else None,
     }  # fmt: skip
 
 
@@ -112,9 +131,11 @@ def list_tasks(session: Session, f: TaskFilter) -> Sequence[TaskRow]:
         query = query.where(TaskRow.case_id == f.case_id)
     if f.vendor is not None:
         query = query.where(or_(col(TaskRow.vendor).is_(None), TaskRow.vendor == f.vendor))
+    # Most urgent first: priority, then the nearest SLA deadline (none last), then age.
     query = query.order_by(
-        col(TaskRow.priority).desc(), col(TaskRow.created_at), col(TaskRow.id)
-    )
+        col(TaskRow.priority).desc(), col(TaskRow.sla_due).is_(None), col(TaskRow.sla_due),
+        col(TaskRow.created_at), col(TaskRow.id),
+    )  # fmt: skip
     return session.exec(query.offset(f.offset).limit(f.limit)).all()
 
 
@@ -138,3 +159,26 @@ def delete_all(session: Session) -> None:
         session.delete(case)
 
 
+
+
+@dataclass(frozen=True)
+class EscalationFilter:
+    status: str | None = None
+    queue: str | None = None
+    case_id: str | None = None
+    limit: int = 50
+    offset: int = 0
+
+
+def list_escalations(session: Session, f: EscalationFilter) -> Sequence[EscalationRow]:
+    """The lead board: unresolved first, then the most overdue (earliest due) first."""
+    query = select(EscalationRow)
+    for column, value in ((EscalationRow.status, f.status), (EscalationRow.queue, f.queue),
+                          (EscalationRow.case_id, f.case_id)):  # fmt: skip
+        if value is not None:
+            query = query.where(column == value)
+    query = query.order_by(
+        col(EscalationRow.status) == "resolved", col(EscalationRow.due_at).is_(None),
+        col(EscalationRow.due_at), col(EscalationRow.opened_at),
+    )  # fmt: skip
+    return session.exec(query.offset(f.offset).limit(f.limit)).all()

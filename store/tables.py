@@ -38,7 +38,9 @@ class TaskRow(SQLModel, table=True):
     """Read model of a task: what inboxes and claim-next search."""
 
     __tablename__ = "task_view"
-    __table_args__ = (Index("ix_task_inbox", "queue", "status", "priority", "created_at"),)
+    __table_args__ = (
+        Index("ix_task_inbox", "queue", "status", "priority", "sla_due", "created_at"),
+    )
 
     id: str = Field(primary_key=True)
     case_id: str = Field(index=True)
@@ -55,6 +57,10 @@ class TaskRow(SQLModel, table=True):
     claimed_at: datetime | None = None
     completed_at: datetime | None = None
     outcome: str | None = None
+    sla_due: datetime | None = None
+    sla_warning_at: datetime | None = None
+    sla_paused: bool = False
+    sla_state: str | None = None
     revision: int
 
 

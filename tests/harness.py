@@ -8,6 +8,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, TypeVar
 
 import httpx
@@ -15,13 +16,19 @@ from sqlalchemy import Engine
 from temporalio.client import Client
 
 from api.app import create_app
+from escalations.matrix import routes_for
 from settings import Settings
+from sop_templates.registry import content_hash, shipped_documents
+from sop_templates.schema import SopTemplate
 from store.db import session_scope
 from store.users import create_user
-from workflows.case_models import Role
+from workflows.case_models import Actor, CaseInput, Role, SopRef
 from workflows.worker import build_worker
 
 T = TypeVar("T")
+
+AGENT = Actor(name="ana", role=Role.AGENT, queues=["disputes-tier1"])
+LEAD = Actor(name="lee", role=Role.LEAD)
 
 DISPUTE = {
     "type": "dispute",
@@ -63,7 +70,7 @@ async def running_api(client: Client, engine: Engine) -> AsyncIterator[Api]:
     """A worker on its own task queue and the app in-process, sharing `engine`."""
     settings = Settings(task_queue=f"cases-{uuid.uuid4().hex[:8]}", update_timeout_seconds=20)
     app = create_app(settings, engine=engine, temporal=client)
-    async with build_worker(client, settings.task_queue, engine), app.router.lifespan_context(app):
+    async with build_worker(client, settings.task_queue, engine, settings), app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://casebook") as http:
             yield Api(http=http, engine=engine, settings=settings)
@@ -79,3 +86,18 @@ async def eventually(
         if accept(value) or time.monotonic() > deadline:
             return value
         await asyncio.sleep(0.1)
+
+
+def dispute_input(amount: str, region: str = "FR", case_id: str | None = None) -> CaseInput:
+    """The input `POST /cases` would give the workflow for a dispute on the shipped SOP."""
+    document = next(d for d in shipped_documents() if d["name"] == "dispute")
+    template = SopTemplate.model_validate(document)
+    return CaseInput(
+        case_id=case_id or f"DSP-{uuid.uuid4().hex[:8]}", case_type="dispute",
+        customer_id="C1", invoice_ids=["INV-1"], amount=Decimal(amount), currency="EUR",
+        region=region, reason_code="pricing", opened_by=AGENT,
+        sop=SopRef(name="dispute", version=1, content_hash=content_hash(document)),
+        template=template,
+        escalation_routes=routes_for(template.queues(), region, None),
+        public_url="http://casebook.test",
+    )  # fmt: skip

@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from decimal import Decimal
 
 import pytest
 import pytest_asyncio
@@ -14,36 +13,20 @@ from sqlmodel import Session
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
-from sop_templates.registry import content_hash, shipped_documents
-from sop_templates.schema import SopTemplate
 from store.tables import CaseRow, TaskRow
+from tests.harness import AGENT, LEAD, dispute_input
 from workflows.case_models import (
     Actor,
-    CaseInput,
     CaseSnapshot,
     ClaimTask,
     CompleteTask,
     Role,
-    SopRef,
 )
 from workflows.case_workflow import CaseWorkflow
 from workflows.worker import build_worker
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-AGENT = Actor(name="ana", role=Role.AGENT, queues=["disputes-tier1"])
-LEAD = Actor(name="lee", role=Role.LEAD)
-
-
-def dispute_input(amount: str) -> CaseInput:
-    document = next(d for d in shipped_documents() if d["name"] == "dispute")
-    return CaseInput(
-        case_id=f"DSP-{uuid.uuid4().hex[:8]}", case_type="dispute", customer_id="C1",
-        invoice_ids=["INV-1"], amount=Decimal(amount), currency="EUR", region="FR",
-        reason_code="pricing", opened_by=AGENT,
-        sop=SopRef(name="dispute", version=1, content_hash=content_hash(document)),
-        template=SopTemplate.model_validate(document),
-    )  # fmt: skip
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -55,7 +38,7 @@ async def worker_queue(
         yield queue
 
 
-async def _step(handle, update: str, cmd: object) -> CaseSnapshot:  # noqa: ANN001
+async def _step(handle, update: str, cmd: object) -> CaseSnapshot:
     return await handle.execute_update(update, cmd, result_type=CaseSnapshot)
 
 
@@ -109,5 +92,7 @@ async def test_refused_updates_leave_no_trace(
     events = [e async for e in handle.fetch_history_events()]
     rejected = [e for e in events if e.HasField("workflow_execution_update_rejected_event_attributes")]
     assert rejected == []  # validators refuse before anything reaches the history
-    await time_skipping.sleep(timedelta(days=30))  # an open case waits, with no timer running
-    assert (await handle.query(CaseWorkflow.snapshot)).status == "open"
+    await time_skipping.sleep(timedelta(days=30))  # the 4h triage SLA breaches meanwhile
+    late = await handle.query(CaseWorkflow.snapshot)
+    assert late.status == "open" and late.tasks[0].sla_state == "breached"
+    assert [e.id for e in late.escalations] == [f"{inp.case_id}.e1"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from escalations.sla_clock import SlaClock
 from sop_templates.expressions import ExpressionError, compile_expression
 from sop_templates.schema import DecisionStep, EndStep, HumanTaskStep, SopTemplate
 from workflows.case_models import (
@@ -21,6 +22,7 @@ from workflows.case_models import (
     HistoryEntry,
     ReleaseTask,
     Role,
+    SlaState,
     Task,
     TaskStatus,
 )
@@ -59,14 +61,14 @@ def open_case(inp: CaseInput, now: datetime) -> CaseSnapshot:
         opened_by=inp.opened_by.name,
         opened_at=now,
     )
-    _record(case, now, "case_opened", actor=inp.opened_by.name,
+    record(case, now, "case_opened", actor=inp.opened_by.name,
             detail={"sop": inp.sop.name, "sop_version": inp.sop.version})  # fmt: skip
     _enter(case, inp.template, inp.template.start, now, last_task=None)
     return case
 
 
 def check_claim(case: CaseSnapshot, cmd: ClaimTask) -> Task:
-    task = _open_task(case, cmd.task_id)
+    task = live_task(case, cmd.task_id)
     _check_eligible(task, cmd.actor)
     if task.status == TaskStatus.CLAIMED:
         raise CaseRuleError(
@@ -79,26 +81,26 @@ def check_claim(case: CaseSnapshot, cmd: ClaimTask) -> Task:
 def claim(case: CaseSnapshot, cmd: ClaimTask, now: datetime) -> Task:
     task = check_claim(case, cmd)
     task.status, task.assignee, task.claimed_at = TaskStatus.CLAIMED, cmd.actor.name, now
-    _record(case, now, "task_claimed", task=task, actor=cmd.actor.name)
+    record(case, now, "task_claimed", task=task, actor=cmd.actor.name)
     return task
 
 
 def check_release(case: CaseSnapshot, cmd: ReleaseTask) -> Task:
-    task = _open_task(case, cmd.task_id)
-    _check_assignee(task, cmd.actor)
+    task = live_task(case, cmd.task_id)
+    check_assignee(task, cmd.actor)
     return task
 
 
 def release(case: CaseSnapshot, cmd: ReleaseTask, now: datetime) -> Task:
     task = check_release(case, cmd)
     task.status, task.assignee, task.claimed_at = TaskStatus.OPEN, None, None
-    _record(case, now, "task_released", task=task, actor=cmd.actor.name)
+    record(case, now, "task_released", task=task, actor=cmd.actor.name)
     return task
 
 
 def check_complete(case: CaseSnapshot, cmd: CompleteTask) -> Task:
-    task = _open_task(case, cmd.task_id)
-    _check_assignee(task, cmd.actor)
+    task = live_task(case, cmd.task_id)
+    check_assignee(task, cmd.actor)
     if cmd.outcome not in task.allowed_outcomes:
         raise CaseRuleError(
             "invalid",
@@ -114,7 +116,7 @@ def complete(case: CaseSnapshot, template: SopTemplate, cmd: CompleteTask, now: 
     task = check_complete(case, cmd)
     task.status, task.completed_at = TaskStatus.DONE, now
     task.outcome, task.data, task.note = cmd.outcome, cmd.data, cmd.note
-    _record(case, now, "task_completed", task=task, actor=cmd.actor.name,
+    record(case, now, "task_completed", task=task, actor=cmd.actor.name,
             outcome=cmd.outcome, note=cmd.note)  # fmt: skip
     step = template.step(task.step)
     assert isinstance(step, HumanTaskStep)
@@ -129,13 +131,13 @@ def _enter(
     for _ in range(MAX_AUTOMATIC_STEPS):
         step = template.step(step_id)
         case.current_step = step.id
-        _record(case, now, "step_entered", step=step.id)
+        record(case, now, "step_entered", step=step.id)
         if isinstance(step, HumanTaskStep):
             _open_task_for(case, step, now)
             return
         if isinstance(step, EndStep):
             case.status, case.resolution, case.closed_at = CaseStatus.CLOSED, step.resolution, now
-            _record(case, now, "case_closed", step=step.id, detail={"resolution": step.resolution})
+            record(case, now, "case_closed", step=step.id, detail={"resolution": step.resolution})
             return
         step_id = _decide(case, template, step, last_task)
     raise CaseRuleError("invalid", f"more than {MAX_AUTOMATIC_STEPS} decision steps in a row")
@@ -183,12 +185,25 @@ def _open_task_for(case: CaseSnapshot, step: HumanTaskStep, now: datetime) -> Ta
         vendor=case.vendor,
         created_at=now,
     )
+    if step.sla:
+        calendar = step.sla.calendar or case.region
+        task.sla = SlaClock.start(calendar, step.sla.budget, now, step.sla.warning)
+        refresh_sla(task)
     case.tasks.append(task)
-    _record(case, now, "task_opened", task=task, detail={"queue": step.queue})
+    record(case, now, "task_opened", task=task, detail={"queue": step.queue})
     return task
 
 
-def _open_task(case: CaseSnapshot, task_id: str) -> Task:
+def refresh_sla(task: Task) -> None:
+    """Copy what the clock says into the fields inboxes read."""
+    if task.sla is None:
+        return
+    task.sla_due, task.sla_warning_at = task.sla.due_at(), task.sla.warning_at()
+    task.sla_paused = task.sla.is_paused
+    task.sla_state = task.sla_state or SlaState.ON_TIME
+
+
+def live_task(case: CaseSnapshot, task_id: str) -> Task:
     task = case.task(task_id)
     if task is None:
         raise CaseRuleError("not_found", f"task {task_id} not found on case {case.id}")
@@ -216,7 +231,7 @@ def _check_eligible(task: Task, actor: Actor) -> None:
         raise CaseRuleError("forbidden", reason)
 
 
-def _check_assignee(task: Task, actor: Actor) -> None:
+def check_assignee(task: Task, actor: Actor) -> None:
     if task.assignee != actor.name:
         holder = f"claimed by {task.assignee}" if task.assignee else "not claimed"
         raise CaseRuleError(
@@ -225,7 +240,7 @@ def _check_assignee(task: Task, actor: Actor) -> None:
         )  # fmt: skip
 
 
-def _record(
+def record(
     case: CaseSnapshot,
     now: datetime,
     event: str,

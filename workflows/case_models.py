@@ -13,6 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from escalations.matrix import EscalationRoute
+from escalations.sla_clock import SlaClock
 from sop_templates.schema import SopTemplate
 
 
@@ -55,6 +57,10 @@ class CaseInput(BaseModel):
     opened_by: Actor
     sop: SopRef
     template: SopTemplate
+    # Resolved from the escalation matrix at intake (by queue; "*" for the case as a whole),
+    # so a replay years later routes exactly as the case did.
+    escalation_routes: dict[str, EscalationRoute] = Field(default_factory=dict)
+    public_url: str = ""
 
 
 class CaseStatus(StrEnum):
@@ -66,6 +72,12 @@ class TaskStatus(StrEnum):
     OPEN = "open"
     CLAIMED = "claimed"
     DONE = "done"
+
+
+class SlaState(StrEnum):
+    ON_TIME = "on_time"
+    WARNING = "warning"
+    BREACHED = "breached"
 
 
 class Task(BaseModel):
@@ -85,6 +97,29 @@ class Task(BaseModel):
     outcome: str | None = None
     data: dict[str, Any] = Field(default_factory=dict)
     note: str | None = None
+    sla: SlaClock | None = None
+    sla_due: datetime | None = None
+    sla_warning_at: datetime | None = None
+    sla_paused: bool = False
+    sla_state: SlaState | None = None
+    pause_reason: str | None = None
+    paused_until: datetime | None = None
+
+
+class EscalationLink(BaseModel):
+    """An escalation of this case; `started` once its workflow runs."""
+
+    id: str
+    kind: str
+    reason: str
+    task_id: str | None
+    step: str | None
+    queue: str
+    opened_at: datetime
+    opened_by: str
+    late_by_seconds: float = 0
+    status: str = "open"
+    started: bool = False
 
 
 class HistoryEntry(BaseModel):
@@ -119,6 +154,7 @@ class CaseSnapshot(BaseModel):
     opened_at: datetime
     closed_at: datetime | None = None
     tasks: list[Task] = Field(default_factory=list)
+    escalations: list[EscalationLink] = Field(default_factory=list)
     history: list[HistoryEntry] = Field(default_factory=list)
     revision: int = 0
 
@@ -142,3 +178,41 @@ class CompleteTask(BaseModel):
     outcome: str
     data: dict[str, Any] = Field(default_factory=dict)
     note: str | None = None
+
+
+class PauseTask(BaseModel):
+    task_id: str
+    actor: Actor
+    reason: str
+    until: datetime | None = None
+
+
+class ResumeTask(BaseModel):
+    task_id: str
+    actor: Actor
+
+
+class ReassignTask(BaseModel):
+    """A lead gives a task to a person (claimed by them) or back to a queue, with a fresh SLA."""
+
+    task_id: str
+    actor: Actor
+    to_user: str | None = None
+    to_queue: str | None = None
+    note: str | None = None
+
+
+class EscalateCase(BaseModel):
+    actor: Actor
+    reason: str
+    task_id: str | None = None
+
+
+class EscalationEvent(BaseModel):
+    """Sent by an escalation to its case, so the case's history shows who acted."""
+
+    escalation_id: str
+    event: str
+    actor: str | None = None
+    note: str | None = None
+    status: str | None = None

@@ -1,23 +1,27 @@
 """The one generic case workflow: interprets the SOP template carried in its input.
 
-Claims, releases and completions are Workflow Updates. Their validators reject what the
-case does not allow (nothing lands in history); handlers change state without awaiting,
-so two racing claims can never both win. The main loop keeps the SQL read model in step.
+Claims, releases, completions, pauses, reassignments and escalations are Workflow Updates.
+Their validators reject what the case does not allow (nothing lands in history); handlers
+change state without awaiting, so two racing claims can never both win. The main loop
+keeps the SQL read model in step, sleeps on Temporal timers until the next SLA deadline,
+and starts an escalation workflow for every breach or raised escalation.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
-from typing import TypeVar
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
+from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.read_model import PROJECT_CASE
-    from workflows import case_logic
+    from escalations.matrix import routes_for
+    from workflows import case_logic, case_sla
     from workflows.case_logic import CaseRuleError
     from workflows.case_models import (
         CaseInput,
@@ -25,15 +29,19 @@ with workflow.unsafe.imports_passed_through():
         CaseStatus,
         ClaimTask,
         CompleteTask,
+        EscalateCase,
+        EscalationEvent,
+        EscalationLink,
+        PauseTask,
+        ReassignTask,
         ReleaseTask,
-        Task,
+        ResumeTask,
     )
+    from workflows.escalation_models import EscalationInput, EscalationKind
 
 # The read model must catch up after any outage, so projection retries without end.
 PROJECTION_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1),
                                maximum_interval=timedelta(seconds=30))  # fmt: skip
-
-C = TypeVar("C")
 
 
 def rule_error(exc: CaseRuleError) -> ApplicationError:
@@ -52,15 +60,30 @@ class CaseWorkflow:
     @workflow.run
     async def run(self, inp: CaseInput) -> CaseSnapshot:
         while True:
-            await workflow.wait_condition(self._read_model_behind)
-            await self._project()
+            if self._read_model_behind():
+                await self._project()
+            await self._start_escalations()
             if self._case.status == CaseStatus.CLOSED and not self._read_model_behind():
                 break
+            await self._sleep_until_change_or_deadline()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._case
 
     def _read_model_behind(self) -> bool:
         return self._case.revision > self._projected_revision
+
+    async def _sleep_until_change_or_deadline(self) -> None:
+        seen = self._case.revision
+        deadline = case_sla.next_deadline(self._case)
+        timeout = (deadline - workflow.now()).total_seconds() if deadline else None
+        if timeout is None or timeout > 0:
+            try:
+                # A Temporal timer: it fires at the deadline even if every worker restarts.
+                await workflow.wait_condition(lambda: self._case.revision != seen, timeout=timeout)
+                return
+            except TimeoutError:
+                pass
+        case_sla.fire_deadlines(self._case, workflow.now())
 
     async def _project(self) -> None:
         revision = self._case.revision
@@ -73,9 +96,37 @@ class CaseWorkflow:
         )
         self._projected_revision = max(self._projected_revision, revision)
 
+    async def _start_escalations(self) -> None:
+        for link in [e for e in self._case.escalations if not e.started]:
+            await workflow.start_child_workflow(
+                "EscalationWorkflow",
+                self._escalation_input(link),
+                id=link.id,
+                # An escalation outlives the case's close: a lead still has to answer it.
+                parent_close_policy=ParentClosePolicy.ABANDON,
+            )
+            link.started = True
+
+    def _escalation_input(self, link: EscalationLink) -> EscalationInput:
+        routes = self._input.escalation_routes or routes_for(
+            {link.queue}, self._case.region, self._case.vendor
+        )  # cases opened without routes take the matrix as it is now
+        route = routes.get(link.queue) or routes["*"]
+        return EscalationInput(
+            escalation_id=link.id, case_id=self._case.id, case_type=self._case.type,
+            task_id=link.task_id, step=link.step, kind=EscalationKind(link.kind),
+            reason=link.reason, region=self._case.region, vendor=self._case.vendor,
+            opened_by=link.opened_by, late_by_seconds=link.late_by_seconds, route=route,
+            public_url=self._input.public_url,
+        )  # fmt: skip
+
     @workflow.query(name="snapshot")
     def snapshot(self) -> CaseSnapshot:
         return self._case
+
+    @workflow.signal(name="escalation_event")
+    def escalation_event(self, event: EscalationEvent) -> None:
+        case_sla.record_escalation_event(self._case, event, workflow.now())
 
     @workflow.update(name="claim_task")
     def claim_task(self, cmd: ClaimTask) -> CaseSnapshot:
@@ -103,13 +154,45 @@ class CaseWorkflow:
     def _validate_complete(self, cmd: CompleteTask) -> None:
         self._check(lambda: case_logic.check_complete(self._case, cmd))
 
-    def _check(self, rule: Callable[[], Task]) -> None:
+    @workflow.update(name="pause_task")
+    def pause_task(self, cmd: PauseTask) -> CaseSnapshot:
+        return self._apply(lambda: case_sla.pause(self._case, cmd, workflow.now()))
+
+    @pause_task.validator
+    def _validate_pause(self, cmd: PauseTask) -> None:
+        self._check(lambda: case_sla.check_pause(self._case, cmd, workflow.now()))
+
+    @workflow.update(name="resume_task")
+    def resume_task(self, cmd: ResumeTask) -> CaseSnapshot:
+        return self._apply(lambda: case_sla.resume(self._case, cmd, workflow.now()))
+
+    @resume_task.validator
+    def _validate_resume(self, cmd: ResumeTask) -> None:
+        self._check(lambda: case_sla.check_resume(self._case, cmd))
+
+    @workflow.update(name="reassign_task")
+    def reassign_task(self, cmd: ReassignTask) -> CaseSnapshot:
+        return self._apply(lambda: case_sla.reassign(self._case, cmd, workflow.now()))
+
+    @reassign_task.validator
+    def _validate_reassign(self, cmd: ReassignTask) -> None:
+        self._check(lambda: case_sla.check_reassign(self._case, cmd))
+
+    @workflow.update(name="escalate")
+    def escalate(self, cmd: EscalateCase) -> CaseSnapshot:
+        return self._apply(lambda: case_sla.escalate(self._case, cmd, workflow.now()))
+
+    @escalate.validator
+    def _validate_escalate(self, cmd: EscalateCase) -> None:
+        self._check(lambda: case_sla.check_escalate(self._case, cmd))
+
+    def _check(self, rule: Callable[[], Any]) -> None:
         try:
             rule()
         except CaseRuleError as exc:
             raise rule_error(exc) from None
 
-    def _apply(self, change: Callable[[], Task]) -> CaseSnapshot:
+    def _apply(self, change: Callable[[], Any]) -> CaseSnapshot:
         # Handlers never await: the check and the change happen in one step of the loop.
         before = self._case.model_copy(deep=True)
         try:

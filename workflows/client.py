@@ -21,7 +21,20 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from workflows.case_models import CaseInput, CaseSnapshot, ClaimTask, CompleteTask, ReleaseTask
+from workflows.case_models import (
+    CaseInput,
+    CaseSnapshot,
+    ClaimTask,
+    CompleteTask,
+    EscalateCase,
+    PauseTask,
+    ReassignTask,
+    ReleaseTask,
+    ResumeTask,
+)
+from workflows.escalation_models import EscalationSnapshot, LeadAction
+
+TaskCommand = ClaimTask | ReleaseTask | CompleteTask | PauseTask | ResumeTask | ReassignTask
 from workflows.case_workflow import CaseWorkflow
 
 
@@ -70,13 +83,14 @@ async def get_case(client: Client, case_id: str) -> CaseSnapshot:
 
 
 async def _update(
-    client: Client, case_id: str, update: str, cmd: Any, timeout: timedelta, update_id: str | None
-) -> CaseSnapshot:
+    client: Client, case_id: str, update: str, cmd: Any, timeout: timedelta,
+    update_id: str | None, result_type: type[Any] = CaseSnapshot,
+) -> Any:  # fmt: skip
     handle = client.get_workflow_handle(case_id)
     deadline = time.monotonic() + timeout.total_seconds()
     for attempt in itertools.count():
         try:
-            return await _update_once(handle, update, cmd, timeout, update_id)
+            return await _update_once(handle, update, cmd, timeout, update_id, result_type)
         except RPCError as exc:
             # Temporal admits 10 Updates in flight per case: a burst waits for its turn.
             if exc.status != RPCStatusCode.RESOURCE_EXHAUSTED or time.monotonic() > deadline:
@@ -87,12 +101,12 @@ async def _update(
 
 async def _update_once(
     handle: WorkflowHandle[Any, Any], update: str, cmd: Any, timeout: timedelta,
-    update_id: str | None,
-) -> CaseSnapshot:  # fmt: skip
+    update_id: str | None, result_type: type[Any],
+) -> Any:  # fmt: skip
     case_id = handle.id
     try:
         return await handle.execute_update(
-            update, cmd, id=update_id, result_type=CaseSnapshot, rpc_timeout=timeout
+            update, cmd, id=update_id, result_type=result_type, rpc_timeout=timeout
         )
     except WorkflowUpdateFailedError as exc:
         cause = exc.cause
@@ -110,24 +124,41 @@ async def _update_once(
         raise
 
 
-async def claim_task(
-    client: Client, cmd: ClaimTask, timeout: timedelta, update_id: str | None = None
+# The case workflow's Updates on a task, by command type.
+TASK_UPDATES: dict[type[Any], str] = {
+    ClaimTask: "claim_task", ReleaseTask: "release_task", CompleteTask: "complete_task",
+    PauseTask: "pause_task", ResumeTask: "resume_task", ReassignTask: "reassign_task",
+}  # fmt: skip
+
+
+async def command_task(
+    client: Client, cmd: TaskCommand, timeout: timedelta, update_id: str | None = None
 ) -> CaseSnapshot:
-    return await _update(client, case_id_of(cmd.task_id), "claim_task", cmd, timeout, update_id)
+    """Send a task command to its case; the case's validators decide."""
+    update = TASK_UPDATES[type(cmd)]
+    return await _update(client, case_id_of(cmd.task_id), update, cmd, timeout, update_id)
 
 
-async def release_task(
-    client: Client, cmd: ReleaseTask, timeout: timedelta, update_id: str | None = None
+async def escalate_case(
+    client: Client, case_id: str, cmd: EscalateCase, timeout: timedelta
 ) -> CaseSnapshot:
-    return await _update(client, case_id_of(cmd.task_id), "release_task", cmd, timeout, update_id)
+    return await _update(client, case_id, "escalate", cmd, timeout, None)
 
 
-async def complete_task(
-    client: Client, cmd: CompleteTask, timeout: timedelta, update_id: str | None = None
-) -> CaseSnapshot:
-    return await _update(
-        client, case_id_of(cmd.task_id), "complete_task", cmd, timeout, update_id
-    )
+async def act_on_escalation(
+    client: Client, escalation_id: str, action: LeadAction, timeout: timedelta
+) -> EscalationSnapshot:
+    return await _update(client, escalation_id, "act", action, timeout, None, EscalationSnapshot)
+
+
+async def get_escalation(client: Client, escalation_id: str) -> EscalationSnapshot:
+    handle = client.get_workflow_handle(escalation_id)
+    try:
+        return await handle.query("snapshot", result_type=EscalationSnapshot)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise CaseCommandError("not_found", f"escalation {escalation_id} not found") from exc
+        raise
 
 
 def case_id_of(task_id: str) -> str:

@@ -1,4 +1,4 @@
-"""The worker: runs case workflows and their activities on one task queue."""
+"""The worker: runs case and escalation workflows and their activities on one task queue."""
 
 from __future__ import annotations
 
@@ -7,21 +7,40 @@ from concurrent.futures import ThreadPoolExecutor
 from sqlalchemy import Engine
 from temporalio.client import Client
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.email import EmailActivities
 from activities.read_model import ReadModelActivities
+from escalations.calendars import load_calendars
+from settings import Settings
 from workflows.case_workflow import CaseWorkflow
+from workflows.escalation_workflow import EscalationWorkflow
 
-WORKFLOWS = [CaseWorkflow]
+WORKFLOWS = [CaseWorkflow, EscalationWorkflow]
+# `holidays` imports lazily at call time (and dateutil reads the clock on import): both are
+# deterministic for our use, so they pass through the sandbox instead of re-importing in it.
+SANDBOX = SandboxedWorkflowRunner(
+    restrictions=SandboxRestrictions.default.with_passthrough_modules("holidays", "dateutil", "escalations")
+)
+# Holidays are computed outside the sandbox (the package reads locale data); SLA deadlines
+# within these years never compute them inside a workflow.
+HOLIDAY_YEARS = range(2020, 2061)
 
 
-def build_worker(client: Client, task_queue: str, engine: Engine) -> Worker:
+def build_worker(
+    client: Client, task_queue: str, engine: Engine, settings: Settings | None = None
+) -> Worker:
     """A worker for `task_queue`; scale out by running more of them (processes or hosts)."""
+    for calendar in load_calendars().values():
+        calendar.warm(HOLIDAY_YEARS)
     read_model = ReadModelActivities(engine)
+    email = EmailActivities(engine, settings or Settings())
     return Worker(
         client,
         task_queue=task_queue,
         workflows=WORKFLOWS,
-        activities=[read_model.project_case],
-        # Activities do blocking database I/O: they run on threads, off the event loop.
+        workflow_runner=SANDBOX,
+        activities=[read_model.project_case, read_model.project_escalation, email.send_email],
+        # Projection does blocking database I/O: it runs on threads, off the event loop.
         activity_executor=ThreadPoolExecutor(max_workers=16),
     )

@@ -8,10 +8,17 @@ from fastapi import APIRouter, Depends, Header, Query, Response
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import ServicesDep, require_roles
-from api.schemas import CompleteBody, TaskOut
+from api.schemas import CompleteBody, PauseBody, TaskOut
 from api.services import tasks as service
 from store.read_model import TaskFilter
-from workflows.case_models import Actor, CompleteTask, Role
+from workflows.case_models import (
+    Actor,
+    CompleteTask,
+    PauseTask,
+    ReleaseTask,
+    ResumeTask,
+    Role,
+)
 
 router = APIRouter(tags=["tasks"])
 
@@ -51,7 +58,7 @@ async def release(
     task_id: str, actor: Worker, svc: ServicesDep, key: IdempotencyKey = None
 ) -> TaskOut:
     """Give a claimed task back to its queue."""
-    return TaskOut.of(await service.release(svc, actor, task_id, key))
+    return TaskOut.of(await service.command(svc, ReleaseTask(task_id=task_id, actor=actor), key))
 
 
 @router.post("/tasks/{task_id}/complete", response_model=TaskOut)
@@ -62,7 +69,24 @@ async def complete(
     cmd = CompleteTask(
         task_id=task_id, actor=actor, outcome=body.outcome, data=body.data, note=body.note
     )
-    return TaskOut.of(await service.complete(svc, cmd, key))
+    return TaskOut.of(await service.command(svc, cmd, key))
+
+
+@router.post("/tasks/{task_id}/pause", response_model=TaskOut)
+async def pause(
+    task_id: str, body: PauseBody, actor: Worker, svc: ServicesDep, key: IdempotencyKey = None
+) -> TaskOut:
+    """Stop the SLA clock (e.g. awaiting the customer); `until` resumes it by itself."""
+    cmd = PauseTask(task_id=task_id, actor=actor, reason=body.reason, until=body.until)
+    return TaskOut.of(await service.command(svc, cmd, key))
+
+
+@router.post("/tasks/{task_id}/resume", response_model=TaskOut)
+async def resume(
+    task_id: str, actor: Worker, svc: ServicesDep, key: IdempotencyKey = None
+) -> TaskOut:
+    """Restart the SLA clock; the deadline moves by the time paused."""
+    return TaskOut.of(await service.command(svc, ResumeTask(task_id=task_id, actor=actor), key))
 
 
 @router.post("/queues/{queue}/claim-next", response_model=TaskOut)

@@ -16,6 +16,8 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import Services
 from api.errors import ApiError
 from api.schemas import CaseCreate
+from escalations.calendars import UnknownCalendarError, get_calendar
+from escalations.matrix import routes_for
 from sop_templates.registry import NoPublishedVersionError, latest_published
 from sop_templates.schema import SopTemplate
 from store.db import session_scope
@@ -57,6 +59,8 @@ def _prepare(
         invoice_ids=body.invoice_ids, amount=body.amount, currency=body.currency,
         region=body.region, reason_code=body.reason_code, vendor=vendor, data=body.data,
         opened_by=actor, sop=sop, template=template,
+        escalation_routes=routes_for(template.queues(), body.region, vendor),
+        public_url=svc.settings.resolved_public_url(),
     )  # fmt: skip
     return inp, replayed
 
@@ -71,6 +75,10 @@ def _pinned_sop(session: Session, case_type: str) -> tuple[SopTemplate, SopRef]:
 
 
 def _check_against_template(body: CaseCreate, template: SopTemplate) -> None:
+    try:
+        get_calendar(body.region)  # SLAs run on the region's business calendar
+    except UnknownCalendarError as exc:
+        raise ApiError("invalid", f"region: {exc}", {"field": "region"}) from None
     if template.reason_codes and body.reason_code not in template.reason_codes:
         raise ApiError(
             "invalid",

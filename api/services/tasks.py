@@ -15,8 +15,8 @@ from store.read_model import TaskFilter, list_tasks, open_tasks_in_queue, projec
 from store.tables import TaskRow
 from workflows import client as cases
 from workflows.case_logic import ANY_QUEUE_ROLES, WORKING_ROLES
-from workflows.case_models import Actor, CaseSnapshot, ClaimTask, CompleteTask, ReleaseTask, Task
-from workflows.client import CaseCommandError
+from workflows.case_models import Actor, CaseSnapshot, ClaimTask, Task
+from workflows.client import CaseCommandError, TaskCommand
 
 # Candidates fetched per round of claim-next; a lost race just moves to the next one.
 CLAIM_NEXT_BATCH = 10
@@ -39,7 +39,7 @@ def _scoped(actor: Actor, f: TaskFilter) -> TaskFilter:
     )  # fmt: skip
 
 
-async def _after(svc: Services, snapshot: CaseSnapshot, task_id: str) -> Task:
+async def after(svc: Services, snapshot: CaseSnapshot, task_id: str) -> Task:
     # The Update's result is the newest state: write it now so the caller reads its own change.
     await run_in_threadpool(project_snapshot, svc.engine, snapshot)
     task = snapshot.task(task_id)
@@ -47,25 +47,18 @@ async def _after(svc: Services, snapshot: CaseSnapshot, task_id: str) -> Task:
     return task
 
 
-def _timeout(svc: Services) -> timedelta:
+def timeout(svc: Services) -> timedelta:
     return timedelta(seconds=svc.settings.update_timeout_seconds)
 
 
+async def command(svc: Services, cmd: TaskCommand, key: str | None = None) -> Task:
+    """Any task command (claim, release, complete, pause, resume, reassign) through the case."""
+    snapshot = await cases.command_task(svc.temporal, cmd, timeout(svc), key)
+    return await after(svc, snapshot, cmd.task_id)
+
+
 async def claim(svc: Services, actor: Actor, task_id: str, key: str | None = None) -> Task:
-    cmd = ClaimTask(task_id=task_id, actor=actor)
-    snapshot = await cases.claim_task(svc.temporal, cmd, _timeout(svc), key)
-    return await _after(svc, snapshot, task_id)
-
-
-async def release(svc: Services, actor: Actor, task_id: str, key: str | None = None) -> Task:
-    cmd = ReleaseTask(task_id=task_id, actor=actor)
-    snapshot = await cases.release_task(svc.temporal, cmd, _timeout(svc), key)
-    return await _after(svc, snapshot, task_id)
-
-
-async def complete(svc: Services, cmd: CompleteTask, key: str | None = None) -> Task:
-    snapshot = await cases.complete_task(svc.temporal, cmd, _timeout(svc), key)
-    return await _after(svc, snapshot, cmd.task_id)
+    return await command(svc, ClaimTask(task_id=task_id, actor=actor), key)
 
 
 async def claim_next(svc: Services, actor: Actor, queue: str) -> Task | None:

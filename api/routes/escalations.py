@@ -1,0 +1,94 @@
+"""/escalations and /cases/{id}/escalate: the tier-2 board and its actions."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import ServicesDep, require_roles
+from api.schemas import ActionBody, CaseOut, EscalateBody, EscalationOut, ReassignBody
+from api.services import escalations as service
+from store.read_model import EscalationFilter
+from workflows.case_models import Actor, EscalateCase, Role
+from workflows.escalation_models import EscalationSnapshot, LeadAction
+
+router = APIRouter(tags=["escalations"])
+
+Raiser = Annotated[Actor, Depends(require_roles(Role.AGENT, Role.LEAD, Role.ADMIN))]
+Lead = Annotated[Actor, Depends(require_roles(Role.LEAD, Role.ADMIN))]
+BoardReader = Annotated[Actor, Depends(require_roles(Role.LEAD, Role.ADMIN, Role.AUDITOR))]
+
+
+@router.post("/cases/{case_id}/escalate", response_model=CaseOut)
+async def escalate(case_id: str, body: EscalateBody, actor: Raiser, svc: ServicesDep) -> CaseOut:
+    """Raise the case to tier-2 by hand, with a reason."""
+    cmd = EscalateCase(actor=actor, reason=body.reason, task_id=body.task_id)
+    return CaseOut.of(await service.escalate(svc, actor, case_id, cmd))
+
+
+@router.get("/escalations", response_model=list[EscalationOut])
+async def board(
+    _: BoardReader,
+    svc: ServicesDep,
+    status: Literal["open", "acknowledged", "resolved"] | None = None,
+    queue: str | None = None,
+    case_id: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[EscalationOut]:
+    """Open first, most overdue first."""
+    f = EscalationFilter(status=status, queue=queue, case_id=case_id, limit=limit, offset=offset)
+    rows = await run_in_threadpool(service.board, svc, f)
+    return [EscalationOut.of(EscalationSnapshot.model_validate(r.snapshot)) for r in rows]
+
+
+@router.get("/escalations/{escalation_id}", response_model=EscalationOut)
+async def detail(escalation_id: str, _: BoardReader, svc: ServicesDep) -> EscalationOut:
+    return EscalationOut.of(await service.read(svc, escalation_id))
+
+
+async def _act(
+    svc: ServicesDep, escalation_id: str, action: str, actor: Actor, note: str | None,
+    detail: dict[str, str | None] | None = None,
+) -> EscalationOut:  # fmt: skip
+    act = LeadAction(action=action, actor=actor, note=note, detail=detail or {})
+    return EscalationOut.of(await service.act(svc, escalation_id, act))
+
+
+@router.post("/escalations/{escalation_id}/acknowledge", response_model=EscalationOut)
+async def acknowledge(
+    escalation_id: str, actor: Lead, svc: ServicesDep, body: ActionBody | None = None
+) -> EscalationOut:
+    return await _act(svc, escalation_id, "acknowledge", actor, body.note if body else None)
+
+
+@router.post("/escalations/{escalation_id}/reassign", response_model=EscalationOut)
+async def reassign(
+    escalation_id: str, body: ReassignBody, actor: Lead, svc: ServicesDep
+) -> EscalationOut:
+    """Give the escalated task to an agent or back to a queue, with a fresh SLA."""
+    detail = {"to_user": body.to_user, "to_queue": body.to_queue}
+    return await _act(svc, escalation_id, "reassign", actor, body.note, detail)
+
+
+@router.post("/escalations/{escalation_id}/approve", response_model=EscalationOut)
+async def approve(
+    escalation_id: str, actor: Lead, svc: ServicesDep, body: ActionBody | None = None
+) -> EscalationOut:
+    return await _act(svc, escalation_id, "approve", actor, body.note if body else None)
+
+
+@router.post("/escalations/{escalation_id}/reject", response_model=EscalationOut)
+async def reject(
+    escalation_id: str, actor: Lead, svc: ServicesDep, body: ActionBody | None = None
+) -> EscalationOut:
+    return await _act(svc, escalation_id, "reject", actor, body.note if body else None)
+
+
+@router.post("/escalations/{escalation_id}/resolve", response_model=EscalationOut)
+async def resolve(
+    escalation_id: str, body: ActionBody, actor: Lead, svc: ServicesDep
+) -> EscalationOut:
+    return await _act(svc, escalation_id, "resolve", actor, body.note)

@@ -1,0 +1,291 @@
+"""Business calendars: when a region works (time zone, days, hours, public holidays).
+
+Pure and deterministic, so workflows may call it: the same instants in give the same
+instants out, and nothing reads the wall clock. The shipped calendars (`calendars.yaml`)
+are read once, at import time, because a Temporal workflow may not do file I/O while it
+runs. Public holidays come from the pinned `holidays` package, computed per year on first
+use and cached (`BusinessCalendar.warm` computes them ahead, outside a workflow).
+
+Every instant in and out is a timezone-aware datetime; results are in UTC. Working time
+is counted in half-open windows [opens, closes) of local working hours.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import holidays
+import yaml
+
+CALENDARS_FILE = Path(__file__).with_name("calendars.yaml")
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+MINUTES_PER_DAY = 24 * 60
+# A deadline further out than this is a configuration error, not a plan (about 20 years);
+# the bound keeps a calendar with no working days from looping forever.
+MAX_DAYS_SCANNED = 7300
+_ZERO = timedelta(0)
+_SPEC_KEYS = {"timezone", "working_days", "working_hours", "holidays", "closures"}
+
+Window = tuple[datetime, datetime]
+
+
+class UnknownCalendarError(KeyError):
+    """A calendar name that is not configured; the message lists the known ones."""
+
+    def __str__(self) -> str:
+        # KeyError's own __str__ shows the repr of its argument, quotes and all.
+        return str(self.args[0])
+
+
+class CalendarConfigError(ValueError):
+    """`calendars.yaml` (or another calendar file) is invalid; the message names where."""
+
+
+def as_utc(instant: datetime) -> datetime:
+    """`instant` in UTC; a naive datetime is refused, since its moment is unknowable."""
+    if instant.tzinfo is None or instant.utcoffset() is None:
+        raise ValueError(f"naive datetime {instant.isoformat()}: business time needs UTC instants")
+    return instant.astimezone(UTC)
+
+
+# Shared by every calendar of the same country and subdivision. Values depend only on the
+# key and the pinned `holidays` version, so caching cannot change a result.
+_HOLIDAYS: dict[tuple[str, str | None, int], frozenset[date]] = {}
+
+
+def _public_holidays(country: str, subdiv: str | None, year: int) -> frozenset[date]:
+    key = (country, subdiv, year)
+    found = _HOLIDAYS.get(key)
+    if found is None:
+        found = frozenset(holidays.country_holidays(country, subdiv=subdiv, years=year))
+        _HOLIDAYS[key] = found
+    return found
+
+
+@dataclass(frozen=True)
+class BusinessCalendar:
+    """Working days and hours in one time zone, minus public holidays and closures."""
+
+    name: str
+    zone: ZoneInfo
+    working_days: frozenset[int]  # date.weekday() numbers: 0 is Monday
+    opens_minute: int  # minutes after local midnight
+    closes_minute: int  # after opens_minute; 1440 is midnight at the end of the day
+    holiday_country: str | None = None
+    holiday_subdiv: str | None = None
+    closures: frozenset[date] = frozenset()
+
+    @property
+    def timezone(self) -> str:
+        return self.zone.key
+
+    @property
+    def working_day(self) -> timedelta:
+        """How long a business day ("1d" in an SLA budget) is on this calendar."""
+        return timedelta(minutes=self.closes_minute - self.opens_minute)
+
+    def is_working_date(self, day: date) -> bool:
+        """Whether the local date `day` has working hours at all."""
+        if day.weekday() not in self.working_days or day in self.closures:
+            return False
+        if self.holiday_country is None:
+            return True
+        return day not in _public_holidays(self.holiday_country, self.holiday_subdiv, day.year)
+
+    def warm(self, years: Iterable[int]) -> None:
+        """Compute holidays ahead of use, e.g. in a worker before workflows run."""
+        if self.holiday_country is not None:
+            for year in years:
+                _public_holidays(self.holiday_country, self.holiday_subdiv, year)
+
+    def window(self, day: date) -> Window | None:
+        """The working window of local date `day` as UTC instants, or None when closed."""
+        if not self.is_working_date(day):
+            return None
+        opens, closes = self._local(day, self.opens_minute), self._local(day, self.closes_minute)
+        # Hours set inside a daylight-saving gap can leave nothing of a day's window.
+        return (opens, closes) if opens < closes else None
+
+    def is_open(self, instant: datetime) -> bool:
+        instant = as_utc(instant)
+        opens, _ = next(self._windows_from(instant))
+        return opens <= instant
+
+    def next_open(self, instant: datetime) -> datetime:
+        """The first working instant at or after `instant` (itself when open)."""
+        instant = as_utc(instant)
+        opens, _ = next(self._windows_from(instant))
+        return max(opens, instant)
+
+    def add_business_time(self, start: datetime, budget: timedelta) -> datetime:
+        """The instant at which `budget` of working time has passed since `start`.
+
+        A zero budget is due at `start` itself, open or not. A positive budget ends inside
+        a working window or exactly at its close (never at the next opening), so that
+        adding a budget in two parts gives the same instant as adding it at once.
+        """
+        start = as_utc(start)
+        if budget < _ZERO:
+            raise ValueError(f"a business-time budget cannot be negative, got {budget}")
+        if budget == _ZERO:
+            return start
+        remaining = budget
+        for opens, closes in self._windows_from(start):
+            begin = max(opens, start)
+            if remaining <= closes - begin:
+                return begin + remaining
+            remaining -= closes - begin
+        raise AssertionError("unreachable: _windows_from raises when it runs out")
+
+    def business_time_between(self, a: datetime, b: datetime) -> timedelta:
+        """Working time within [a, b); zero when b is not after a."""
+        a, b = as_utc(a), as_utc(b)
+        total = _ZERO
+        if b <= a:
+            return total
+        for opens, closes in self._windows_from(a):
+            if opens >= b:
+                break
+            total += min(closes, b) - max(opens, a)
+        return total
+
+    def _local(self, day: date, minute: int) -> datetime:
+        # 24:00 is not a time of day: it is the next day's midnight.
+        day += timedelta(days=minute // MINUTES_PER_DAY)
+        minute %= MINUTES_PER_DAY
+        return as_utc(datetime.combine(day, time(minute // 60, minute % 60), self.zone))
+
+    def _windows_from(self, instant: datetime) -> Iterator[Window]:
+        """Working windows that close after `instant`, in order (one a day at most)."""
+        day = instant.astimezone(self.zone).date()
+        for _ in range(MAX_DAYS_SCANNED):
+            found = self.window(day)
+            if found is not None and found[1] > instant:
+                yield found
+            day += timedelta(days=1)
+        raise ValueError(
+            f"calendar {self.name}: no working time within {MAX_DAYS_SCANNED} days of "
+            f"{instant.isoformat()}"
+        )
+
+
+# --- loading ---------------------------------------------------------------------------
+
+
+def _fail(name: str, what: str) -> CalendarConfigError:
+    return CalendarConfigError(f"calendar {name!r}: {what}")
+
+
+def _minute_of_day(name: str, text: Any) -> int:
+    """'HH:MM' as minutes after midnight; '24:00' is allowed as an end of day."""
+    hour, _, minute = str(text).partition(":")
+    if not (hour.isdigit() and minute.isdigit() and len(minute) == 2):
+        raise _fail(name, f"working_hours: {text!r} is not HH:MM")
+    total = int(hour) * 60 + int(minute)
+    if int(minute) >= 60 or total > MINUTES_PER_DAY:
+        raise _fail(name, f"working_hours: {text!r} is not a time of day")
+    return total
+
+
+def _working_hours(name: str, spec: Any) -> tuple[int, int]:
+    if not isinstance(spec, Mapping) or set(spec) != {"start", "end"}:
+        raise _fail(name, "working_hours: needs exactly start and end, e.g. 09:00 and 18:00")
+    opens, closes = _minute_of_day(name, spec["start"]), _minute_of_day(name, spec["end"])
+    if not opens < closes:
+        raise _fail(name, f"working_hours: end {spec['end']} is not after start {spec['start']}")
+    return opens, closes
+
+
+def _working_days(name: str, spec: Any) -> frozenset[int]:
+    if not isinstance(spec, list) or not spec:
+        raise _fail(name, f"working_days: a non-empty list of {', '.join(WEEKDAYS)}")
+    unknown = [day for day in spec if day not in WEEKDAYS]
+    if unknown:
+        raise _fail(name, f"working_days: unknown {unknown}; use {', '.join(WEEKDAYS)}")
+    return frozenset(WEEKDAYS.index(day) for day in spec)
+
+
+def _zone(name: str, spec: Any) -> ZoneInfo:
+    try:
+        return ZoneInfo(str(spec))
+    except (ZoneInfoNotFoundError, ValueError) as error:
+        raise _fail(name, f"timezone: {spec!r} is not an IANA time zone") from error
+
+
+def _holiday_source(name: str, spec: Any) -> tuple[str | None, str | None]:
+    if spec is None:
+        return None, None
+    if not isinstance(spec, Mapping) or "country" not in spec or set(spec) - {"country", "subdiv"}:
+        raise _fail(name, "holidays: needs country and optionally subdiv")
+    country, subdiv = str(spec["country"]), spec.get("subdiv")
+    subdiv = None if subdiv is None else str(subdiv)
+    try:
+        # Constructing without years computes nothing; it only checks the codes exist.
+        holidays.country_holidays(country, subdiv=subdiv)
+    except NotImplementedError as error:
+        raise _fail(name, f"holidays: {error}") from error
+    return country, subdiv
+
+
+def _closures(name: str, spec: Any) -> frozenset[date]:
+    try:
+        # YAML reads an unquoted 2025-12-24 as a date already; a quoted one is text.
+        return frozenset(d if isinstance(d, date) else date.fromisoformat(d) for d in spec or [])
+    except (TypeError, ValueError) as error:
+        raise _fail(name, f"closures: dates must be YYYY-MM-DD ({error})") from error
+
+
+def build_calendar(name: str, spec: Any) -> BusinessCalendar:
+    """One calendar from its configuration mapping (the shape of `calendars.yaml`)."""
+    if not isinstance(spec, Mapping):
+        raise _fail(name, "must be a mapping")
+    if extra := set(spec) - _SPEC_KEYS:
+        raise _fail(name, f"unknown keys {sorted(extra)}; allowed: {sorted(_SPEC_KEYS)}")
+    opens, closes = _working_hours(name, spec.get("working_hours"))
+    country, subdiv = _holiday_source(name, spec.get("holidays"))
+    return BusinessCalendar(
+        name=name,
+        zone=_zone(name, spec.get("timezone")),
+        working_days=_working_days(name, spec.get("working_days")),
+        opens_minute=opens,
+        closes_minute=closes,
+        holiday_country=country,
+        holiday_subdiv=subdiv,
+        closures=_closures(name, spec.get("closures")),
+    )
+
+
+def _read(path: Path) -> dict[str, BusinessCalendar]:
+    specs = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(specs, Mapping) or not specs:
+        raise CalendarConfigError(f"{path}: expected a mapping of calendar name to calendar")
+    return {str(name): build_calendar(str(name), spec) for name, spec in specs.items()}
+
+
+_SHIPPED = _read(CALENDARS_FILE)
+
+
+def load_calendars(path: Path | str | None = None) -> dict[str, BusinessCalendar]:
+    """The shipped calendars (already loaded; no I/O), or those of the file at `path`."""
+    if path is None:
+        return dict(_SHIPPED)
+    return _read(Path(path))
+
+
+def calendar_names() -> tuple[str, ...]:
+    """The names of the shipped calendars, sorted: the valid region codes."""
+    return tuple(sorted(_SHIPPED))
+
+
+def get_calendar(name: str) -> BusinessCalendar:
+    """A shipped calendar by name (a region code); unknown names raise UnknownCalendarError."""
+    try:
+        return _SHIPPED[name]
+    except KeyError:
+        known = ", ".join(calendar_names())
+        raise UnknownCalendarError(f"unknown calendar {name!r}; known: {known}") from None

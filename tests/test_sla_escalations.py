@@ -1,0 +1,217 @@
+"""SLAs in business time and escalations, on Temporal's time-skipping test server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import UTC, datetime, time, timedelta
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
+
+import pytest
+import pytest_asyncio
+from sqlalchemy import Engine
+from temporalio.client import WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+
+from escalations.calendars import get_calendar
+from settings import Settings
+from store.db import session_scope
+from store.tables import UserRow
+from tests.harness import AGENT, LEAD, dispute_input
+from tests.smtp_sink import SmtpSink
+from workflows.case_models import CaseSnapshot, ClaimTask, PauseTask, ReassignTask, ResumeTask
+from workflows.case_workflow import CaseWorkflow
+from workflows.escalation_models import EscalationSnapshot
+from workflows.worker import build_worker
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+SG = ZoneInfo("Asia/Singapore")
+T = TypeVar("T")
+
+
+@pytest.fixture
+def sink() -> Iterator[SmtpSink]:
+    server = SmtpSink()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def queue(
+    time_skipping: WorkflowEnvironment, sqlite_engine: Engine, sink: SmtpSink
+) -> AsyncIterator[str]:
+    with session_scope(sqlite_engine) as session:
+        for name, queues in (("lena", ["disputes-leads"]), ("max", ["o2c-managers"])):
+            session.add(UserRow(name=name, role="lead", email=f"{name}@o2c.test", queues=queues,
+                                token_hash=f"h-{name}", created_at=datetime.now(UTC)))  # fmt: skip
+    settings = Settings(smtp_host="127.0.0.1", smtp_port=sink.port, mail_from="cb@o2c.test")
+    task_queue = f"sla-{uuid.uuid4().hex[:8]}"
+    async with build_worker(time_skipping.client, task_queue, sqlite_engine, settings):
+        yield task_queue
+        # Workflows left running without a worker would hold the test server's clock.
+        for case_id in STARTED.pop(task_queue, []):
+            case = await _case(time_skipping.client.get_workflow_handle(case_id))
+            for wf_id in [e.id for e in case.escalations] + [case_id]:
+                with contextlib.suppress(Exception):
+                    await time_skipping.client.get_workflow_handle(wf_id).terminate("test over")
+
+
+STARTED: dict[str, list[str]] = {}
+
+
+async def _start(env: WorkflowEnvironment, queue: str, region: str) -> WorkflowHandle[Any, Any]:
+    inp = dispute_input("100.00", region=region)
+    STARTED.setdefault(queue, []).append(inp.case_id)
+    return await env.client.start_workflow(CaseWorkflow.run, inp, id=inp.case_id, task_queue=queue)
+
+
+async def _case(handle: WorkflowHandle[Any, Any]) -> CaseSnapshot:
+    return await handle.query(CaseWorkflow.snapshot)
+
+
+async def _until(probe: Callable[[], Awaitable[T]], accept: Callable[[T], bool]) -> T:
+    """Workflow tasks triggered by a skipped timer may still be finishing: poll briefly."""
+    for _ in range(100):
+        value = await probe()
+        if accept(value):
+            return value
+        await asyncio.sleep(0.05)
+    return value
+
+
+async def _sleep_until(env: WorkflowEnvironment, instant: datetime) -> None:
+    await env.sleep(instant - await env.get_current_time())
+
+
+def _next_working_friday(after: datetime) -> datetime:
+    """A Friday 16:00 in Singapore whose Friday and next Monday are both working days."""
+    cal = get_calendar("SG")
+    day = after.astimezone(SG).date() + timedelta(days=1)
+    while not (day.weekday() == 4 and cal.is_working_date(day)
+               and cal.is_working_date(day + timedelta(days=3))):  # fmt: skip
+        day += timedelta(days=1)
+    return datetime.combine(day, time(16), SG)
+
+
+async def test_breach_is_counted_in_business_time_friday_to_monday(
+    time_skipping: WorkflowEnvironment, queue: str, sink: SmtpSink
+) -> None:
+    friday = _next_working_friday(await time_skipping.get_current_time())
+    await _sleep_until(time_skipping, friday)
+    handle = await _start(time_skipping, queue, "SG")
+    task = (await _case(handle)).tasks[0]
+    monday = friday + timedelta(days=3)
+    # 16:00-18:00 on Friday, then 09:00-11:00 on Monday: four working hours.
+    assert _near(task.sla_due, monday.replace(hour=11))
+    assert _near(task.sla_warning_at, monday.replace(hour=10, minute=12))  # 80% of 4h
+
+    await _sleep_until(time_skipping, friday + timedelta(hours=5))  # 4h of wall time are gone
+    late_friday = await _case(handle)
+    assert late_friday.tasks[0].sla_state == "on_time" and late_friday.escalations == []
+
+    await _sleep_until(time_skipping, monday.replace(hour=10, minute=30))
+    warned = await _until(lambda: _case(handle), lambda c: c.tasks[0].sla_state == "warning")
+    assert warned.tasks[0].sla_state == "warning" and warned.tasks[0].priority == 70
+    assert warned.escalations == []
+
+    await _sleep_until(time_skipping, monday.replace(hour=11, second=1))
+    breached = await _until(lambda: _case(handle), lambda c: bool(c.escalations))
+    assert breached.tasks[0].sla_state == "breached"
+    [link] = breached.escalations
+    assert link.kind == "sla_breach" and link.queue == "disputes-tier1"
+    esc = await _escalation(time_skipping, link.id)
+    assert (esc.level_name, esc.queue) == ("lead", "disputes-leads")
+    events = [h.event for h in breached.history]
+    assert events.index("sla_warning") < events.index("sla_breached")
+    await _until(lambda: _async(sink.messages), lambda ms: len(ms) == 1)
+    [mail] = sink.messages()
+    assert mail["To"] == "lena@o2c.test"
+    assert handle.id in mail["Subject"] + mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+
+
+def _near(actual: datetime | None, expected: datetime) -> bool:
+    """Equal within a second: the server's clock lands a few ms after the instant slept to."""
+    return actual is not None and abs(actual - expected) < timedelta(seconds=1)
+
+
+async def _async(fn: Callable[[], T]) -> T:
+    return fn()
+
+
+async def _escalation(env: WorkflowEnvironment, escalation_id: str) -> EscalationSnapshot:
+    handle = env.client.get_workflow_handle(escalation_id)
+    return await _until(
+        lambda: handle.query("snapshot", result_type=EscalationSnapshot), lambda e: True
+    )
+
+
+async def test_pause_and_resume_move_the_deadline(
+    time_skipping: WorkflowEnvironment, queue: str
+) -> None:
+    handle = await _start(time_skipping, queue, "24x7")
+    task = (await _case(handle)).tasks[0]
+    assert task.sla_due == task.created_at + timedelta(hours=4)  # 24x7 is wall time
+    await handle.execute_update("claim_task", ClaimTask(task_id=task.id, actor=AGENT),
+                                result_type=CaseSnapshot)  # fmt: skip
+    await time_skipping.sleep(timedelta(hours=1))
+    paused = await handle.execute_update(
+        "pause_task", PauseTask(task_id=task.id, actor=AGENT, reason="awaiting_customer"),
+        result_type=CaseSnapshot,
+    )  # fmt: skip
+    assert paused.tasks[0].sla_paused and paused.tasks[0].sla_due is None
+    await time_skipping.sleep(timedelta(hours=5))  # past the original deadline, but paused
+    assert (await _case(handle)).escalations == []
+    resumed = await handle.execute_update("resume_task", ResumeTask(task_id=task.id, actor=AGENT),
+                                          result_type=CaseSnapshot)  # fmt: skip
+    assert _near(resumed.tasks[0].sla_due, task.sla_due + timedelta(hours=5))
+
+    now = await time_skipping.get_current_time()
+    await handle.execute_update(
+        "pause_task",
+        PauseTask(task_id=task.id, actor=AGENT, reason="awaiting_customer",
+                  until=now + timedelta(minutes=30)),
+        result_type=CaseSnapshot,
+    )  # fmt: skip
+    await time_skipping.sleep(timedelta(minutes=31))
+    auto = await _until(lambda: _case(handle), lambda c: not c.tasks[0].sla_paused)
+    assert not auto.tasks[0].sla_paused
+    assert _near(auto.tasks[0].sla_due, task.sla_due + timedelta(hours=5, minutes=30))
+    assert [h.event for h in auto.history].count("sla_resumed") == 2
+
+
+async def test_lead_breach_goes_to_manager_and_reassign_restarts_the_sla(
+    time_skipping: WorkflowEnvironment, queue: str, sink: SmtpSink
+) -> None:
+    handle = await _start(time_skipping, queue, "24x7")
+    await time_skipping.sleep(timedelta(hours=4, seconds=1))
+    case = await _until(lambda: _case(handle), lambda c: bool(c.escalations))
+    esc_id = case.escalations[0].id
+    first = await _escalation(time_skipping, esc_id)
+    assert first.queue == "disputes-leads" and first.due_at is not None
+
+    await _sleep_until(time_skipping, first.due_at + timedelta(seconds=1))  # the lead is late
+    raised = await _until(lambda: _escalation(time_skipping, esc_id), lambda e: e.level == 1)
+    assert (raised.level_name, raised.queue) == ("manager", "o2c-managers")
+    mails = await _until(lambda: _async(sink.messages), lambda ms: len(ms) == 2)
+    assert [m["To"] for m in mails] == ["lena@o2c.test", "max@o2c.test"]
+
+    task = case.tasks[0]
+    now = await time_skipping.get_current_time()
+    moved = await handle.execute_update(
+        "reassign_task", ReassignTask(task_id=task.id, actor=LEAD, to_user="ana"),
+        result_type=CaseSnapshot,
+    )  # fmt: skip
+    fresh = moved.tasks[0]
+    assert fresh.status == "claimed" and fresh.assignee == "ana"
+    assert fresh.sla_state == "on_time"
+    assert now <= fresh.sla_due - timedelta(hours=4) <= now + timedelta(seconds=5)  # type: ignore[operator]
+    history = [h.event for h in (await _until(
+        lambda: _case(handle), lambda c: "escalation_raised" in [h.event for h in c.history]
+    )).history]  # fmt: skip
+    assert {"sla_breached", "escalation_opened", "escalation_raised", "task_reassigned"} <= set(
+        history
+    )

@@ -1,0 +1,214 @@
+"""SLAs and escalations on a case: pure functions the case workflow calls.
+
+Deadlines come from each task's `SlaClock` (business time, `escalations/`); the workflow
+sleeps until `next_deadline` and then calls `fire_deadlines`. Pauses, reassignments and
+escalations are Update commands with `check_*` twins for the validators.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from escalations.sla_clock import SlaClock
+from workflows.case_logic import (
+    ANY_QUEUE_ROLES,
+    CaseRuleError,
+    check_assignee,
+    live_task,
+    record,
+    refresh_sla,
+)
+from workflows.case_models import (
+    Actor,
+    CaseSnapshot,
+    CaseStatus,
+    EscalateCase,
+    EscalationEvent,
+    EscalationLink,
+    PauseTask,
+    ReassignTask,
+    ResumeTask,
+    SlaState,
+    Task,
+    TaskStatus,
+)
+
+# How much more urgent a task becomes at its SLA warning.
+WARNING_PRIORITY_BOOST = 20
+MAX_PRIORITY = 100
+
+
+def _live_tasks(case: CaseSnapshot) -> list[Task]:
+    return [t for t in case.tasks if t.status != TaskStatus.DONE]
+
+
+def next_deadline(case: CaseSnapshot) -> datetime | None:
+    """The next instant an SLA event is due (warning, breach or a pause's end)."""
+    if case.status == CaseStatus.CLOSED:
+        return None
+    instants = []
+    for task in _live_tasks(case):
+        if task.sla is None:
+            continue
+        if task.sla_paused:
+            if task.paused_until:
+                instants.append(task.paused_until)
+        elif task.sla_state == SlaState.ON_TIME and task.sla_warning_at:
+            instants.append(task.sla_warning_at)
+        elif task.sla_state == SlaState.WARNING and task.sla_due:
+            instants.append(task.sla_due)
+    return min(instants, default=None)
+
+
+def fire_deadlines(case: CaseSnapshot, now: datetime) -> None:
+    """Resume pauses that ran out, flag warnings, and escalate breaches due at `now`."""
+    for task in _live_tasks(case):
+        if task.sla is None:
+            continue
+        if task.sla_paused and task.paused_until and now >= task.paused_until:
+            _resume(case, task, now, actor=None, why="pause ended")
+        if task.sla_paused:
+            continue
+        if task.sla_state == SlaState.ON_TIME and task.sla_warning_at and now >= task.sla_warning_at:
+            task.sla_state = SlaState.WARNING
+            task.priority = min(MAX_PRIORITY, task.priority + WARNING_PRIORITY_BOOST)
+            record(case, now, "sla_warning", task=task,
+                   detail={"due": task.sla_due.isoformat() if task.sla_due else None})  # fmt: skip
+        if task.sla_state == SlaState.WARNING and task.sla_due and now >= task.sla_due:
+            task.sla_state = SlaState.BREACHED
+            late = (now - task.sla_due).total_seconds()
+            record(case, now, "sla_breached", task=task, detail={"late_by_seconds": late})
+            _add_escalation(case, task, "sla_breach", f"SLA of step {task.step} breached",
+                            "casebook", now, late)  # fmt: skip
+
+
+def check_pause(case: CaseSnapshot, cmd: PauseTask, now: datetime) -> Task:
+    task = live_task(case, cmd.task_id)
+    check_assignee(task, cmd.actor)
+    if task.sla is None:
+        raise CaseRuleError("conflict", f"task {task.id} has no SLA to pause")
+    if task.sla_paused:
+        raise CaseRuleError("conflict", f"task {task.id} is already paused")
+    if cmd.until is not None and cmd.until <= now:
+        raise CaseRuleError("invalid", "until: must be in the future", {"field": "until"})
+    return task
+
+
+def pause(case: CaseSnapshot, cmd: PauseTask, now: datetime) -> Task:
+    task = check_pause(case, cmd, now)
+    assert task.sla is not None
+    task.sla = task.sla.pause(now, cmd.reason)
+    task.pause_reason, task.paused_until = cmd.reason, cmd.until
+    refresh_sla(task)
+    record(case, now, "sla_paused", task=task, actor=cmd.actor.name, note=cmd.reason,
+           detail={"until": cmd.until.isoformat() if cmd.until else None})  # fmt: skip
+    return task
+
+
+def check_resume(case: CaseSnapshot, cmd: ResumeTask) -> Task:
+    task = live_task(case, cmd.task_id)
+    check_assignee(task, cmd.actor)
+    if not task.sla_paused:
+        raise CaseRuleError("conflict", f"task {task.id} is not paused")
+    return task
+
+
+def resume(case: CaseSnapshot, cmd: ResumeTask, now: datetime) -> Task:
+    task = check_resume(case, cmd)
+    _resume(case, task, now, actor=cmd.actor.name, why=None)
+    return task
+
+
+def _resume(case: CaseSnapshot, task: Task, now: datetime, actor: str | None, why: str | None
+            ) -> None:  # fmt: skip
+    assert task.sla is not None
+    task.sla = task.sla.resume(now)
+    task.pause_reason = task.paused_until = None
+    refresh_sla(task)
+    record(case, now, "sla_resumed", task=task, actor=actor, note=why,
+           detail={"due": task.sla_due.isoformat() if task.sla_due else None})  # fmt: skip
+
+
+def _check_lead(actor: Actor) -> None:
+    if actor.role not in ANY_QUEUE_ROLES:
+        raise CaseRuleError("forbidden", f"only leads may do this, not role {actor.role.value}")
+
+
+def check_reassign(case: CaseSnapshot, cmd: ReassignTask) -> Task:
+    _check_lead(cmd.actor)
+    task = live_task(case, cmd.task_id)
+    if bool(cmd.to_user) == bool(cmd.to_queue):
+        raise CaseRuleError("invalid", "give exactly one of to_user or to_queue",
+                            {"field": "to_user"})  # fmt: skip
+    return task
+
+
+def reassign(case: CaseSnapshot, cmd: ReassignTask, now: datetime) -> Task:
+    """Hand the task to a person or a queue; its SLA starts afresh from now."""
+    task = check_reassign(case, cmd)
+    if cmd.to_user:
+        task.status, task.assignee, task.claimed_at = TaskStatus.CLAIMED, cmd.to_user, now
+    else:
+        assert cmd.to_queue is not None
+        task.status, task.assignee, task.claimed_at = TaskStatus.OPEN, None, None
+        task.queue = cmd.to_queue
+    if task.sla is not None:
+        old = task.sla
+        task.sla = SlaClock.start(old.calendar, old.budget, now, old.warning_ratio)
+        task.sla_state, task.pause_reason, task.paused_until = SlaState.ON_TIME, None, None
+        refresh_sla(task)
+    record(case, now, "task_reassigned", task=task, actor=cmd.actor.name, note=cmd.note,
+           detail={"to_user": cmd.to_user, "to_queue": cmd.to_queue,
+                   "sla_due": task.sla_due.isoformat() if task.sla_due else None})  # fmt: skip
+    return task
+
+
+def check_escalate(case: CaseSnapshot, cmd: EscalateCase) -> Task | None:
+    if case.status == CaseStatus.CLOSED:
+        raise CaseRuleError("conflict", f"case {case.id} is closed")
+    if cmd.actor.role.value not in ("agent", "lead", "admin"):
+        raise CaseRuleError("forbidden", f"role {cmd.actor.role.value} may not escalate")
+    if not cmd.reason.strip():
+        raise CaseRuleError("invalid", "reason: give a reason", {"field": "reason"})
+    if cmd.task_id:
+        return live_task(case, cmd.task_id)
+    return next(iter(_live_tasks(case)), None)
+
+
+def escalate(case: CaseSnapshot, cmd: EscalateCase, now: datetime) -> EscalationLink:
+    task = check_escalate(case, cmd)
+    record(case, now, "escalation_requested", task=task, actor=cmd.actor.name, note=cmd.reason)
+    return _add_escalation(case, task, "manual", cmd.reason, cmd.actor.name, now, 0)
+
+
+def _add_escalation(
+    case: CaseSnapshot, task: Task | None, kind: str, reason: str, by: str, now: datetime,
+    late_by_seconds: float,
+) -> EscalationLink:  # fmt: skip
+    link = EscalationLink(
+        id=f"{case.id}.e{len(case.escalations) + 1}", kind=kind, reason=reason,
+        task_id=task.id if task else None, step=task.step if task else None,
+        queue=task.queue if task else "*", opened_at=now, opened_by=by,
+        late_by_seconds=late_by_seconds,
+    )  # fmt: skip
+    case.escalations.append(link)
+    return link
+
+
+def record_escalation_event(case: CaseSnapshot, event: EscalationEvent, now: datetime) -> None:
+    """What a lead did on an escalation, told by the escalation workflow."""
+    link = next((e for e in case.escalations if e.id == event.escalation_id), None)
+    if link is not None and event.status:
+        link.status = event.status
+    record(case, now, f"escalation_{event.event}", actor=event.actor, note=event.note,
+           detail={"escalation_id": event.escalation_id})  # fmt: skip
+
+
+def format_late(seconds: float) -> str:
+    """'2h 15m' style, for people."""
+    delta = timedelta(seconds=round(seconds))
+    hours, rest = divmod(int(delta.total_seconds()), 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{hours}h" if hours else "", f"{minutes}m" if minutes else "",
+             f"{secs}s" if secs and not hours else ""]  # fmt: skip
+    return " ".join(p for p in parts if p) or "0s"

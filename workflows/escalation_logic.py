@@ -1,0 +1,98 @@
+"""How an escalation climbs its route and what leads may do: pure functions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from escalations.sla_clock import SlaClock
+from workflows.case_logic import ANY_QUEUE_ROLES, CaseRuleError
+from workflows.case_models import HistoryEntry
+from workflows.escalation_models import (
+    EscalationInput,
+    EscalationSnapshot,
+    EscalationStatus,
+    LeadAction,
+)
+
+# What a lead may do on an escalation, and the status each action leaves it in.
+ACTIONS = {
+    "acknowledge": EscalationStatus.ACKNOWLEDGED,
+    "reassign": EscalationStatus.ACKNOWLEDGED,
+    "approve": EscalationStatus.RESOLVED,
+    "reject": EscalationStatus.RESOLVED,
+    "resolve": EscalationStatus.RESOLVED,
+}
+
+
+def open_escalation(inp: EscalationInput, now: datetime) -> EscalationSnapshot:
+    first = inp.route.levels[0]
+    esc = EscalationSnapshot(
+        id=inp.escalation_id, case_id=inp.case_id, case_type=inp.case_type,
+        task_id=inp.task_id, step=inp.step, kind=inp.kind, reason=inp.reason,
+        region=inp.region, vendor=inp.vendor, level_name=first.name, queue=first.queue,
+        opened_by=inp.opened_by, opened_at=now,
+    )  # fmt: skip
+    _start_level_clock(esc, inp, now)
+    _record(esc, now, "escalation_opened", inp.opened_by, inp.reason)
+    return esc
+
+
+def _start_level_clock(esc: EscalationSnapshot, inp: EscalationInput, now: datetime) -> None:
+    level = inp.route.levels[esc.level]
+    esc.due_at = SlaClock.start(inp.region, level.sla, now).due_at()
+    esc.level_breached = False
+
+
+def level_deadline(esc: EscalationSnapshot) -> datetime | None:
+    if esc.status == EscalationStatus.RESOLVED or esc.level_breached:
+        return None
+    return esc.due_at
+
+
+def breach_level(esc: EscalationSnapshot, inp: EscalationInput, now: datetime) -> bool:
+    """The current level missed its SLA: move up a level. False when there is none above."""
+    _record(esc, now, "escalation_level_breached", None, f"{esc.level_name} SLA breached")
+    if esc.level + 1 >= len(inp.route.levels):
+        esc.level_breached = True
+        return False
+    esc.level += 1
+    level = inp.route.levels[esc.level]
+    esc.level_name, esc.queue, esc.status, esc.owner = (
+        level.name, level.queue, EscalationStatus.OPEN, None
+    )
+    _start_level_clock(esc, inp, now)
+    _record(esc, now, "escalation_raised", None, f"raised to {level.name} ({level.queue})")
+    return True
+
+
+def check_action(esc: EscalationSnapshot, action: LeadAction) -> None:
+    if action.action not in ACTIONS:
+        raise CaseRuleError("invalid", f"unknown action {action.action!r}; one of: "
+                            + ", ".join(ACTIONS))  # fmt: skip
+    if action.actor.role not in ANY_QUEUE_ROLES:
+        raise CaseRuleError("forbidden", f"only leads may act on escalations, not "
+                            f"role {action.actor.role.value}")  # fmt: skip
+    if esc.status == EscalationStatus.RESOLVED:
+        raise CaseRuleError("conflict", f"escalation {esc.id} is already resolved")
+
+
+def apply_action(esc: EscalationSnapshot, action: LeadAction, now: datetime) -> None:
+    check_action(esc, action)
+    esc.status = ACTIONS[action.action]
+    if esc.owner is None or action.action == "acknowledge":
+        esc.owner = action.actor.name
+    if esc.status == EscalationStatus.RESOLVED:
+        esc.resolved_at, esc.resolution_note = now, action.note
+    _record(esc, now, f"escalation_{action.action}", action.actor.name, action.note,
+            action.detail)  # fmt: skip
+
+
+def _record(
+    esc: EscalationSnapshot, now: datetime, event: str, actor: str | None, note: str | None,
+    detail: dict[str, object] | None = None,
+) -> None:  # fmt: skip
+    esc.history.append(HistoryEntry(at=now, event=event, actor=actor, note=note,
+                                    task_id=esc.task_id, step=esc.step,
+                                    detail={"level": esc.level_name, "queue": esc.queue,
+                                            **(detail or {})}))  # fmt: skip
+    esc.revision += 1

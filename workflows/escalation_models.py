@@ -1,0 +1,73 @@
+"""What crosses the Temporal boundary for an escalation: its input, state and lead actions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from escalations.matrix import EscalationRoute
+from workflows.case_models import Actor, HistoryEntry
+
+
+class EscalationKind(StrEnum):
+    SLA_BREACH = "sla_breach"
+    MANUAL = "manual"
+
+
+class EscalationStatus(StrEnum):
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+
+
+class EscalationInput(BaseModel):
+    escalation_id: str
+    case_id: str
+    case_type: str
+    task_id: str | None
+    step: str | None
+    kind: EscalationKind
+    reason: str
+    region: str
+    vendor: str | None
+    opened_by: str
+    late_by_seconds: float = 0
+    route: EscalationRoute
+    public_url: str = ""
+
+
+class EscalationSnapshot(BaseModel):
+    id: str
+    case_id: str
+    case_type: str
+    task_id: str | None
+    step: str | None
+    kind: EscalationKind
+    reason: str
+    region: str
+    vendor: str | None
+    status: EscalationStatus = EscalationStatus.OPEN
+    level: int = 0
+    level_name: str
+    queue: str
+    owner: str | None = None
+    opened_by: str
+    opened_at: datetime
+    due_at: datetime | None = None
+    level_breached: bool = False
+    resolved_at: datetime | None = None
+    resolution_note: str | None = None
+    history: list[HistoryEntry] = Field(default_factory=list)
+    revision: int = 0
+
+
+class LeadAction(BaseModel):
+    """acknowledge, reassign, approve, reject or resolve, by a lead (recorded on both sides)."""
+
+    action: str
+    actor: Actor
+    note: str | None = None
+    detail: dict[str, Any] = Field(default_factory=dict)
