@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -22,7 +23,7 @@ from sop_templates.registry import content_hash, shipped_documents
 from sop_templates.schema import SopTemplate
 from store.db import session_scope
 from store.users import create_user
-from workflows.case_models import Actor, CaseInput, Role, SopRef
+from workflows.case_models import Actor, CaseInput, CaseSnapshot, Role, SopRef
 from workflows.worker import build_worker
 
 T = TypeVar("T")
@@ -101,3 +102,17 @@ def dispute_input(amount: str, region: str = "FR", case_id: str | None = None) -
         escalation_routes=routes_for(template.queues(), region, None),
         public_url="http://casebook.test",
     )  # fmt: skip
+
+
+async def terminate_cases(client: Client, case_ids: list[str]) -> None:
+    """Stop cases and their escalations: left running without a worker, they would hold the
+    time-skipping server's clock."""
+    for case_id in case_ids:
+        handle = client.get_workflow_handle(case_id)
+        with contextlib.suppress(Exception):
+            case = await handle.query("snapshot", result_type=CaseSnapshot)
+            for esc in case.escalations:
+                with contextlib.suppress(Exception):
+                    await client.get_workflow_handle(esc.id).terminate("test over")
+        with contextlib.suppress(Exception):
+            await handle.terminate("test over")

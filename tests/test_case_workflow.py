@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -14,9 +15,10 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
 from store.tables import CaseRow, TaskRow
-from tests.harness import AGENT, LEAD, dispute_input
+from tests.harness import AGENT, LEAD, dispute_input, terminate_cases
 from workflows.case_models import (
     Actor,
+    CaseInput,
     CaseSnapshot,
     ClaimTask,
     CompleteTask,
@@ -36,6 +38,15 @@ async def worker_queue(
     queue = f"wf-{uuid.uuid4().hex[:8]}"
     async with build_worker(time_skipping.client, queue, sqlite_engine):
         yield queue
+        await terminate_cases(time_skipping.client, STARTED.pop(queue, []))
+
+
+STARTED: dict[str, list[str]] = {}
+
+
+async def _start(env: WorkflowEnvironment, queue: str, inp: CaseInput) -> Any:
+    STARTED.setdefault(queue, []).append(inp.case_id)
+    return await env.client.start_workflow(CaseWorkflow.run, inp, id=inp.case_id, task_queue=queue)
 
 
 async def _step(handle, update: str, cmd: object) -> CaseSnapshot:
@@ -46,9 +57,7 @@ async def test_a_case_runs_its_sop_to_the_end_and_projects_every_revision(
     time_skipping: WorkflowEnvironment, worker_queue: str, sqlite_engine: Engine
 ) -> None:
     inp = dispute_input("5000.00")
-    handle = await time_skipping.client.start_workflow(
-        CaseWorkflow.run, inp, id=inp.case_id, task_queue=worker_queue
-    )
+    handle = await _start(time_skipping, worker_queue, inp)
     for step, outcome, actor in [
         ("triage", "accept", AGENT), ("investigate", "valid", AGENT),
         ("lead_approval", "reject", LEAD),
@@ -73,9 +82,7 @@ async def test_refused_updates_leave_no_trace(
     time_skipping: WorkflowEnvironment, worker_queue: str
 ) -> None:
     inp = dispute_input("10.00")
-    handle = await time_skipping.client.start_workflow(
-        CaseWorkflow.run, inp, id=inp.case_id, task_queue=worker_queue
-    )
+    handle = await _start(time_skipping, worker_queue, inp)
     task_id = f"{inp.case_id}.t1"
     outsider = Actor(name="oz", role=Role.AGENT, queues=["collections"])
     with pytest.raises(WorkflowUpdateFailedError) as refused:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime, time, timedelta
@@ -20,7 +19,7 @@ from escalations.calendars import get_calendar
 from settings import Settings
 from store.db import session_scope
 from store.tables import UserRow
-from tests.harness import AGENT, LEAD, dispute_input
+from tests.harness import AGENT, LEAD, dispute_input, terminate_cases
 from tests.smtp_sink import SmtpSink
 from workflows.case_models import CaseSnapshot, ClaimTask, PauseTask, ReassignTask, ResumeTask
 from workflows.case_workflow import CaseWorkflow
@@ -52,12 +51,7 @@ async def queue(
     task_queue = f"sla-{uuid.uuid4().hex[:8]}"
     async with build_worker(time_skipping.client, task_queue, sqlite_engine, settings):
         yield task_queue
-        # Workflows left running without a worker would hold the test server's clock.
-        for case_id in STARTED.pop(task_queue, []):
-            case = await _case(time_skipping.client.get_workflow_handle(case_id))
-            for wf_id in [e.id for e in case.escalations] + [case_id]:
-                with contextlib.suppress(Exception):
-                    await time_skipping.client.get_workflow_handle(wf_id).terminate("test over")
+        await terminate_cases(time_skipping.client, STARTED.pop(task_queue, []))
 
 
 STARTED: dict[str, list[str]] = {}
