@@ -45,11 +45,11 @@ def seed_shipped(session: Session, *, actor: str = "casebook") -> list[SopVersio
     for document in shipped_documents():
         template = parse_template(document)
         if session.get(SopVersionRow, (template.name, template.version)) is None:
-            added.append(_publish_new(session, template, document, actor))
+            added.append(publish_new(session, template, document, actor))
     return added
 
 
-def _publish_new(
+def publish_new(
     session: Session, template: SopTemplate, document: dict[str, Any], actor: str
 ) -> SopVersionRow:
     now = datetime.now(UTC)

@@ -50,13 +50,14 @@ class Api:
     settings: Settings
 
     def user(
-        self, role: Role | str, *, vendor: str | None = None, queues: list[str] | None = None
-    ) -> dict[str, str]:
+        self, role: Role | str, *, vendor: str | None = None, queues: list[str] | None = None,
+        email: str | None = None,
+    ) -> dict[str, str]:  # fmt: skip
         """A fresh user; returns its Authorization header."""
         with session_scope(self.engine) as session:
             _, token = create_user(
                 session, name=f"{Role(role).value}-{uuid.uuid4().hex[:8]}", role=Role(role),
-                vendor=vendor, queues=queues or [],
+                vendor=vendor, queues=queues or [], email=email,
             )  # fmt: skip
         return {"Authorization": f"Bearer {token}"}
 
@@ -67,9 +68,10 @@ class Api:
 
 
 @asynccontextmanager
-async def running_api(client: Client, engine: Engine) -> AsyncIterator[Api]:
+async def running_api(client: Client, engine: Engine, **overrides: Any) -> AsyncIterator[Api]:
     """A worker on its own task queue and the app in-process, sharing `engine`."""
-    settings = Settings(task_queue=f"cases-{uuid.uuid4().hex[:8]}", update_timeout_seconds=20)
+    settings = Settings(task_queue=f"cases-{uuid.uuid4().hex[:8]}", update_timeout_seconds=20,
+                        **overrides)  # fmt: skip
     app = create_app(settings, engine=engine, temporal=client)
     async with build_worker(client, settings.task_queue, engine, settings), app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)

@@ -118,10 +118,19 @@ async def _update_once(
         raise CaseCommandError("timeout", f"case {case_id} did not answer in time") from exc
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
-            if "already completed" in exc.message:
-                raise CaseCommandError("conflict", f"case {case_id} is closed") from exc
-            raise CaseCommandError("not_found", f"case {case_id} not found") from exc
+            if await _is_closed(handle):
+                raise CaseCommandError("conflict", f"{case_id} is closed") from exc
+            raise CaseCommandError("not_found", f"{case_id} not found") from exc
         raise
+
+
+async def _is_closed(handle: WorkflowHandle[Any, Any]) -> bool:
+    """An Update to a finished workflow is refused as NOT_FOUND: tell it from a missing one."""
+    try:
+        description = await handle.describe()
+    except RPCError:
+        return False
+    return description.status not in (None, WorkflowExecutionStatus.RUNNING)
 
 
 # The case workflow's Updates on a task, by command type.
