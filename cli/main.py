@@ -194,6 +194,31 @@ async def _rebuild(settings: Settings) -> int:
     return len(snapshots)
 
 
+@sop_app.command("publish")
+def sop_publish(
+    path: Path,
+    by: Annotated[str, typer.Option(help="who publishes (recorded)")] = "sop_owner",
+    data_dir: DataDir = None,
+) -> None:
+    """Validate and publish a template version file; new cases pin it from now on."""
+    from sop_templates.registry import VersionExistsError, load_document, publish_document
+    from sop_templates.validation import InvalidTemplateError
+    from store.db import session_scope
+
+    engine = _prepared_engine(_settings(data_dir))
+    try:
+        with session_scope(engine) as session:
+            row = publish_document(session, load_document(path), actor=by)
+    except InvalidTemplateError as exc:
+        for error in exc.errors:
+            typer.echo(str(error), err=True)
+        raise typer.Exit(1) from None
+    except VersionExistsError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"published {row.name} v{row.version} ({row.content_hash})")
+
+
 @sop_app.command("validate")
 def sop_validate(path: Path) -> None:
     """Validate a template version file; prints every error with its path."""

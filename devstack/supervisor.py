@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import signal
@@ -43,8 +44,9 @@ class DevStack:
         log = (self.data_dir / f"{name}.log").open("ab")
         # Own session: Ctrl-C reaches only the supervisor, which stops children in order.
         process = subprocess.Popen(
-            command, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+            command, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )  # fmt: skip
         self.processes.append((name, process))
 
     def wait(self) -> int:
@@ -78,6 +80,16 @@ class DevStack:
                     process.kill()
                     process.wait()
         self.processes.clear()
+
+
+def _die_with_parent() -> None:
+    """On Linux, a child gets SIGTERM if the supervisor itself is killed (no orphans)."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+PR_SET_PDEATHSIG = 1
 
 
 def temporal_command(data_dir: Path, port: int) -> list[str]:

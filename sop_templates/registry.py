@@ -22,6 +22,10 @@ class NoPublishedVersionError(LookupError):
     pass
 
 
+class VersionExistsError(ValueError):
+    pass
+
+
 def content_hash(document: dict[str, Any]) -> str:
     """SHA-256 of the canonical JSON form: the same content always has the same hash."""
     canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), default=str)
@@ -72,3 +76,15 @@ def latest_published(session: Session, case_type: str) -> SopVersionRow:
     if row is None:
         raise NoPublishedVersionError(f"no published SOP for case type {case_type!r}")
     return row
+
+
+def publish_document(session: Session, document: dict[str, Any], *, actor: str) -> SopVersionRow:
+    """Validate and publish a new version; a published version is never changed."""
+    template = parse_template(document)
+    existing = session.get(SopVersionRow, (template.name, template.version))
+    if existing is not None:
+        raise VersionExistsError(
+            f"{template.name} v{template.version} already exists ({existing.status}); "
+            "a change is a new version"
+        )
+    return publish_new(session, template, document, actor)

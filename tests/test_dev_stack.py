@@ -11,14 +11,19 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import yaml
 
+from sop_templates.registry import SHIPPED_DIR as SHIPPED
 from tests.harness import DISPUTE
+
+SHORT_SLA_S = 10
 
 CASEBOOK = [sys.executable, "-m", "cli.main"]
 
@@ -90,7 +95,7 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
     stack = Stack(tmp_path / "data")
     yield stack
     if stack.process and stack.process.poll() is None:
-        stack.process.kill()
+        stack.interrupt()  # stops its children too; a kill would orphan them
 
 
 def _wait_task(stack: Stack, headers: dict[str, str], case_id: str) -> dict[str, Any]:
@@ -140,3 +145,45 @@ def test_dev_stack_runs_a_dispute_survives_a_restart_and_stops_on_ctrl_c(stack: 
     assert final["status"] == "closed" and final["resolution"] == "credited"
     assert stack.interrupt() == 0
     assert stack.ports_closed()
+
+
+def test_a_short_sla_breaches_into_the_board_and_the_maildir(stack: Stack, tmp_path: Path) -> None:
+    """A step with a seconds-long SLA on the 24x7 calendar, published with `casebook sop publish`."""
+    document = yaml.safe_load((SHIPPED / "dispute.v1.yaml").read_text())
+    document["version"] = 2
+    document["steps"][0]["sla"] = {"budget": f"{SHORT_SLA_S}s", "calendar": "24x7"}
+    path = tmp_path / "dispute.v2.yaml"
+    path.write_text(yaml.safe_dump(document))
+    stack.start()
+    published = subprocess.run(
+        [*CASEBOOK, "sop", "publish", str(path), "--data-dir", str(stack.data_dir)],
+        env=_clean_env(), capture_output=True, text=True,
+    )  # fmt: skip
+    assert published.returncode == 0, published.stderr
+    again = subprocess.run(
+        [*CASEBOOK, "sop", "publish", str(path), "--data-dir", str(stack.data_dir)],
+        env=_clean_env(), capture_output=True, text=True,
+    )  # fmt: skip
+    assert again.returncode == 1 and "already exists" in again.stderr
+    agent = _user_add(stack.data_dir, "ana", "--role", "agent", "--queue", "disputes-tier1")
+    lead = _user_add(stack.data_dir, "lee", "--role", "lead", "--queue", "disputes-leads",
+                     "--email", "lee@o2c.test")  # fmt: skip
+    case = httpx.post(f"{stack.url}/cases", json=DISPUTE, headers=agent).json()
+    assert case["sop"]["version"] == 2
+    due = datetime.fromisoformat(case["tasks"][0]["sla_due"])
+
+    deadline = time.monotonic() + SHORT_SLA_S + 30
+    board: list[dict[str, Any]] = []
+    while time.monotonic() < deadline and not board:
+        board = httpx.get(f"{stack.url}/escalations", params={"case_id": case["id"]},
+                          headers=lead).json()  # fmt: skip
+        time.sleep(0.2)
+    assert board and board[0]["kind"] == "sla_breach", board
+    assert (datetime.fromisoformat(board[0]["opened_at"]) - due).total_seconds() < 5
+
+    mails: list[Any] = []
+    while time.monotonic() < deadline and not mails:
+        mails = [m for m in mailbox.Maildir(stack.data_dir / "mail") if case["id"] in m["Subject"]]
+        time.sleep(0.2)
+    assert len(mails) == 1 and mails[0]["X-Envelope-To"] == "lee@o2c.test"
+    assert stack.interrupt() == 0
