@@ -145,13 +145,19 @@ class EmailActivities:
         recipients = _dedupe([*req.to, *_queue_recipients(session, req.to_queue)])
         now = datetime.now(UTC)
         return OutboxRow(
-            idempotency_key=req.idempotency_key, case_id=req.case_id, template=req.template,
-            sender=self._settings.mail_from, recipients=recipients, subject=rendered.subject,
-            body_text=rendered.body_text, body_html=rendered.body_html,
+            idempotency_key=req.idempotency_key,
+            case_id=req.case_id,
+            template=req.template,
+            sender=self._settings.mail_from,
+            recipients=recipients,
+            subject=rendered.subject,
+            body_text=rendered.body_text,
+            body_html=rendered.body_html,
             # Nobody to tell is final: record it as done so it is never retried.
             status="sent" if not recipients else "pending",
-            created_at=now, sent_at=now if not recipients else None,
-        )  # fmt: skip
+            created_at=now,
+            sent_at=now if not recipients else None,
+        )
 
     def _record_failure(self, key: str, exc: BaseException) -> None:
         with session_scope(self._engine) as session:
@@ -177,13 +183,18 @@ class EmailActivities:
         """Send the stored message; returns the recipients the server refused (if any)."""
         s = self._settings
         errors, _ = await aiosmtplib.send(
-            _build_message(row), sender=row.sender, recipients=row.recipients,
-            hostname=s.smtp_host, port=s.smtp_port,
-            username=s.smtp_username or None, password=s.smtp_password or None,
+            _build_message(row),
+            sender=row.sender,
+            recipients=row.recipients,
+            hostname=s.smtp_host,
+            port=s.smtp_port,
+            username=s.smtp_username or None,
+            password=s.smtp_password or None,
             # Implicit TLS and STARTTLS exclude each other; without TLS, upgrade if offered.
-            use_tls=s.smtp_use_tls, start_tls=False if s.smtp_use_tls else None,
+            use_tls=s.smtp_use_tls,
+            start_tls=False if s.smtp_use_tls else None,
             timeout=SMTP_TIMEOUT_SECONDS,
-        )  # fmt: skip
+        )
         return {address: str(response) for address, response in errors.items()}
 
 

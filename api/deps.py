@@ -61,9 +61,9 @@ def require_roles(*roles: Role) -> Callable[[Actor], Actor]:
     def check(actor: Annotated[Actor, Depends(current_actor)]) -> Actor:
         if actor.role.value not in allowed:
             raise ApiError(
-                "forbidden", f"role {actor.role.value} may not do this; allowed: "
-                + ", ".join(sorted(allowed)),
-            )  # fmt: skip
+                "forbidden",
+                f"role {actor.role.value} may not do this; allowed: " + ", ".join(sorted(allowed)),
+            )
         return actor
 
     return check

@@ -67,6 +67,4 @@ def install_error_handlers(app: FastAPI) -> None:
         kind = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "invalid"}.get(
             exc.status_code, "invalid"
         )
-        return JSONResponse(
-            error_body(kind, str(exc.detail)), status_code=exc.status_code
-        )
+        return JSONResponse(error_body(kind, str(exc.detail)), status_code=exc.status_code)

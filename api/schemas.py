@@ -115,9 +115,12 @@ class CaseOut(CaseSummary):
         return cls(
             **s.model_dump(exclude={"tasks", "history", "sop", "amount", "status", "escalations"}),
             escalations=s.escalations,
-            status=s.status.value, amount=str(s.amount), sop=SopOut(**s.sop.model_dump()),
-            tasks=[TaskOut.of(t) for t in s.tasks], history=s.history,
-        )  # fmt: skip
+            status=s.status.value,
+            amount=str(s.amount),
+            sop=SopOut(**s.sop.model_dump()),
+            tasks=[TaskOut.of(t) for t in s.tasks],
+            history=s.history,
+        )
 
 
 class CompleteBody(BaseModel):

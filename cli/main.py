@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
 from settings import Settings, get_settings
 from workflows.case_models import Role
 
-app = typer.Typer(help="Casebook: cases, tasks and SLAs for Order-to-Cash operations.",
-                  no_args_is_help=True)  # fmt: skip
+app = typer.Typer(
+    help="Casebook: cases, tasks and SLAs for Order-to-Cash operations.", no_args_is_help=True
+)
 user_app = typer.Typer(help="Users and API tokens.", no_args_is_help=True)
 store_app = typer.Typer(help="The SQL read model.", no_args_is_help=True)
 sop_app = typer.Typer(help="SOP template versions.", no_args_is_help=True)
@@ -30,7 +32,7 @@ def _settings(data_dir: Path | None = None) -> Settings:
     return settings.model_copy(update={"data_dir": data_dir}) if data_dir else settings
 
 
-def _prepared_engine(settings: Settings):  # noqa: ANN202  (an Engine; import kept lazy)
+def _prepared_engine(settings: Settings):
     from sop_templates.registry import seed_shipped
     from store.db import make_engine, migrate, session_scope
 
@@ -43,9 +45,9 @@ def _prepared_engine(settings: Settings):  # noqa: ANN202  (an Engine; import ke
 
 @app.command()
 def dev(
-    data_dir: Annotated[Path, typer.Option(help="where cases, Temporal state and mail live")] = Path(
-        ".casebook"
-    ),
+    data_dir: Annotated[
+        Path, typer.Option(help="where cases, Temporal state and mail live")
+    ] = Path(".casebook"),
     port: Annotated[int, typer.Option(help="API port")] = 8000,
     temporal_port: Annotated[int, typer.Option(help="Temporal gRPC port")] = 7233,
     smtp_port: Annotated[int, typer.Option(help="loopback SMTP port")] = 1025,
@@ -86,8 +88,9 @@ def api() -> None:
 
     settings = get_settings()
     _prepared_engine(settings).dispose()
-    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port,
-                log_level="warning")  # fmt: skip
+    uvicorn.run(
+        create_app(settings), host=settings.api_host, port=settings.api_port, log_level="warning"
+    )
 
 
 @app.command()
@@ -109,7 +112,7 @@ async def _run_worker(settings: Settings) -> None:
         await stop.wait()
 
 
-async def _connect_with_retry(settings: Settings, attempts: int = 60):  # noqa: ANN202
+async def _connect_with_retry(settings: Settings, attempts: int = 60):
     from workflows.client import connect
 
     for attempt in range(attempts):
@@ -152,18 +155,22 @@ def user_add(
     from store.users import UserExistsError, create_user
 
     if role not in USER_ROLES:
-        raise typer.BadParameter(f"unknown role {role!r}; one of: {', '.join(USER_ROLES)}",
-                                 param_hint="--role")  # fmt: skip
+        raise typer.BadParameter(
+            f"unknown role {role!r}; one of: {', '.join(USER_ROLES)}", param_hint="--role"
+        )
     engine = _prepared_engine(_settings(data_dir))
     try:
         with session_scope(engine) as session:
-            user, token = create_user(session, name=name, role=Role(role), vendor=vendor,
-                                      queues=queue or [], email=email)  # fmt: skip
+            user, token = create_user(
+                session, name=name, role=Role(role), vendor=vendor, queues=queue or [], email=email
+            )
     except UserExistsError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
-    typer.echo(f"created user {user.name} (role {user.role}, vendor {user.vendor or '-'}, "
-               f"queues {', '.join(user.queues) or '-'})")  # fmt: skip
+    typer.echo(
+        f"created user {user.name} (role {user.role}, vendor {user.vendor or '-'}, "
+        f"queues {', '.join(user.queues) or '-'})"
+    )
     typer.echo(token)
 
 
@@ -185,7 +192,8 @@ async def _rebuild(settings: Settings) -> int:
     # Queries need a worker; run one here so a rebuild works with no worker running.
     async with build_worker(client, settings.task_queue, engine, settings):
         snapshots = [
-            await final_or_current(client, cid) for cid in await all_case_ids(client, settings.task_queue)
+            await final_or_current(client, cid)
+            for cid in await all_case_ids(client, settings.task_queue)
         ]
     with session_scope(engine) as session:
         delete_all(session)

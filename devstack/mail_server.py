@@ -20,8 +20,10 @@ class MaildirHandler:
         maildir.parent.mkdir(parents=True, exist_ok=True)
         self._box = mailbox.Maildir(maildir, create=True)
 
-    async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:  # noqa: N802
-        message = message_from_bytes(envelope.original_content or envelope.content, policy=SMTP_POLICY)
+    async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:
+        message = message_from_bytes(
+            envelope.original_content or envelope.content, policy=SMTP_POLICY
+        )
         message["X-Envelope-From"] = envelope.mail_from
         message["X-Envelope-To"] = ", ".join(envelope.rcpt_tos)
         self._box.add(message)

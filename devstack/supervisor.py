@@ -44,9 +44,13 @@ class DevStack:
         log = (self.data_dir / f"{name}.log").open("ab")
         # Own session: Ctrl-C reaches only the supervisor, which stops children in order.
         process = subprocess.Popen(
-            command, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            command,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
             preexec_fn=_die_with_parent,
-        )  # fmt: skip
+        )
         self.processes.append((name, process))
 
     def wait(self) -> int:
@@ -61,8 +65,11 @@ class DevStack:
         while not stopping["now"]:
             for name, process in self.processes:
                 if process.poll() is not None:
-                    print(f"casebook dev: {name} exited with {process.returncode}; "
-                          f"see {self.data_dir / (name + '.log')}", file=sys.stderr)  # fmt: skip
+                    print(
+                        f"casebook dev: {name} exited with {process.returncode}; "
+                        f"see {self.data_dir / (name + '.log')}",
+                        file=sys.stderr,
+                    )
                     self.stop()
                     return 1
             time.sleep(0.3)
@@ -95,11 +102,21 @@ PR_SET_PDEATHSIG = 1
 def temporal_command(data_dir: Path, port: int) -> list[str]:
     binary = shutil.which("temporal") or str(Path(sys.executable).parent / "temporal")
     return [
-        binary, "server", "start-dev",
-        "--db-filename", str(data_dir / "temporal.db"),
-        "--ip", "127.0.0.1", "--port", str(port), "--ui-port", str(port + 1000),
-        "--log-level", "warn", "--ui-disable-news-fetch",
-    ]  # fmt: skip
+        binary,
+        "server",
+        "start-dev",
+        "--db-filename",
+        str(data_dir / "temporal.db"),
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--ui-port",
+        str(port + 1000),
+        "--log-level",
+        "warn",
+        "--ui-disable-news-fetch",
+    ]
 
 
 def wait_for_port(name: str, port: int, process: subprocess.Popen[bytes]) -> None:

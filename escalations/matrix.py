@@ -52,8 +52,11 @@ class EscalationMatrix(BaseModel):
         """The first rule matching the queue, region and vendor (a missing vendor is '')."""
         for rule in self.rules:
             m = rule.match
-            if (fnmatchcase(queue, m.queue) and fnmatchcase(region, m.region)
-                    and fnmatchcase(vendor or "", m.vendor)):  # fmt: skip
+            if (
+                fnmatchcase(queue, m.queue)
+                and fnmatchcase(region, m.region)
+                and fnmatchcase(vendor or "", m.vendor)
+            ):
                 return EscalationRoute(levels=rule.levels)
         raise LookupError(f"no escalation rule matches queue={queue} region={region}")
 

@@ -58,10 +58,17 @@ def publish_new(
 ) -> SopVersionRow:
     now = datetime.now(UTC)
     row = SopVersionRow(
-        name=template.name, version=template.version, status="published",
-        case_type=template.case_type, content=document, content_hash=content_hash(document),
-        created_at=now, created_by=actor, published_at=now, published_by=actor,
-    )  # fmt: skip
+        name=template.name,
+        version=template.version,
+        status="published",
+        case_type=template.case_type,
+        content=document,
+        content_hash=content_hash(document),
+        created_at=now,
+        created_by=actor,
+        published_at=now,
+        published_by=actor,
+    )
     session.add(row)
     return row
 

@@ -12,9 +12,17 @@ from sop_templates.expressions import ExpressionError, check_names, compile_expr
 from sop_templates.schema import DecisionStep, EndStep, HumanTaskStep, SopTemplate
 
 CASE_FIELDS = {
-    "id", "type", "customer_id", "invoice_ids", "amount", "currency", "region",
-    "reason_code", "vendor", "data",
-}  # fmt: skip
+    "id",
+    "type",
+    "customer_id",
+    "invoice_ids",
+    "amount",
+    "currency",
+    "region",
+    "reason_code",
+    "vendor",
+    "data",
+}
 CONDITION_ROOTS: Mapping[str, set[str] | None] = {
     "case": CASE_FIELDS,
     "task": {"outcome", "data", "step"},

@@ -30,11 +30,27 @@ def project_snapshot(engine: Engine, snapshot: CaseSnapshot) -> None:
 def project_escalation(engine: Engine, snapshot: EscalationSnapshot) -> None:
     """The escalation board's row, by the same newest-revision-wins rule."""
     values = snapshot.model_dump(
-        include={"id", "case_id", "task_id", "step", "kind", "reason", "level_name", "queue",
-                 "status", "owner", "vendor", "region", "opened_at", "due_at", "resolved_at",
-                 "revision", "level"},
+        include={
+            "id",
+            "case_id",
+            "task_id",
+            "step",
+            "kind",
+            "reason",
+            "level_name",
+            "queue",
+            "status",
+            "owner",
+            "vendor",
+            "region",
+            "opened_at",
+            "due_at",
+            "resolved_at",
+            "revision",
+            "level",
+        },
         mode="python",
-    )  # fmt: skip
+    )
     values["kind"], values["status"] = snapshot.kind.value, snapshot.status.value
     values["snapshot"] = snapshot.model_dump(mode="json")
     _upsert_all(engine, [(EscalationRow.__table__, values)])
@@ -58,25 +74,50 @@ def _upsert(insert: Any, table: Table, values: dict[str, Any]) -> Any:
 
 def _case_values(s: CaseSnapshot) -> dict[str, Any]:
     return {
-        "id": s.id, "type": s.type, "status": s.status.value, "customer_id": s.customer_id,
-        "vendor": s.vendor, "amount": str(s.amount), "currency": s.currency, "region": s.region,
-        "reason_code": s.reason_code, "sop_name": s.sop.name, "sop_version": s.sop.version,
-        "current_step": s.current_step, "resolution": s.resolution, "opened_by": s.opened_by,
-        "opened_at": s.opened_at, "closed_at": s.closed_at, "revision": s.revision,
+        "id": s.id,
+        "type": s.type,
+        "status": s.status.value,
+        "customer_id": s.customer_id,
+        "vendor": s.vendor,
+        "amount": str(s.amount),
+        "currency": s.currency,
+        "region": s.region,
+        "reason_code": s.reason_code,
+        "sop_name": s.sop.name,
+        "sop_version": s.sop.version,
+        "current_step": s.current_step,
+        "resolution": s.resolution,
+        "opened_by": s.opened_by,
+        "opened_at": s.opened_at,
+        "closed_at": s.closed_at,
+        "revision": s.revision,
         "snapshot": s.model_dump(mode="json", exclude={"history"}),
-    }  # fmt: skip
+    }
 
 
 def _task_values(s: CaseSnapshot, t: Any) -> dict[str, Any]:
     return {
-        "id": t.id, "case_id": s.id, "case_type": s.type, "step": t.step, "title": t.title,
-        "queue": t.queue, "status": t.status.value, "assignee": t.assignee,
-        "priority": t.priority, "allowed_outcomes": t.allowed_outcomes, "vendor": t.vendor,
-        "created_at": t.created_at, "claimed_at": t.claimed_at,
-        "completed_at": t.completed_at, "outcome": t.outcome, "revision": s.revision,
-        "sla_due": t.sla_due, "sla_warning_at": t.sla_warning_at, "sla_paused": t.sla_paused,
+        "id": t.id,
+        "case_id": s.id,
+        "case_type": s.type,
+        "step": t.step,
+        "title": t.title,
+        "queue": t.queue,
+        "status": t.status.value,
+        "assignee": t.assignee,
+        "priority": t.priority,
+        "allowed_outcomes": t.allowed_outcomes,
+        "vendor": t.vendor,
+        "created_at": t.created_at,
+        "claimed_at": t.claimed_at,
+        "completed_at": t.completed_at,
+        "outcome": t.outcome,
+        "revision": s.revision,
+        "sla_due": t.sla_due,
+        "sla_warning_at": t.sla_warning_at,
+        "sla_paused": t.sla_paused,
         "sla_state": t.sla_state.value if t.sla_state else None,
-    }  # fmt: skip
+    }
 
 
 @dataclass(frozen=True)
@@ -93,8 +134,10 @@ def list_cases(session: Session, f: CaseFilter) -> Sequence[CaseRow]:
     """Cases matching the filter, newest first."""
     query = select(CaseRow)
     for column, value in (
-        (CaseRow.type, f.type), (CaseRow.status, f.status), (CaseRow.customer_id, f.customer_id),
-    ):  # fmt: skip
+        (CaseRow.type, f.type),
+        (CaseRow.status, f.status),
+        (CaseRow.customer_id, f.customer_id),
+    ):
         if value is not None:
             query = query.where(column == value)
     if f.vendor is not None:
@@ -133,9 +176,12 @@ def list_tasks(session: Session, f: TaskFilter) -> Sequence[TaskRow]:
         query = query.where(or_(col(TaskRow.vendor).is_(None), TaskRow.vendor == f.vendor))
     # Most urgent first: priority, then the nearest SLA deadline (none last), then age.
     query = query.order_by(
-        col(TaskRow.priority).desc(), col(TaskRow.sla_due).is_(None), col(TaskRow.sla_due),
-        col(TaskRow.created_at), col(TaskRow.id),
-    )  # fmt: skip
+        col(TaskRow.priority).desc(),
+        col(TaskRow.sla_due).is_(None),
+        col(TaskRow.sla_due),
+        col(TaskRow.created_at),
+        col(TaskRow.id),
+    )
     return session.exec(query.offset(f.offset).limit(f.limit)).all()
 
 
@@ -159,8 +205,6 @@ def delete_all(session: Session) -> None:
         session.delete(case)
 
 
-
-
 @dataclass(frozen=True)
 class EscalationFilter:
     status: str | None = None
@@ -173,12 +217,17 @@ class EscalationFilter:
 def list_escalations(session: Session, f: EscalationFilter) -> Sequence[EscalationRow]:
     """The lead board: unresolved first, then the most overdue (earliest due) first."""
     query = select(EscalationRow)
-    for column, value in ((EscalationRow.status, f.status), (EscalationRow.queue, f.queue),
-                          (EscalationRow.case_id, f.case_id)):  # fmt: skip
+    for column, value in (
+        (EscalationRow.status, f.status),
+        (EscalationRow.queue, f.queue),
+        (EscalationRow.case_id, f.case_id),
+    ):
         if value is not None:
             query = query.where(column == value)
     query = query.order_by(
-        col(EscalationRow.status) == "resolved", col(EscalationRow.due_at).is_(None),
-        col(EscalationRow.due_at), col(EscalationRow.opened_at),
-    )  # fmt: skip
+        col(EscalationRow.status) == "resolved",
+        col(EscalationRow.due_at).is_(None),
+        col(EscalationRow.due_at),
+        col(EscalationRow.opened_at),
+    )
     return session.exec(query.offset(f.offset).limit(f.limit)).all()

@@ -37,9 +37,14 @@ def create_user(
         raise UserExistsError(f"user {name!r} already exists")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     user = UserRow(
-        name=name, role=role.value, vendor=vendor, email=email, queues=sorted(set(queues)),
-        token_hash=hash_token(token), created_at=datetime.now(UTC),
-    )  # fmt: skip
+        name=name,
+        role=role.value,
+        vendor=vendor,
+        email=email,
+        queues=sorted(set(queues)),
+        token_hash=hash_token(token),
+        created_at=datetime.now(UTC),
+    )
     session.add(user)
     session.flush()
     return user, token
@@ -51,6 +56,9 @@ def user_for_token(session: Session, token: str) -> UserRow | None:
 
 def actor_of(user: UserRow) -> Actor:
     return Actor(
-        user_id=user.id, name=user.name, role=Role(user.role), vendor=user.vendor,
+        user_id=user.id,
+        name=user.name,
+        role=Role(user.role),
+        vendor=user.vendor,
         queues=list(user.queues),
-    )  # fmt: skip
+    )

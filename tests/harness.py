@@ -50,15 +50,23 @@ class Api:
     settings: Settings
 
     def user(
-        self, role: Role | str, *, vendor: str | None = None, queues: list[str] | None = None,
+        self,
+        role: Role | str,
+        *,
+        vendor: str | None = None,
+        queues: list[str] | None = None,
         email: str | None = None,
-    ) -> dict[str, str]:  # fmt: skip
+    ) -> dict[str, str]:
         """A fresh user; returns its Authorization header."""
         with session_scope(self.engine) as session:
             _, token = create_user(
-                session, name=f"{Role(role).value}-{uuid.uuid4().hex[:8]}", role=Role(role),
-                vendor=vendor, queues=queues or [], email=email,
-            )  # fmt: skip
+                session,
+                name=f"{Role(role).value}-{uuid.uuid4().hex[:8]}",
+                role=Role(role),
+                vendor=vendor,
+                queues=queues or [],
+                email=email,
+            )
         return {"Authorization": f"Bearer {token}"}
 
     async def open_dispute(self, headers: dict[str, str], **changes: Any) -> dict[str, Any]:
@@ -70,10 +78,14 @@ class Api:
 @asynccontextmanager
 async def running_api(client: Client, engine: Engine, **overrides: Any) -> AsyncIterator[Api]:
     """A worker on its own task queue and the app in-process, sharing `engine`."""
-    settings = Settings(task_queue=f"cases-{uuid.uuid4().hex[:8]}", update_timeout_seconds=20,
-                        **overrides)  # fmt: skip
+    settings = Settings(
+        task_queue=f"cases-{uuid.uuid4().hex[:8]}", update_timeout_seconds=20, **overrides
+    )
     app = create_app(settings, engine=engine, temporal=client)
-    async with build_worker(client, settings.task_queue, engine, settings), app.router.lifespan_context(app):
+    async with (
+        build_worker(client, settings.task_queue, engine, settings),
+        app.router.lifespan_context(app),
+    ):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://casebook") as http:
             yield Api(http=http, engine=engine, settings=settings)
@@ -96,14 +108,20 @@ def dispute_input(amount: str, region: str = "FR", case_id: str | None = None) -
     document = next(d for d in shipped_documents() if d["name"] == "dispute")
     template = SopTemplate.model_validate(document)
     return CaseInput(
-        case_id=case_id or f"DSP-{uuid.uuid4().hex[:8]}", case_type="dispute",
-        customer_id="C1", invoice_ids=["INV-1"], amount=Decimal(amount), currency="EUR",
-        region=region, reason_code="pricing", opened_by=AGENT,
+        case_id=case_id or f"DSP-{uuid.uuid4().hex[:8]}",
+        case_type="dispute",
+        customer_id="C1",
+        invoice_ids=["INV-1"],
+        amount=Decimal(amount),
+        currency="EUR",
+        region=region,
+        reason_code="pricing",
+        opened_by=AGENT,
         sop=SopRef(name="dispute", version=1, content_hash=content_hash(document)),
         template=template,
         escalation_routes=routes_for(template.queues(), region, None),
         public_url="http://casebook.test",
-    )  # fmt: skip
+    )
 
 
 async def terminate_cases(client: Client, case_ids: list[str]) -> None:

@@ -45,7 +45,11 @@ async def _open_task(api: Api, headers: dict[str, str], case_id: str, step: str)
 
 
 async def _claim_and_complete(
-    api: Api, headers: dict[str, str], task_id: str, outcome: str, data: dict[str, Any] | None = None
+    api: Api,
+    headers: dict[str, str],
+    task_id: str,
+    outcome: str,
+    data: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     claimed = await api.http.post(f"/tasks/{task_id}/claim", headers=headers)
     assert claimed.status_code == 200, claimed.text
@@ -83,10 +87,13 @@ async def test_dispute_above_threshold_goes_through_lead_approval_to_close(api: 
     assert claimed.status_code == 200 and claimed.json()["assignee"].startswith("agent-")
     done = await api.http.post(
         f"/tasks/{investigate['id']}/complete",
-        json={"outcome": "valid", "data": {"root_cause": "price list not updated"},
-              "note": "confirmed with sales"},
+        json={
+            "outcome": "valid",
+            "data": {"root_cause": "price list not updated"},
+            "note": "confirmed with sales",
+        },
         headers=agent,
-    )  # fmt: skip
+    )
     assert done.status_code == 200, done.text
 
     approval = await _open_task(api, lead, case["id"], "lead_approval")
@@ -100,14 +107,20 @@ async def test_dispute_above_threshold_goes_through_lead_approval_to_close(api: 
     assert detail["status"] == "closed" and detail["resolution"] == "credited"
     assert [t["step"] for t in detail["tasks"]] == ["triage", "investigate", "lead_approval"]
     entered = [h["step"] for h in detail["history"] if h["event"] == "step_entered"]
-    assert entered == ["triage", "investigate", "approval_route", "lead_approval",
-                       "closed_credited"]  # fmt: skip
+    assert entered == [
+        "triage",
+        "investigate",
+        "approval_route",
+        "lead_approval",
+        "closed_credited",
+    ]
     completed = [h for h in detail["history"] if h["event"] == "task_completed"]
     assert completed[1]["outcome"] == "valid" and completed[1]["note"] == "confirmed with sales"
 
     async def closed_list() -> list[dict[str, Any]]:
-        r = await api.http.get("/cases", params={"status": "closed", "type": "dispute"},
-                               headers=lead)  # fmt: skip
+        r = await api.http.get(
+            "/cases", params={"status": "closed", "type": "dispute"}, headers=lead
+        )
         return r.json()
 
     listed = await eventually(closed_list, lambda cs: any(c["id"] == case["id"] for c in cs))
@@ -138,12 +151,14 @@ async def test_conflicts_and_invalid_outcomes(api: Api) -> None:
     assert taken.json()["details"]["assignee"].startswith("agent-")
     assert taken.json()["details"]["assignee"] in taken.json()["message"]
 
-    not_mine = await api.http.post(f"/tasks/{task['id']}/complete", json={"outcome": "accept"},
-                                   headers=bob)  # fmt: skip
+    not_mine = await api.http.post(
+        f"/tasks/{task['id']}/complete", json={"outcome": "accept"}, headers=bob
+    )
     assert not_mine.status_code == 409
 
-    bad = await api.http.post(f"/tasks/{task['id']}/complete", json={"outcome": "approve"},
-                              headers=alice)  # fmt: skip
+    bad = await api.http.post(
+        f"/tasks/{task['id']}/complete", json={"outcome": "approve"}, headers=alice
+    )
     assert bad.status_code == 422
     assert bad.json()["details"]["allowed_outcomes"] == ["accept", "not_a_dispute"]
     assert "accept, not_a_dispute" in bad.json()["message"]
@@ -154,8 +169,11 @@ async def test_conflicts_and_invalid_outcomes(api: Api) -> None:
     assert (await api.http.post(f"/tasks/{task['id']}/claim", headers=bob)).status_code == 200
     detail = (await api.http.get(f"/cases/{case['id']}", headers=bob)).json()
     assert [h["event"] for h in detail["history"] if h["task_id"] == task["id"]] == [
-        "task_opened", "task_claimed", "task_released", "task_claimed",
-    ]  # fmt: skip
+        "task_opened",
+        "task_claimed",
+        "task_released",
+        "task_claimed",
+    ]
 
 
 async def test_vendor_and_role_boundaries(api: Api) -> None:
@@ -184,8 +202,9 @@ async def test_idempotency_key_returns_the_same_case(api: Api) -> None:
     assert first.status_code == again.status_code == 201
     assert first.json()["id"] == again.json()["id"]
     assert again.headers["Idempotent-Replayed"] == "true"
-    changed = await api.http.post("/cases", json={**body, "amount": "9.99"},
-                                  headers={**agent, **key})  # fmt: skip
+    changed = await api.http.post(
+        "/cases", json={**body, "amount": "9.99"}, headers={**agent, **key}
+    )
     assert changed.status_code == 409 and "Idempotency-Key" in changed.json()["message"]
     listed = (await api.http.get("/cases", params={"customer_id": customer}, headers=agent)).json()
     assert [c["id"] for c in listed] == [first.json()["id"]]

@@ -41,11 +41,13 @@ def _fast_triage_sop(engine: Engine) -> None:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def api(dev_server: WorkflowEnvironment, engine: Engine, sink: SmtpSink
-              ) -> AsyncIterator[Api]:  # fmt: skip
+async def api(
+    dev_server: WorkflowEnvironment, engine: Engine, sink: SmtpSink
+) -> AsyncIterator[Api]:
     _fast_triage_sop(engine)
-    async with running_api(dev_server.client, engine, smtp_host="127.0.0.1",
-                           smtp_port=sink.port) as api:  # fmt: skip
+    async with running_api(
+        dev_server.client, engine, smtp_host="127.0.0.1", smtp_port=sink.port
+    ) as api:
         yield api
 
 
@@ -92,16 +94,21 @@ async def test_breach_reaches_the_board_and_the_leads_inbox_then_leads_act(
     assert (await api.http.post(ack, headers=agent)).status_code == 403
     acked = await api.http.post(ack, json={"note": "on it"}, headers=lead)
     assert acked.status_code == 200 and acked.json()["status"] == "acknowledged"
-    agent_name = (await api.http.get("/tasks", params={"case_id": case["id"]}, headers=agent)
-                  ).json()  # fmt: skip
+    agent_name = (
+        await api.http.get("/tasks", params={"case_id": case["id"]}, headers=agent)
+    ).json()
     assert agent_name[0]["status"] == "open"
-    moved = await api.http.post(f"/escalations/{esc['id']}/reassign",
-                                json={"to_queue": TIER1, "note": "fresh start"}, headers=lead)  # fmt: skip
+    moved = await api.http.post(
+        f"/escalations/{esc['id']}/reassign",
+        json={"to_queue": TIER1, "note": "fresh start"},
+        headers=lead,
+    )
     assert moved.status_code == 200, moved.text
     task = (await _case(api, lead, case["id"]))["tasks"][0]
     assert task["sla_state"] == "on_time" and datetime.fromisoformat(task["sla_due"]) > due
-    done = await api.http.post(f"/escalations/{esc['id']}/resolve", json={"note": "handled"},
-                               headers=lead)  # fmt: skip
+    done = await api.http.post(
+        f"/escalations/{esc['id']}/resolve", json={"note": "handled"}, headers=lead
+    )
     assert done.status_code == 200 and done.json()["status"] == "resolved"
     again = await api.http.post(f"/escalations/{esc['id']}/resolve", json={}, headers=lead)
     assert again.status_code == 409, again.text
@@ -111,8 +118,14 @@ async def test_breach_reaches_the_board_and_the_leads_inbox_then_leads_act(
 
     events = await eventually(history, lambda h: "escalation_resolve" in [e["event"] for e in h])
     by_event = {e["event"]: e for e in events}
-    for event in ("sla_breached", "escalation_opened", "escalation_acknowledge",
-                  "escalation_reassign", "escalation_resolve", "task_reassigned"):  # fmt: skip
+    for event in (
+        "sla_breached",
+        "escalation_opened",
+        "escalation_acknowledge",
+        "escalation_reassign",
+        "escalation_resolve",
+        "task_reassigned",
+    ):
         assert event in by_event, event
     assert by_event["escalation_acknowledge"]["actor"] == acked.json()["owner"]
 
@@ -125,17 +138,20 @@ async def test_an_agent_raises_a_case_and_the_lead_approves_from_the_board(api: 
         detail = await _case(api, agent, case["id"])
         task = next(t for t in detail["tasks"] if t["step"] == step)
         assert (await api.http.post(f"/tasks/{task['id']}/claim", headers=agent)).status_code == 200
-        done = await api.http.post(f"/tasks/{task['id']}/complete", json={"outcome": outcome},
-                                   headers=agent)  # fmt: skip
+        done = await api.http.post(
+            f"/tasks/{task['id']}/complete", json={"outcome": outcome}, headers=agent
+        )
         assert done.status_code == 200, done.text
     detail = await _case(api, agent, case["id"])
     approval = next(t for t in detail["tasks"] if t["step"] == "lead_approval")
 
     bad = await api.http.post(f"/cases/{case['id']}/escalate", json={"reason": ""}, headers=agent)
     assert bad.status_code == 422
-    raised = await api.http.post(f"/cases/{case['id']}/escalate",
-                                 json={"reason": "customer threatens to churn",
-                                       "task_id": approval["id"]}, headers=agent)  # fmt: skip
+    raised = await api.http.post(
+        f"/cases/{case['id']}/escalate",
+        json={"reason": "customer threatens to churn", "task_id": approval["id"]},
+        headers=agent,
+    )
     assert raised.status_code == 200, raised.text
     manual = [e for e in raised.json()["escalations"] if e["kind"] == "manual"]
     assert len(manual) == 1 and manual[0]["task_id"] == approval["id"]
@@ -144,8 +160,9 @@ async def test_an_agent_raises_a_case_and_the_lead_approves_from_the_board(api: 
         return [e for e in await _board(api, lead, case["id"]) if e["kind"] == "manual"]
 
     [esc] = await eventually(board, lambda b: len(b) == 1)
-    approved = await api.http.post(f"/escalations/{esc['id']}/approve",
-                                   json={"note": "goodwill credit"}, headers=lead)  # fmt: skip
+    approved = await api.http.post(
+        f"/escalations/{esc['id']}/approve", json={"note": "goodwill credit"}, headers=lead
+    )
     assert approved.status_code == 200, approved.text
     assert approved.json()["status"] == "resolved"
     final = await _case(api, lead, case["id"])

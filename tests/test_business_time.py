@@ -30,8 +30,9 @@ NEW_YORK = ZoneInfo("America/New_York")
 H = timedelta(hours=1)
 
 
-def local(zone: ZoneInfo, year: int, month: int, day: int, hour: int = 0, minute: int = 0
-          ) -> datetime:  # fmt: skip
+def local(
+    zone: ZoneInfo, year: int, month: int, day: int, hour: int = 0, minute: int = 0
+) -> datetime:
     return datetime(year, month, day, hour, minute, tzinfo=zone)
 
 
@@ -151,17 +152,28 @@ def test_loading_a_calendar_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("body", "complaint"),
     [
-        ('X:\n  timezone: Mars/Olympus\n  working_days: [mon]\n'
-         '  working_hours: {start: "09:00", end: "17:00"}\n', "timezone"),
-        ('X:\n  timezone: UTC\n  working_days: [funday]\n'
-         '  working_hours: {start: "09:00", end: "17:00"}\n', "working_days"),
-        ('X:\n  timezone: UTC\n  working_days: [mon]\n'
-         '  working_hours: {start: "17:00", end: "09:00"}\n', "working_hours"),
-        ('X:\n  timezone: UTC\n  working_days: [mon]\n'
-         '  working_hours: {start: "09:00", end: "17:00"}\n  holidays: {country: ZZ}\n',
-         "holidays"),
+        (
+            "X:\n  timezone: Mars/Olympus\n  working_days: [mon]\n"
+            '  working_hours: {start: "09:00", end: "17:00"}\n',
+            "timezone",
+        ),
+        (
+            "X:\n  timezone: UTC\n  working_days: [funday]\n"
+            '  working_hours: {start: "09:00", end: "17:00"}\n',
+            "working_days",
+        ),
+        (
+            "X:\n  timezone: UTC\n  working_days: [mon]\n"
+            '  working_hours: {start: "17:00", end: "09:00"}\n',
+            "working_hours",
+        ),
+        (
+            "X:\n  timezone: UTC\n  working_days: [mon]\n"
+            '  working_hours: {start: "09:00", end: "17:00"}\n  holidays: {country: ZZ}\n',
+            "holidays",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_calendar_files_are_refused_with_the_field(
     tmp_path: Path, body: str, complaint: str
 ) -> None:
@@ -281,8 +293,12 @@ def test_clock_round_trips_through_json() -> None:
 
 def test_stored_clocks_with_pauses_out_of_order_are_refused() -> None:
     start = "2024-03-04T01:00:00Z"
-    bad = {"calendar": "SG", "budget": "4h", "started_at": start,
-           "pauses": [{"paused_at": "2024-03-04T00:00:00Z"}]}  # fmt: skip
+    bad = {
+        "calendar": "SG",
+        "budget": "4h",
+        "started_at": start,
+        "pauses": [{"paused_at": "2024-03-04T00:00:00Z"}],
+    }
     with pytest.raises(ValidationError, match="before"):
         SlaClock.model_validate(bad)
 

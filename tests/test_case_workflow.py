@@ -30,7 +30,6 @@ from workflows.worker import build_worker
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
-
 @pytest_asyncio.fixture(loop_scope="session")
 async def worker_queue(
     time_skipping: WorkflowEnvironment, sqlite_engine: Engine
@@ -59,15 +58,17 @@ async def test_a_case_runs_its_sop_to_the_end_and_projects_every_revision(
     inp = dispute_input("5000.00")
     handle = await _start(time_skipping, worker_queue, inp)
     for step, outcome, actor in [
-        ("triage", "accept", AGENT), ("investigate", "valid", AGENT),
+        ("triage", "accept", AGENT),
+        ("investigate", "valid", AGENT),
         ("lead_approval", "reject", LEAD),
-    ]:  # fmt: skip
+    ]:
         state = await handle.query(CaseWorkflow.snapshot)
         task = next(t for t in state.tasks if t.status == "open")
         assert task.step == step
         await _step(handle, "claim_task", ClaimTask(task_id=task.id, actor=actor))
-        await _step(handle, "complete_task",
-                    CompleteTask(task_id=task.id, actor=actor, outcome=outcome))  # fmt: skip
+        await _step(
+            handle, "complete_task", CompleteTask(task_id=task.id, actor=actor, outcome=outcome)
+        )
     final = await handle.result()
     assert final.status == "closed" and final.resolution == "rejected"
     with Session(sqlite_engine) as session:
@@ -91,13 +92,16 @@ async def test_refused_updates_leave_no_trace(
     before = await handle.query(CaseWorkflow.snapshot)
     await _step(handle, "claim_task", ClaimTask(task_id=task_id, actor=AGENT))
     with pytest.raises(WorkflowUpdateFailedError) as wrong:
-        await _step(handle, "complete_task",
-                    CompleteTask(task_id=task_id, actor=AGENT, outcome="approve"))  # fmt: skip
+        await _step(
+            handle, "complete_task", CompleteTask(task_id=task_id, actor=AGENT, outcome="approve")
+        )
     assert wrong.value.cause.type == "invalid"  # type: ignore[union-attr]
     after = await handle.query(CaseWorkflow.snapshot)
     assert after.revision == before.revision + 1  # only the successful claim changed it
     events = [e async for e in handle.fetch_history_events()]
-    rejected = [e for e in events if e.HasField("workflow_execution_update_rejected_event_attributes")]
+    rejected = [
+        e for e in events if e.HasField("workflow_execution_update_rejected_event_attributes")
+    ]
     assert rejected == []  # validators refuse before anything reaches the history
     await time_skipping.sleep(timedelta(days=30))  # the 4h triage SLA breaches meanwhile
     late = await handle.query(CaseWorkflow.snapshot)

@@ -26,8 +26,9 @@ async def api(dev_server: WorkflowEnvironment, engine: Engine) -> AsyncIterator[
 
 async def _open_tasks(api: Api, headers: dict[str, str], expected: int) -> list[str]:
     async def probe() -> list[dict[str, object]]:
-        r = await api.http.get("/tasks", params={"queue": QUEUE, "status": "open", "limit": 100},
-                               headers=headers)  # fmt: skip
+        r = await api.http.get(
+            "/tasks", params={"queue": QUEUE, "status": "open", "limit": 100}, headers=headers
+        )
         return r.json()
 
     tasks = await eventually(probe, lambda ts: len(ts) >= expected)

@@ -42,10 +42,22 @@ class Stack:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [*CASEBOOK, "dev", "--data-dir", str(self.data_dir), "--port", str(self.api_port),
-             "--temporal-port", str(self.temporal_port), "--smtp-port", str(self.smtp_port)],
-            env=_clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            [
+                *CASEBOOK,
+                "dev",
+                "--data-dir",
+                str(self.data_dir),
+                "--port",
+                str(self.api_port),
+                "--temporal-port",
+                str(self.temporal_port),
+                "--smtp-port",
+                str(self.smtp_port),
+            ],
+            env=_clean_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             assert self.process.poll() is None, self.process.stdout.read()  # type: ignore[union-attr]
@@ -83,8 +95,11 @@ def _clean_env() -> dict[str, str]:
 def _user_add(data_dir: Path, *args: str) -> dict[str, str]:
     out = subprocess.run(
         [*CASEBOOK, "user", "add", *args, "--data-dir", str(data_dir)],
-        env=_clean_env(), capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        env=_clean_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     token = out.stdout.strip().splitlines()[-1]
     assert token.startswith("cb_")
     return {"Authorization": f"Bearer {token}"}
@@ -101,8 +116,9 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
 def _wait_task(stack: Stack, headers: dict[str, str], case_id: str) -> dict[str, Any]:
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        tasks = httpx.get(f"{stack.url}/tasks", params={"case_id": case_id, "status": "open"},
-                          headers=headers).json()  # fmt: skip
+        tasks = httpx.get(
+            f"{stack.url}/tasks", params={"case_id": case_id, "status": "open"}, headers=headers
+        ).json()
         if tasks:
             return tasks[0]
         time.sleep(0.2)
@@ -133,14 +149,16 @@ def test_dev_stack_runs_a_dispute_survives_a_restart_and_stops_on_ctrl_c(stack: 
     stack.start()  # same data directory: every case is still there, mid-flight
     detail = httpx.get(f"{stack.url}/cases/{case_id}", headers=agent).json()
     assert detail["tasks"][0]["status"] == "claimed"
-    done = httpx.post(f"{stack.url}/tasks/{triage['id']}/complete",
-                      json={"outcome": "accept"}, headers=agent)  # fmt: skip
+    done = httpx.post(
+        f"{stack.url}/tasks/{triage['id']}/complete", json={"outcome": "accept"}, headers=agent
+    )
     assert done.status_code == 200, done.text
     investigate = _wait_task(stack, agent, case_id)
     assert investigate["step"] == "investigate"
     httpx.post(f"{stack.url}/tasks/{investigate['id']}/claim", headers=agent)
-    httpx.post(f"{stack.url}/tasks/{investigate['id']}/complete", json={"outcome": "valid"},
-               headers=agent)  # fmt: skip
+    httpx.post(
+        f"{stack.url}/tasks/{investigate['id']}/complete", json={"outcome": "valid"}, headers=agent
+    )
     final = httpx.get(f"{stack.url}/cases/{case_id}", headers=agent).json()
     assert final["status"] == "closed" and final["resolution"] == "credited"
     assert stack.interrupt() == 0
@@ -148,7 +166,7 @@ def test_dev_stack_runs_a_dispute_survives_a_restart_and_stops_on_ctrl_c(stack: 
 
 
 def test_a_short_sla_breaches_into_the_board_and_the_maildir(stack: Stack, tmp_path: Path) -> None:
-    """A step with a seconds-long SLA on the 24x7 calendar, published with `casebook sop publish`."""
+    """A step with a seconds-long SLA on the 24x7 calendar, published by `casebook sop publish`."""
     document = yaml.safe_load((SHIPPED / "dispute.v1.yaml").read_text())
     document["version"] = 2
     document["steps"][0]["sla"] = {"budget": f"{SHORT_SLA_S}s", "calendar": "24x7"}
@@ -157,17 +175,29 @@ def test_a_short_sla_breaches_into_the_board_and_the_maildir(stack: Stack, tmp_p
     stack.start()
     published = subprocess.run(
         [*CASEBOOK, "sop", "publish", str(path), "--data-dir", str(stack.data_dir)],
-        env=_clean_env(), capture_output=True, text=True,
-    )  # fmt: skip
+        env=_clean_env(),
+        capture_output=True,
+        text=True,
+    )
     assert published.returncode == 0, published.stderr
     again = subprocess.run(
         [*CASEBOOK, "sop", "publish", str(path), "--data-dir", str(stack.data_dir)],
-        env=_clean_env(), capture_output=True, text=True,
-    )  # fmt: skip
+        env=_clean_env(),
+        capture_output=True,
+        text=True,
+    )
     assert again.returncode == 1 and "already exists" in again.stderr
     agent = _user_add(stack.data_dir, "ana", "--role", "agent", "--queue", "disputes-tier1")
-    lead = _user_add(stack.data_dir, "lee", "--role", "lead", "--queue", "disputes-leads",
-                     "--email", "lee@o2c.test")  # fmt: skip
+    lead = _user_add(
+        stack.data_dir,
+        "lee",
+        "--role",
+        "lead",
+        "--queue",
+        "disputes-leads",
+        "--email",
+        "lee@o2c.test",
+    )
     case = httpx.post(f"{stack.url}/cases", json=DISPUTE, headers=agent).json()
     assert case["sop"]["version"] == 2
     due = datetime.fromisoformat(case["tasks"][0]["sla_due"])
@@ -175,8 +205,9 @@ def test_a_short_sla_breaches_into_the_board_and_the_maildir(stack: Stack, tmp_p
     deadline = time.monotonic() + SHORT_SLA_S + 30
     board: list[dict[str, Any]] = []
     while time.monotonic() < deadline and not board:
-        board = httpx.get(f"{stack.url}/escalations", params={"case_id": case["id"]},
-                          headers=lead).json()  # fmt: skip
+        board = httpx.get(
+            f"{stack.url}/escalations", params={"case_id": case["id"]}, headers=lead
+        ).json()
         time.sleep(0.2)
     assert board and board[0]["kind"] == "sla_breach", board
     assert (datetime.fromisoformat(board[0]["opened_at"]) - due).total_seconds() < 5

@@ -54,25 +54,40 @@ def activities(sqlite_engine: Engine, sink: SmtpSink) -> EmailActivities:
 
 def _add_user(engine: Engine, name: str, role: str, email: str | None) -> None:
     with session_scope(engine) as session:
-        session.add(UserRow(
-            name=name, role=role, email=email, queues=[QUEUE],
-            token_hash=f"hash-{name}", created_at=datetime.now(UTC),
-        ))  # fmt: skip
+        session.add(
+            UserRow(
+                name=name,
+                role=role,
+                email=email,
+                queues=[QUEUE],
+                token_hash=f"hash-{name}",
+                created_at=datetime.now(UTC),
+            )
+        )
 
 
 def _request(key: str | None = None, **overrides: Any) -> EmailRequest:
     case_id = "DSP-0001"
     context = {
-        "case_id": case_id, "escalation_id": "ESC-1", "step": "investigate",
-        "task_id": "T-7", "queue": QUEUE, "level_name": "lead",
-        "reason": "SLA breached on investigate", "late_by": "2h 15m",
-        "link": f"{PUBLIC_URL}/cases/{case_id}", "opened_by": "system",
-    }  # fmt: skip
+        "case_id": case_id,
+        "escalation_id": "ESC-1",
+        "step": "investigate",
+        "task_id": "T-7",
+        "queue": QUEUE,
+        "level_name": "lead",
+        "reason": "SLA breached on investigate",
+        "late_by": "2h 15m",
+        "link": f"{PUBLIC_URL}/cases/{case_id}",
+        "opened_by": "system",
+    }
     fields: dict[str, Any] = {
         "idempotency_key": key or f"escalation-opened:{uuid.uuid4().hex}:level-1",
-        "case_id": case_id, "template": "escalation_opened", "context": context,
-        "to": ["ops@example.test"], "to_queue": QUEUE,
-    }  # fmt: skip
+        "case_id": case_id,
+        "template": "escalation_opened",
+        "context": context,
+        "to": ["ops@example.test"],
+        "to_queue": QUEUE,
+    }
     return EmailRequest(**(fields | overrides))
 
 
@@ -163,10 +178,12 @@ class SendOnceWorkflow:
     @workflow.run
     async def run(self, req: EmailRequest) -> EmailResult:
         return await workflow.execute_activity(
-            SEND_EMAIL, req, result_type=EmailResult,
+            SEND_EMAIL,
+            req,
+            result_type=EmailResult,
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=5),
-        )  # fmt: skip
+        )
 
 
 def _crashing_after_first_send(real: EmailActivities) -> Any:
@@ -189,13 +206,18 @@ async def test_temporal_retry_after_a_crash_past_smtp_sends_exactly_once(
     task_queue = f"email-{uuid.uuid4().hex[:8]}"
     req = _request()
     async with Worker(
-        time_skipping.client, task_queue=task_queue, workflows=[SendOnceWorkflow],
+        time_skipping.client,
+        task_queue=task_queue,
+        workflows=[SendOnceWorkflow],
         activities=[_crashing_after_first_send(activities)],
-    ):  # fmt: skip
+    ):
         result = await time_skipping.client.execute_workflow(
-            SendOnceWorkflow.run, req, id=f"wf-{task_queue}", task_queue=task_queue,
+            SendOnceWorkflow.run,
+            req,
+            id=f"wf-{task_queue}",
+            task_queue=task_queue,
             result_type=EmailResult,
-        )  # fmt: skip
+        )
 
     assert result.status == "already_sent"
     assert len(sink.collector.envelopes) == 1

@@ -45,8 +45,16 @@ async def queue(
 ) -> AsyncIterator[str]:
     with session_scope(sqlite_engine) as session:
         for name, queues in (("lena", ["disputes-leads"]), ("max", ["o2c-managers"])):
-            session.add(UserRow(name=name, role="lead", email=f"{name}@o2c.test", queues=queues,
-                                token_hash=f"h-{name}", created_at=datetime.now(UTC)))  # fmt: skip
+            session.add(
+                UserRow(
+                    name=name,
+                    role="lead",
+                    email=f"{name}@o2c.test",
+                    queues=queues,
+                    token_hash=f"h-{name}",
+                    created_at=datetime.now(UTC),
+                )
+            )
     settings = Settings(smtp_host="127.0.0.1", smtp_port=sink.port, mail_from="cb@o2c.test")
     task_queue = f"sla-{uuid.uuid4().hex[:8]}"
     async with build_worker(time_skipping.client, task_queue, sqlite_engine, settings):
@@ -85,8 +93,11 @@ def _next_working_friday(after: datetime) -> datetime:
     """A Friday 16:00 in Singapore whose Friday and next Monday are both working days."""
     cal = get_calendar("SG")
     day = after.astimezone(SG).date() + timedelta(days=1)
-    while not (day.weekday() == 4 and cal.is_working_date(day)
-               and cal.is_working_date(day + timedelta(days=3))):  # fmt: skip
+    while not (
+        day.weekday() == 4
+        and cal.is_working_date(day)
+        and cal.is_working_date(day + timedelta(days=3))
+    ):
         day += timedelta(days=1)
     return datetime.combine(day, time(16), SG)
 
@@ -149,27 +160,34 @@ async def test_pause_and_resume_move_the_deadline(
     handle = await _start(time_skipping, queue, "24x7")
     task = (await _case(handle)).tasks[0]
     assert task.sla_due == task.created_at + timedelta(hours=4)  # 24x7 is wall time
-    await handle.execute_update("claim_task", ClaimTask(task_id=task.id, actor=AGENT),
-                                result_type=CaseSnapshot)  # fmt: skip
+    await handle.execute_update(
+        "claim_task", ClaimTask(task_id=task.id, actor=AGENT), result_type=CaseSnapshot
+    )
     await time_skipping.sleep(timedelta(hours=1))
     paused = await handle.execute_update(
-        "pause_task", PauseTask(task_id=task.id, actor=AGENT, reason="awaiting_customer"),
+        "pause_task",
+        PauseTask(task_id=task.id, actor=AGENT, reason="awaiting_customer"),
         result_type=CaseSnapshot,
-    )  # fmt: skip
+    )
     assert paused.tasks[0].sla_paused and paused.tasks[0].sla_due is None
     await time_skipping.sleep(timedelta(hours=5))  # past the original deadline, but paused
     assert (await _case(handle)).escalations == []
-    resumed = await handle.execute_update("resume_task", ResumeTask(task_id=task.id, actor=AGENT),
-                                          result_type=CaseSnapshot)  # fmt: skip
+    resumed = await handle.execute_update(
+        "resume_task", ResumeTask(task_id=task.id, actor=AGENT), result_type=CaseSnapshot
+    )
     assert _near(resumed.tasks[0].sla_due, task.sla_due + timedelta(hours=5))
 
     now = await time_skipping.get_current_time()
     await handle.execute_update(
         "pause_task",
-        PauseTask(task_id=task.id, actor=AGENT, reason="awaiting_customer",
-                  until=now + timedelta(minutes=30)),
+        PauseTask(
+            task_id=task.id,
+            actor=AGENT,
+            reason="awaiting_customer",
+            until=now + timedelta(minutes=30),
+        ),
         result_type=CaseSnapshot,
-    )  # fmt: skip
+    )
     await time_skipping.sleep(timedelta(minutes=31))
     auto = await _until(lambda: _case(handle), lambda c: not c.tasks[0].sla_paused)
     assert not auto.tasks[0].sla_paused
@@ -196,16 +214,22 @@ async def test_lead_breach_goes_to_manager_and_reassign_restarts_the_sla(
     task = case.tasks[0]
     now = await time_skipping.get_current_time()
     moved = await handle.execute_update(
-        "reassign_task", ReassignTask(task_id=task.id, actor=LEAD, to_user="ana"),
+        "reassign_task",
+        ReassignTask(task_id=task.id, actor=LEAD, to_user="ana"),
         result_type=CaseSnapshot,
-    )  # fmt: skip
+    )
     fresh = moved.tasks[0]
     assert fresh.status == "claimed" and fresh.assignee == "ana"
     assert fresh.sla_state == "on_time"
     assert now <= fresh.sla_due - timedelta(hours=4) <= now + timedelta(seconds=5)  # type: ignore[operator]
-    history = [h.event for h in (await _until(
-        lambda: _case(handle), lambda c: "escalation_raised" in [h.event for h in c.history]
-    )).history]  # fmt: skip
+    history = [
+        h.event
+        for h in (
+            await _until(
+                lambda: _case(handle), lambda c: "escalation_raised" in [h.event for h in c.history]
+            )
+        ).history
+    ]
     assert {"sla_breached", "escalation_opened", "escalation_raised", "task_reassigned"} <= set(
         history
     )

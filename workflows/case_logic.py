@@ -61,8 +61,13 @@ def open_case(inp: CaseInput, now: datetime) -> CaseSnapshot:
         opened_by=inp.opened_by.name,
         opened_at=now,
     )
-    record(case, now, "case_opened", actor=inp.opened_by.name,
-            detail={"sop": inp.sop.name, "sop_version": inp.sop.version})  # fmt: skip
+    record(
+        case,
+        now,
+        "case_opened",
+        actor=inp.opened_by.name,
+        detail={"sop": inp.sop.name, "sop_version": inp.sop.version},
+    )
     _enter(case, inp.template, inp.template.start, now, last_task=None)
     return case
 
@@ -72,9 +77,10 @@ def check_claim(case: CaseSnapshot, cmd: ClaimTask) -> Task:
     _check_eligible(task, cmd.actor)
     if task.status == TaskStatus.CLAIMED:
         raise CaseRuleError(
-            "conflict", f"task {task.id} is already claimed by {task.assignee}",
+            "conflict",
+            f"task {task.id} is already claimed by {task.assignee}",
             {"assignee": task.assignee},
-        )  # fmt: skip
+        )
     return task
 
 
@@ -116,8 +122,15 @@ def complete(case: CaseSnapshot, template: SopTemplate, cmd: CompleteTask, now: 
     task = check_complete(case, cmd)
     task.status, task.completed_at = TaskStatus.DONE, now
     task.outcome, task.data, task.note = cmd.outcome, cmd.data, cmd.note
-    record(case, now, "task_completed", task=task, actor=cmd.actor.name,
-            outcome=cmd.outcome, note=cmd.note)  # fmt: skip
+    record(
+        case,
+        now,
+        "task_completed",
+        task=task,
+        actor=cmd.actor.name,
+        outcome=cmd.outcome,
+        note=cmd.note,
+    )
     step = template.step(task.step)
     assert isinstance(step, HumanTaskStep)
     _enter(case, template, step.transitions[cmd.outcome], now, last_task=task)
@@ -162,9 +175,19 @@ def condition_context(
 ) -> dict[str, Any]:
     """The names a template condition may read: `case`, `task` (the last completed), `params`."""
     case_view = case.model_dump(
-        include={"id", "type", "customer_id", "invoice_ids", "amount", "currency", "region",
-                 "reason_code", "vendor", "data"}
-    )  # fmt: skip
+        include={
+            "id",
+            "type",
+            "customer_id",
+            "invoice_ids",
+            "amount",
+            "currency",
+            "region",
+            "reason_code",
+            "vendor",
+            "data",
+        }
+    )
     task_view = (
         {"step": last_task.step, "outcome": last_task.outcome, "data": last_task.data}
         if last_task
@@ -235,9 +258,10 @@ def check_assignee(task: Task, actor: Actor) -> None:
     if task.assignee != actor.name:
         holder = f"claimed by {task.assignee}" if task.assignee else "not claimed"
         raise CaseRuleError(
-            "conflict", f"task {task.id} is {holder}; only its assignee may do that",
+            "conflict",
+            f"task {task.id} is {holder}; only its assignee may do that",
             {"assignee": task.assignee},
-        )  # fmt: skip
+        )
 
 
 def record(
@@ -254,9 +278,14 @@ def record(
 ) -> None:
     case.history.append(
         HistoryEntry(
-            at=now, event=event, step=step or (task.step if task else None),
-            task_id=task.id if task else None, actor=actor, outcome=outcome, note=note,
+            at=now,
+            event=event,
+            step=step or (task.step if task else None),
+            task_id=task.id if task else None,
+            actor=actor,
+            outcome=outcome,
+            note=note,
             detail=detail or {},
         )
-    )  # fmt: skip
+    )
     case.revision += 1

@@ -69,17 +69,27 @@ def fire_deadlines(case: CaseSnapshot, now: datetime) -> None:
             _resume(case, task, now, actor=None, why="pause ended")
         if task.sla_paused:
             continue
-        if task.sla_state == SlaState.ON_TIME and task.sla_warning_at and now >= task.sla_warning_at:
+        if (
+            task.sla_state == SlaState.ON_TIME
+            and task.sla_warning_at
+            and now >= task.sla_warning_at
+        ):
             task.sla_state = SlaState.WARNING
             task.priority = min(MAX_PRIORITY, task.priority + WARNING_PRIORITY_BOOST)
-            record(case, now, "sla_warning", task=task,
-                   detail={"due": task.sla_due.isoformat() if task.sla_due else None})  # fmt: skip
+            record(
+                case,
+                now,
+                "sla_warning",
+                task=task,
+                detail={"due": task.sla_due.isoformat() if task.sla_due else None},
+            )
         if task.sla_state == SlaState.WARNING and task.sla_due and now >= task.sla_due:
             task.sla_state = SlaState.BREACHED
             late = (now - task.sla_due).total_seconds()
             record(case, now, "sla_breached", task=task, detail={"late_by_seconds": late})
-            _add_escalation(case, task, "sla_breach", f"SLA of step {task.step} breached",
-                            "casebook", now, late)  # fmt: skip
+            _add_escalation(
+                case, task, "sla_breach", f"SLA of step {task.step} breached", "casebook", now, late
+            )
 
 
 def check_pause(case: CaseSnapshot, cmd: PauseTask, now: datetime) -> Task:
@@ -100,8 +110,15 @@ def pause(case: CaseSnapshot, cmd: PauseTask, now: datetime) -> Task:
     task.sla = task.sla.pause(now, cmd.reason)
     task.pause_reason, task.paused_until = cmd.reason, cmd.until
     refresh_sla(task)
-    record(case, now, "sla_paused", task=task, actor=cmd.actor.name, note=cmd.reason,
-           detail={"until": cmd.until.isoformat() if cmd.until else None})  # fmt: skip
+    record(
+        case,
+        now,
+        "sla_paused",
+        task=task,
+        actor=cmd.actor.name,
+        note=cmd.reason,
+        detail={"until": cmd.until.isoformat() if cmd.until else None},
+    )
     return task
 
 
@@ -119,14 +136,22 @@ def resume(case: CaseSnapshot, cmd: ResumeTask, now: datetime) -> Task:
     return task
 
 
-def _resume(case: CaseSnapshot, task: Task, now: datetime, actor: str | None, why: str | None
-            ) -> None:  # fmt: skip
+def _resume(
+    case: CaseSnapshot, task: Task, now: datetime, actor: str | None, why: str | None
+) -> None:
     assert task.sla is not None
     task.sla = task.sla.resume(now)
     task.pause_reason = task.paused_until = None
     refresh_sla(task)
-    record(case, now, "sla_resumed", task=task, actor=actor, note=why,
-           detail={"due": task.sla_due.isoformat() if task.sla_due else None})  # fmt: skip
+    record(
+        case,
+        now,
+        "sla_resumed",
+        task=task,
+        actor=actor,
+        note=why,
+        detail={"due": task.sla_due.isoformat() if task.sla_due else None},
+    )
 
 
 def _check_lead(actor: Actor) -> None:
@@ -138,8 +163,9 @@ def check_reassign(case: CaseSnapshot, cmd: ReassignTask) -> Task:
     _check_lead(cmd.actor)
     task = live_task(case, cmd.task_id)
     if bool(cmd.to_user) == bool(cmd.to_queue):
-        raise CaseRuleError("invalid", "give exactly one of to_user or to_queue",
-                            {"field": "to_user"})  # fmt: skip
+        raise CaseRuleError(
+            "invalid", "give exactly one of to_user or to_queue", {"field": "to_user"}
+        )
     return task
 
 
@@ -157,9 +183,19 @@ def reassign(case: CaseSnapshot, cmd: ReassignTask, now: datetime) -> Task:
         task.sla = SlaClock.start(old.calendar, old.budget, now, old.warning_ratio)
         task.sla_state, task.pause_reason, task.paused_until = SlaState.ON_TIME, None, None
         refresh_sla(task)
-    record(case, now, "task_reassigned", task=task, actor=cmd.actor.name, note=cmd.note,
-           detail={"to_user": cmd.to_user, "to_queue": cmd.to_queue,
-                   "sla_due": task.sla_due.isoformat() if task.sla_due else None})  # fmt: skip
+    record(
+        case,
+        now,
+        "task_reassigned",
+        task=task,
+        actor=cmd.actor.name,
+        note=cmd.note,
+        detail={
+            "to_user": cmd.to_user,
+            "to_queue": cmd.to_queue,
+            "sla_due": task.sla_due.isoformat() if task.sla_due else None,
+        },
+    )
     return task
 
 
@@ -182,15 +218,25 @@ def escalate(case: CaseSnapshot, cmd: EscalateCase, now: datetime) -> Escalation
 
 
 def _add_escalation(
-    case: CaseSnapshot, task: Task | None, kind: str, reason: str, by: str, now: datetime,
+    case: CaseSnapshot,
+    task: Task | None,
+    kind: str,
+    reason: str,
+    by: str,
+    now: datetime,
     late_by_seconds: float,
-) -> EscalationLink:  # fmt: skip
+) -> EscalationLink:
     link = EscalationLink(
-        id=f"{case.id}.e{len(case.escalations) + 1}", kind=kind, reason=reason,
-        task_id=task.id if task else None, step=task.step if task else None,
-        queue=task.queue if task else "*", opened_at=now, opened_by=by,
+        id=f"{case.id}.e{len(case.escalations) + 1}",
+        kind=kind,
+        reason=reason,
+        task_id=task.id if task else None,
+        step=task.step if task else None,
+        queue=task.queue if task else "*",
+        opened_at=now,
+        opened_by=by,
         late_by_seconds=late_by_seconds,
-    )  # fmt: skip
+    )
     case.escalations.append(link)
     return link
 
@@ -200,8 +246,14 @@ def record_escalation_event(case: CaseSnapshot, event: EscalationEvent, now: dat
     link = next((e for e in case.escalations if e.id == event.escalation_id), None)
     if link is not None and event.status:
         link.status = event.status
-    record(case, now, f"escalation_{event.event}", actor=event.actor, note=event.note,
-           detail={"escalation_id": event.escalation_id})  # fmt: skip
+    record(
+        case,
+        now,
+        f"escalation_{event.event}",
+        actor=event.actor,
+        note=event.note,
+        detail={"escalation_id": event.escalation_id},
+    )
 
 
 def format_late(seconds: float) -> str:
@@ -209,6 +261,9 @@ def format_late(seconds: float) -> str:
     delta = timedelta(seconds=round(seconds))
     hours, rest = divmod(int(delta.total_seconds()), 3600)
     minutes, secs = divmod(rest, 60)
-    parts = [f"{hours}h" if hours else "", f"{minutes}m" if minutes else "",
-             f"{secs}s" if secs and not hours else ""]  # fmt: skip
+    parts = [
+        f"{hours}h" if hours else "",
+        f"{minutes}m" if minutes else "",
+        f"{secs}s" if secs and not hours else "",
+    ]
     return " ".join(p for p in parts if p) or "0s"

@@ -40,8 +40,9 @@ with workflow.unsafe.imports_passed_through():
     from workflows.escalation_models import EscalationInput, EscalationKind
 
 # The read model must catch up after any outage, so projection retries without end.
-PROJECTION_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1),
-                               maximum_interval=timedelta(seconds=30))  # fmt: skip
+PROJECTION_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)
+)
 
 
 def rule_error(exc: CaseRuleError) -> ApplicationError:
@@ -113,12 +114,20 @@ class CaseWorkflow:
         )  # cases opened without routes take the matrix as it is now
         route = routes.get(link.queue) or routes["*"]
         return EscalationInput(
-            escalation_id=link.id, case_id=self._case.id, case_type=self._case.type,
-            task_id=link.task_id, step=link.step, kind=EscalationKind(link.kind),
-            reason=link.reason, region=self._case.region, vendor=self._case.vendor,
-            opened_by=link.opened_by, late_by_seconds=link.late_by_seconds, route=route,
+            escalation_id=link.id,
+            case_id=self._case.id,
+            case_type=self._case.type,
+            task_id=link.task_id,
+            step=link.step,
+            kind=EscalationKind(link.kind),
+            reason=link.reason,
+            region=self._case.region,
+            vendor=self._case.vendor,
+            opened_by=link.opened_by,
+            late_by_seconds=link.late_by_seconds,
+            route=route,
             public_url=self._input.public_url,
-        )  # fmt: skip
+        )
 
     @workflow.query(name="snapshot")
     def snapshot(self) -> CaseSnapshot:

@@ -32,10 +32,10 @@ from workflows.case_models import (
     ReleaseTask,
     ResumeTask,
 )
+from workflows.case_workflow import CaseWorkflow
 from workflows.escalation_models import EscalationSnapshot, LeadAction
 
 TaskCommand = ClaimTask | ReleaseTask | CompleteTask | PauseTask | ResumeTask | ReassignTask
-from workflows.case_workflow import CaseWorkflow
 
 
 class CaseCommandError(Exception):
@@ -83,9 +83,14 @@ async def get_case(client: Client, case_id: str) -> CaseSnapshot:
 
 
 async def _update(
-    client: Client, case_id: str, update: str, cmd: Any, timeout: timedelta,
-    update_id: str | None, result_type: type[Any] = CaseSnapshot,
-) -> Any:  # fmt: skip
+    client: Client,
+    case_id: str,
+    update: str,
+    cmd: Any,
+    timeout: timedelta,
+    update_id: str | None,
+    result_type: type[Any] = CaseSnapshot,
+) -> Any:
     handle = client.get_workflow_handle(case_id)
     deadline = time.monotonic() + timeout.total_seconds()
     for attempt in itertools.count():
@@ -100,9 +105,13 @@ async def _update(
 
 
 async def _update_once(
-    handle: WorkflowHandle[Any, Any], update: str, cmd: Any, timeout: timedelta,
-    update_id: str | None, result_type: type[Any],
-) -> Any:  # fmt: skip
+    handle: WorkflowHandle[Any, Any],
+    update: str,
+    cmd: Any,
+    timeout: timedelta,
+    update_id: str | None,
+    result_type: type[Any],
+) -> Any:
     case_id = handle.id
     try:
         return await handle.execute_update(
@@ -135,9 +144,13 @@ async def _is_closed(handle: WorkflowHandle[Any, Any]) -> bool:
 
 # The case workflow's Updates on a task, by command type.
 TASK_UPDATES: dict[type[Any], str] = {
-    ClaimTask: "claim_task", ReleaseTask: "release_task", CompleteTask: "complete_task",
-    PauseTask: "pause_task", ResumeTask: "resume_task", ReassignTask: "reassign_task",
-}  # fmt: skip
+    ClaimTask: "claim_task",
+    ReleaseTask: "release_task",
+    CompleteTask: "complete_task",
+    PauseTask: "pause_task",
+    ResumeTask: "resume_task",
+    ReassignTask: "reassign_task",
+}
 
 
 async def command_task(

@@ -27,11 +27,20 @@ ACTIONS = {
 def open_escalation(inp: EscalationInput, now: datetime) -> EscalationSnapshot:
     first = inp.route.levels[0]
     esc = EscalationSnapshot(
-        id=inp.escalation_id, case_id=inp.case_id, case_type=inp.case_type,
-        task_id=inp.task_id, step=inp.step, kind=inp.kind, reason=inp.reason,
-        region=inp.region, vendor=inp.vendor, level_name=first.name, queue=first.queue,
-        opened_by=inp.opened_by, opened_at=now,
-    )  # fmt: skip
+        id=inp.escalation_id,
+        case_id=inp.case_id,
+        case_type=inp.case_type,
+        task_id=inp.task_id,
+        step=inp.step,
+        kind=inp.kind,
+        reason=inp.reason,
+        region=inp.region,
+        vendor=inp.vendor,
+        level_name=first.name,
+        queue=first.queue,
+        opened_by=inp.opened_by,
+        opened_at=now,
+    )
     _start_level_clock(esc, inp, now)
     _record(esc, now, "escalation_opened", inp.opened_by, inp.reason)
     return esc
@@ -58,7 +67,10 @@ def breach_level(esc: EscalationSnapshot, inp: EscalationInput, now: datetime) -
     esc.level += 1
     level = inp.route.levels[esc.level]
     esc.level_name, esc.queue, esc.status, esc.owner = (
-        level.name, level.queue, EscalationStatus.OPEN, None
+        level.name,
+        level.queue,
+        EscalationStatus.OPEN,
+        None,
     )
     _start_level_clock(esc, inp, now)
     _record(esc, now, "escalation_raised", None, f"raised to {level.name} ({level.queue})")
@@ -67,11 +79,13 @@ def breach_level(esc: EscalationSnapshot, inp: EscalationInput, now: datetime) -
 
 def check_action(esc: EscalationSnapshot, action: LeadAction) -> None:
     if action.action not in ACTIONS:
-        raise CaseRuleError("invalid", f"unknown action {action.action!r}; one of: "
-                            + ", ".join(ACTIONS))  # fmt: skip
+        raise CaseRuleError(
+            "invalid", f"unknown action {action.action!r}; one of: " + ", ".join(ACTIONS)
+        )
     if action.actor.role not in ANY_QUEUE_ROLES:
-        raise CaseRuleError("forbidden", f"only leads may act on escalations, not "
-                            f"role {action.actor.role.value}")  # fmt: skip
+        raise CaseRuleError(
+            "forbidden", f"only leads may act on escalations, not role {action.actor.role.value}"
+        )
     if esc.status == EscalationStatus.RESOLVED:
         raise CaseRuleError("conflict", f"escalation {esc.id} is already resolved")
 
@@ -83,16 +97,26 @@ def apply_action(esc: EscalationSnapshot, action: LeadAction, now: datetime) -> 
         esc.owner = action.actor.name
     if esc.status == EscalationStatus.RESOLVED:
         esc.resolved_at, esc.resolution_note = now, action.note
-    _record(esc, now, f"escalation_{action.action}", action.actor.name, action.note,
-            action.detail)  # fmt: skip
+    _record(esc, now, f"escalation_{action.action}", action.actor.name, action.note, action.detail)
 
 
 def _record(
-    esc: EscalationSnapshot, now: datetime, event: str, actor: str | None, note: str | None,
+    esc: EscalationSnapshot,
+    now: datetime,
+    event: str,
+    actor: str | None,
+    note: str | None,
     detail: dict[str, object] | None = None,
-) -> None:  # fmt: skip
-    esc.history.append(HistoryEntry(at=now, event=event, actor=actor, note=note,
-                                    task_id=esc.task_id, step=esc.step,
-                                    detail={"level": esc.level_name, "queue": esc.queue,
-                                            **(detail or {})}))  # fmt: skip
+) -> None:
+    esc.history.append(
+        HistoryEntry(
+            at=now,
+            event=event,
+            actor=actor,
+            note=note,
+            task_id=esc.task_id,
+            step=esc.step,
+            detail={"level": esc.level_name, "queue": esc.queue, **(detail or {})},
+        )
+    )
     esc.revision += 1

@@ -25,8 +25,11 @@ with workflow.unsafe.imports_passed_through():
     )
 
 # Email never blocks the escalation: it is sent alongside, retried for about a day.
-EMAIL_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2),
-                          maximum_interval=timedelta(minutes=10), maximum_attempts=150)  # fmt: skip
+EMAIL_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    maximum_interval=timedelta(minutes=10),
+    maximum_attempts=150,
+)
 
 
 @workflow.defn(name="EscalationWorkflow")
@@ -38,9 +41,14 @@ class EscalationWorkflow:
         self._projected_revision = 0
         self._emails: list[Any] = []
         self._case_events: list[EscalationEvent] = [
-            EscalationEvent(escalation_id=inp.escalation_id, event="opened",
-                            actor=inp.opened_by, note=inp.reason, status="open")
-        ]  # fmt: skip
+            EscalationEvent(
+                escalation_id=inp.escalation_id,
+                event="opened",
+                actor=inp.opened_by,
+                note=inp.reason,
+                status="open",
+            )
+        ]
 
     @workflow.run
     async def run(self, inp: EscalationInput) -> EscalationSnapshot:
@@ -71,29 +79,44 @@ class EscalationWorkflow:
                 pass
         if escalation_logic.breach_level(self._esc, self._input, workflow.now()):
             self._notify_level()
-            self._case_events.append(EscalationEvent(
-                escalation_id=self._esc.id, event="raised", status="open",
-                note=f"raised to {self._esc.level_name} ({self._esc.queue})",
-            ))  # fmt: skip
+            self._case_events.append(
+                EscalationEvent(
+                    escalation_id=self._esc.id,
+                    event="raised",
+                    status="open",
+                    note=f"raised to {self._esc.level_name} ({self._esc.queue})",
+                )
+            )
 
     def _notify_level(self) -> None:
         """Email the current level's queue; the outbox key makes a retry send nothing twice."""
         esc, inp = self._esc, self._input
         request = EmailRequest(
             idempotency_key=f"escalation-opened:{esc.id}:level-{esc.level}",
-            case_id=esc.case_id, template="escalation_opened", to_queue=esc.queue,
+            case_id=esc.case_id,
+            template="escalation_opened",
+            to_queue=esc.queue,
             context={
-                "case_id": esc.case_id, "escalation_id": esc.id, "step": esc.step or "",
-                "task_id": esc.task_id or "", "queue": esc.queue, "level_name": esc.level_name,
-                "reason": esc.reason, "opened_by": esc.opened_by,
+                "case_id": esc.case_id,
+                "escalation_id": esc.id,
+                "step": esc.step or "",
+                "task_id": esc.task_id or "",
+                "queue": esc.queue,
+                "level_name": esc.level_name,
+                "reason": esc.reason,
+                "opened_by": esc.opened_by,
                 "late_by": format_late(inp.late_by_seconds) if inp.late_by_seconds else "",
                 "link": f"{inp.public_url}/cases/{esc.case_id}",
             },
-        )  # fmt: skip
-        self._emails.append(workflow.start_activity(
-            "send_email", request, start_to_close_timeout=timedelta(seconds=60),
-            retry_policy=EMAIL_RETRY,
-        ))  # fmt: skip
+        )
+        self._emails.append(
+            workflow.start_activity(
+                "send_email",
+                request,
+                start_to_close_timeout=timedelta(seconds=60),
+                retry_policy=EMAIL_RETRY,
+            )
+        )
 
     async def _tell_case(self) -> None:
         while self._case_events:
@@ -101,15 +124,17 @@ class EscalationWorkflow:
             handle = workflow.get_external_workflow_handle(self._esc.case_id)
             try:
                 await handle.signal("escalation_event", event)
-            except Exception:  # noqa: BLE001  a closed case cannot hear it: the escalation goes on
+            except Exception:
                 workflow.logger.info("case %s no longer takes signals", self._esc.case_id)
 
     async def _project(self) -> None:
         revision = self._esc.revision
         await workflow.execute_local_activity(
-            PROJECT_ESCALATION, self._esc, start_to_close_timeout=timedelta(seconds=30),
+            PROJECT_ESCALATION,
+            self._esc,
+            start_to_close_timeout=timedelta(seconds=30),
             retry_policy=PROJECTION_RETRY,
-        )  # fmt: skip
+        )
         self._projected_revision = max(self._projected_revision, revision)
 
     @workflow.query(name="snapshot")
@@ -122,10 +147,15 @@ class EscalationWorkflow:
             escalation_logic.apply_action(self._esc, action, workflow.now())
         except CaseRuleError as exc:
             raise rule_error(exc) from None
-        self._case_events.append(EscalationEvent(
-            escalation_id=self._esc.id, event=action.action, actor=action.actor.name,
-            note=action.note, status=self._esc.status.value,
-        ))  # fmt: skip
+        self._case_events.append(
+            EscalationEvent(
+                escalation_id=self._esc.id,
+                event=action.action,
+                actor=action.actor.name,
+                note=action.note,
+                status=self._esc.status.value,
+            )
+        )
         return self._esc
 
     @act.validator

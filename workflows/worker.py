@@ -20,7 +20,9 @@ WORKFLOWS = [CaseWorkflow, EscalationWorkflow]
 # `holidays` imports lazily at call time (and dateutil reads the clock on import): both are
 # deterministic for our use, so they pass through the sandbox instead of re-importing in it.
 SANDBOX = SandboxedWorkflowRunner(
-    restrictions=SandboxRestrictions.default.with_passthrough_modules("holidays", "dateutil", "escalations")
+    restrictions=SandboxRestrictions.default.with_passthrough_modules(
+        "holidays", "dateutil", "escalations"
+    )
 )
 # Holidays are computed outside the sandbox (the package reads locale data); SLA deadlines
 # within these years never compute them inside a workflow.

@@ -16,7 +16,9 @@ from workflows.case_models import Actor, Role
 
 router = APIRouter(prefix="/cases", tags=["cases"])
 
-CaseOpener = Annotated[Actor, Depends(require_roles(Role.AGENT, Role.LEAD, Role.ADMIN, Role.SYSTEM))]
+CaseOpener = Annotated[
+    Actor, Depends(require_roles(Role.AGENT, Role.LEAD, Role.ADMIN, Role.SYSTEM))
+]
 AnyUser = Annotated[Actor, Depends(current_actor)]
 
 
@@ -59,6 +61,9 @@ async def get_case(case_id: str, actor: AnyUser, svc: ServicesDep) -> CaseOut:
 def _summary(row: CaseRow) -> CaseSummary:
     return CaseSummary(
         **row.model_dump(include=set(CaseSummary.model_fields) - {"sop"}),
-        sop=SopOut(name=row.sop_name, version=row.sop_version,
-                   content_hash=row.snapshot["sop"]["content_hash"]),
-    )  # fmt: skip
+        sop=SopOut(
+            name=row.sop_name,
+            version=row.sop_version,
+            content_hash=row.snapshot["sop"]["content_hash"],
+        ),
+    )

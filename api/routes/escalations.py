@@ -50,9 +50,13 @@ async def detail(escalation_id: str, _: BoardReader, svc: ServicesDep) -> Escala
 
 
 async def _act(
-    svc: ServicesDep, escalation_id: str, action: str, actor: Actor, note: str | None,
+    svc: ServicesDep,
+    escalation_id: str,
+    action: str,
+    actor: Actor,
+    note: str | None,
     detail: dict[str, str | None] | None = None,
-) -> EscalationOut:  # fmt: skip
+) -> EscalationOut:
     act = LeadAction(action=action, actor=actor, note=note, detail=detail or {})
     return EscalationOut.of(await service.act(svc, escalation_id, act))
 

@@ -39,16 +39,21 @@ async def inbox(
 ) -> list[TaskOut]:
     """The inbox, most urgent first."""
     f = TaskFilter(
-        queues=[queue] if queue else None, status=status,
-        assignee=actor.name if assignee == "me" else assignee, case_id=case_id,
-        limit=limit, offset=offset,
-    )  # fmt: skip
+        queues=[queue] if queue else None,
+        status=status,
+        assignee=actor.name if assignee == "me" else assignee,
+        case_id=case_id,
+        limit=limit,
+        offset=offset,
+    )
     rows = await run_in_threadpool(service.inbox, svc, actor, f)
     return [TaskOut.of(r) for r in rows]
 
 
 @router.post("/tasks/{task_id}/claim", response_model=TaskOut)
-async def claim(task_id: str, actor: Worker, svc: ServicesDep, key: IdempotencyKey = None) -> TaskOut:
+async def claim(
+    task_id: str, actor: Worker, svc: ServicesDep, key: IdempotencyKey = None
+) -> TaskOut:
     """Claim a task: 409 naming the holder if someone has it, 403 if not eligible."""
     return TaskOut.of(await service.claim(svc, actor, task_id, key))
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from datetime import UTC, datetime
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
@@ -55,13 +55,22 @@ def _prepare(
         vendor = _case_vendor(actor, body.vendor)
         case_id, replayed = _case_id(session, actor, body, key)
     inp = CaseInput(
-        case_id=case_id, case_type=body.type, customer_id=body.customer_id,
-        invoice_ids=body.invoice_ids, amount=body.amount, currency=body.currency,
-        region=body.region, reason_code=body.reason_code, vendor=vendor, data=body.data,
-        opened_by=actor, sop=sop, template=template,
+        case_id=case_id,
+        case_type=body.type,
+        customer_id=body.customer_id,
+        invoice_ids=body.invoice_ids,
+        amount=body.amount,
+        currency=body.currency,
+        region=body.region,
+        reason_code=body.reason_code,
+        vendor=vendor,
+        data=body.data,
+        opened_by=actor,
+        sop=sop,
+        template=template,
         escalation_routes=routes_for(template.queues(), body.region, vendor),
         public_url=svc.settings.resolved_public_url(),
-    )  # fmt: skip
+    )
     return inp, replayed
 
 
@@ -92,7 +101,9 @@ def _case_vendor(actor: Actor, requested: str | None) -> str | None:
     """An agent's cases belong to its own vendor; others may name one."""
     if actor.role == Role.AGENT and actor.vendor:
         if requested and requested != actor.vendor:
-            raise ApiError("forbidden", f"agents of {actor.vendor} cannot open cases for {requested}")
+            raise ApiError(
+                "forbidden", f"agents of {actor.vendor} cannot open cases for {requested}"
+            )
         return actor.vendor
     return requested
 
@@ -108,10 +119,15 @@ def _case_id(session: Session, actor: Actor, body: CaseCreate, key: str | None) 
     if existing is None:
         try:
             with session.begin_nested():
-                session.add(IdempotencyKeyRow(
-                    user_id=actor.user_id or 0, key=key, request_hash=request_hash,
-                    case_id=new_id, created_at=datetime.now(UTC),
-                ))  # fmt: skip
+                session.add(
+                    IdempotencyKeyRow(
+                        user_id=actor.user_id or 0,
+                        key=key,
+                        request_hash=request_hash,
+                        case_id=new_id,
+                        created_at=datetime.now(UTC),
+                    )
+                )
             return new_id, False
         except IntegrityError:
             existing = _idempotency_row(session, actor, key)  # a concurrent retry won the race

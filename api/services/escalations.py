@@ -56,21 +56,26 @@ async def _act_on_task(svc: Services, esc: EscalationSnapshot, action: LeadActio
     if esc.task_id is None:
         raise ApiError("conflict", f"escalation {esc.id} has no task to {action.action}")
     if action.action == "reassign":
-        cmd = ReassignTask(task_id=esc.task_id, actor=action.actor, note=action.note,
-                           **action.detail)  # fmt: skip
+        cmd = ReassignTask(
+            task_id=esc.task_id, actor=action.actor, note=action.note, **action.detail
+        )
         await tasks.command(svc, cmd)
         return
     case = await temporal.get_case(svc.temporal, esc.case_id)
     task = case.task(esc.task_id)
     if task is None or task.status == TaskStatus.DONE or action.action not in task.allowed_outcomes:
-        raise ApiError("conflict", f"case {esc.case_id} is not waiting on an approval of "
-                       f"task {esc.task_id}")  # fmt: skip
+        raise ApiError(
+            "conflict", f"case {esc.case_id} is not waiting on an approval of task {esc.task_id}"
+        )
     if task.assignee != action.actor.name:
         if task.status == TaskStatus.CLAIMED:
             # The lead takes the decision over from whoever held the task.
-            await tasks.command(svc, ReassignTask(task_id=task.id, actor=action.actor,
-                                                  to_user=action.actor.name))  # fmt: skip
+            await tasks.command(
+                svc, ReassignTask(task_id=task.id, actor=action.actor, to_user=action.actor.name)
+            )
         else:
             await tasks.command(svc, ClaimTask(task_id=task.id, actor=action.actor))
-    await tasks.command(svc, CompleteTask(task_id=task.id, actor=action.actor,
-                                          outcome=action.action, note=action.note))  # fmt: skip
+    await tasks.command(
+        svc,
+        CompleteTask(task_id=task.id, actor=action.actor, outcome=action.action, note=action.note),
+    )

@@ -34,9 +34,14 @@ def _scoped(actor: Actor, f: TaskFilter) -> TaskFilter:
         return f
     queues = actor.queues if f.queues is None else [q for q in f.queues if q in actor.queues]
     return TaskFilter(
-        queues=queues, status=f.status, assignee=f.assignee, vendor=visible_vendor(actor),
-        case_id=f.case_id, limit=f.limit, offset=f.offset,
-    )  # fmt: skip
+        queues=queues,
+        status=f.status,
+        assignee=f.assignee,
+        vendor=visible_vendor(actor),
+        case_id=f.case_id,
+        limit=f.limit,
+        offset=f.offset,
+    )
 
 
 async def after(svc: Services, snapshot: CaseSnapshot, task_id: str) -> Task:
@@ -70,9 +75,10 @@ async def claim_next(svc: Services, actor: Actor, queue: str) -> Task | None:
     tried: set[str] = set()
     for _ in range(CLAIM_NEXT_ROUNDS):
         candidates = [
-            row.id for row in await run_in_threadpool(_candidates, svc, actor, queue, len(tried))
+            row.id
+            for row in await run_in_threadpool(_candidates, svc, actor, queue, len(tried))
             if row.id not in tried
-        ]  # fmt: skip
+        ]
         if not candidates:
             return None
         for task_id in candidates:
