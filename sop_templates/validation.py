@@ -11,18 +11,21 @@ from pydantic import ValidationError
 from sop_templates.expressions import ExpressionError, check_names, compile_expression
 from sop_templates.schema import DecisionStep, EndStep, HumanTaskStep, SopTemplate
 
-CASE_FIELDS = {
-    "id",
-    "type",
-    "customer_id",
-    "invoice_ids",
-    "amount",
-    "currency",
-    "region",
-    "reason_code",
-    "vendor",
-    "data",
-}
+# What a condition may read of the case (`case.<field>`); the workflow builds the same view.
+CASE_FIELDS = frozenset(
+    {
+        "id",
+        "type",
+        "customer_id",
+        "invoice_ids",
+        "amount",
+        "currency",
+        "region",
+        "reason_code",
+        "vendor",
+        "data",
+    }
+)
 CONDITION_ROOTS: Mapping[str, set[str] | None] = {
     "case": CASE_FIELDS,
     "task": {"outcome", "data", "step"},

@@ -120,6 +120,14 @@ def _task_values(s: CaseSnapshot, t: Any) -> dict[str, Any]:
     }
 
 
+def _where_equal(query: Any, *filters: tuple[Any, object]) -> Any:
+    """Add `column == value` for every filter whose value was given."""
+    for column, value in filters:
+        if value is not None:
+            query = query.where(column == value)
+    return query
+
+
 @dataclass(frozen=True)
 class CaseFilter:
     type: str | None = None
@@ -132,14 +140,12 @@ class CaseFilter:
 
 def list_cases(session: Session, f: CaseFilter) -> Sequence[CaseRow]:
     """Cases matching the filter, newest first."""
-    query = select(CaseRow)
-    for column, value in (
+    query = _where_equal(
+        select(CaseRow),
         (CaseRow.type, f.type),
         (CaseRow.status, f.status),
         (CaseRow.customer_id, f.customer_id),
-    ):
-        if value is not None:
-            query = query.where(column == value)
+    )
     if f.vendor is not None:
         query = query.where(or_(col(CaseRow.vendor).is_(None), CaseRow.vendor == f.vendor))
     query = query.order_by(col(CaseRow.opened_at).desc(), col(CaseRow.id))
@@ -216,14 +222,12 @@ class EscalationFilter:
 
 def list_escalations(session: Session, f: EscalationFilter) -> Sequence[EscalationRow]:
     """The lead board: unresolved first, then the most overdue (earliest due) first."""
-    query = select(EscalationRow)
-    for column, value in (
+    query = _where_equal(
+        select(EscalationRow),
         (EscalationRow.status, f.status),
         (EscalationRow.queue, f.queue),
         (EscalationRow.case_id, f.case_id),
-    ):
-        if value is not None:
-            query = query.where(column == value)
+    )
     query = query.order_by(
         col(EscalationRow.status) == "resolved",
         col(EscalationRow.due_at).is_(None),

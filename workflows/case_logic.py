@@ -12,6 +12,7 @@ from typing import Any
 from escalations.sla_clock import SlaClock
 from sop_templates.expressions import ExpressionError, compile_expression
 from sop_templates.schema import DecisionStep, EndStep, HumanTaskStep, SopTemplate
+from sop_templates.validation import CASE_FIELDS
 from workflows.case_models import (
     Actor,
     CaseInput,
@@ -174,20 +175,7 @@ def condition_context(
     case: CaseSnapshot, template: SopTemplate, last_task: Task | None
 ) -> dict[str, Any]:
     """The names a template condition may read: `case`, `task` (the last completed), `params`."""
-    case_view = case.model_dump(
-        include={
-            "id",
-            "type",
-            "customer_id",
-            "invoice_ids",
-            "amount",
-            "currency",
-            "region",
-            "reason_code",
-            "vendor",
-            "data",
-        }
-    )
+    case_view = case.model_dump(include=set(CASE_FIELDS))
     task_view = (
         {"step": last_task.step, "outcome": last_task.outcome, "data": last_task.data}
         if last_task

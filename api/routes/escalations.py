@@ -77,22 +77,21 @@ async def reassign(
     return await _act(svc, escalation_id, "reassign", actor, body.note, detail)
 
 
-@router.post("/escalations/{escalation_id}/approve", response_model=EscalationOut)
-async def approve(
-    escalation_id: str, actor: Lead, svc: ServicesDep, body: ActionBody | None = None
-) -> EscalationOut:
-    return await _act(svc, escalation_id, "approve", actor, body.note if body else None)
-
-
-@router.post("/escalations/{escalation_id}/reject", response_model=EscalationOut)
-async def reject(
-    escalation_id: str, actor: Lead, svc: ServicesDep, body: ActionBody | None = None
-) -> EscalationOut:
-    return await _act(svc, escalation_id, "reject", actor, body.note if body else None)
-
-
 @router.post("/escalations/{escalation_id}/resolve", response_model=EscalationOut)
 async def resolve(
     escalation_id: str, body: ActionBody, actor: Lead, svc: ServicesDep
 ) -> EscalationOut:
     return await _act(svc, escalation_id, "resolve", actor, body.note)
+
+
+# Last: its path would also match the fixed action paths above.
+@router.post("/escalations/{escalation_id}/{decision}", response_model=EscalationOut)
+async def decide(
+    escalation_id: str,
+    decision: Literal["approve", "reject"],
+    actor: Lead,
+    svc: ServicesDep,
+    body: ActionBody | None = None,
+) -> EscalationOut:
+    """Approve or reject where the case waits on an approval; resolves the escalation."""
+    return await _act(svc, escalation_id, decision, actor, body.note if body else None)
