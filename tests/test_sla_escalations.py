@@ -12,18 +12,19 @@ from zoneinfo import ZoneInfo
 import pytest
 import pytest_asyncio
 from sqlalchemy import Engine
+from sqlmodel import Session, select
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from escalations.calendars import get_calendar
 from settings import Settings
 from store.db import session_scope
-from store.tables import UserRow
+from store.tables import OutboxRow, UserRow
 from tests.harness import AGENT, LEAD, dispute_input, terminate_cases
 from tests.smtp_sink import SmtpSink
 from workflows.case_models import CaseSnapshot, ClaimTask, PauseTask, ReassignTask, ResumeTask
 from workflows.case_workflow import CaseWorkflow
-from workflows.escalation_models import EscalationSnapshot
+from workflows.escalation_models import EscalationSnapshot, LeadAction
 from workflows.worker import build_worker
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -233,3 +234,54 @@ async def test_lead_breach_goes_to_manager_and_reassign_restarts_the_sla(
     assert {"sla_breached", "escalation_opened", "escalation_raised", "task_reassigned"} <= set(
         history
     )
+
+
+async def test_an_smtp_outage_never_blocks_the_escalation(
+    time_skipping: WorkflowEnvironment, sqlite_engine: Engine
+) -> None:
+    down = SmtpSink()  # not started: the mail server is out
+    with session_scope(sqlite_engine) as session:
+        session.add(
+            UserRow(
+                name="lena",
+                role="lead",
+                email="lena@o2c.test",
+                queues=["disputes-leads"],
+                token_hash="h",
+                created_at=datetime.now(UTC),
+            )
+        )
+    settings = Settings(smtp_host="127.0.0.1", smtp_port=down.port)
+    task_queue = f"sla-{uuid.uuid4().hex[:8]}"
+    async with build_worker(time_skipping.client, task_queue, sqlite_engine, settings):
+        handle = await _start(time_skipping, task_queue, "24x7")
+        await time_skipping.sleep(timedelta(hours=4, seconds=1))
+        case = await _until(lambda: _case(handle), lambda c: bool(c.escalations))
+        esc_handle = time_skipping.client.get_workflow_handle(case.escalations[0].id)
+
+        def outbox() -> list[OutboxRow]:
+            with Session(sqlite_engine) as session:
+                return list(session.exec(select(OutboxRow)).all())
+
+        pending = await _until(
+            lambda: _async(outbox), lambda rows: bool(rows) and rows[0].attempts > 0
+        )
+        assert pending[0].status == "pending" and pending[0].last_error
+        resolved = await esc_handle.execute_update(
+            "act",
+            LeadAction(action="resolve", actor=LEAD, note="called the agent"),
+            result_type=EscalationSnapshot,
+        )
+        assert resolved.status == "resolved"  # the lead acted while the mail was down
+
+        down.start()  # the mail server is back: the retried email goes out, once
+        try:
+            await time_skipping.sleep(timedelta(minutes=15))
+            sent = await _until(lambda: _async(down.messages), lambda ms: len(ms) == 1)
+            assert len(sent) == 1 and sent[0]["To"] == "lena@o2c.test"
+            assert (await _until(lambda: _async(outbox), lambda r: r[0].status == "sent"))[
+                0
+            ].status == "sent"
+        finally:
+            down.stop()
+            await terminate_cases(time_skipping.client, STARTED.pop(task_queue, []))
