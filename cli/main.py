@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from cli.audit_commands import audit_app
 from settings import Settings, get_settings
 from workflows.case_models import Role
 
@@ -22,6 +23,7 @@ sop_app = typer.Typer(help="SOP template versions.", no_args_is_help=True)
 app.add_typer(user_app, name="user")
 app.add_typer(store_app, name="store")
 app.add_typer(sop_app, name="sop")
+app.add_typer(audit_app, name="audit")
 
 DataDir = Annotated[Path | None, typer.Option(help="data directory (CASEBOOK_DATA_DIR)")]
 USER_ROLES = [r.value for r in Role]

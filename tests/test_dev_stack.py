@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import mailbox
 import os
 import signal
@@ -161,6 +163,7 @@ def test_dev_stack_runs_a_dispute_survives_a_restart_and_stops_on_ctrl_c(stack: 
     )
     final = httpx.get(f"{stack.url}/cases/{case_id}", headers=agent).json()
     assert final["status"] == "closed" and final["resolution"] == "credited"
+    _audit_from_the_command_line(stack, case_id)
     assert stack.interrupt() == 0
     assert stack.ports_closed()
 
@@ -218,3 +221,28 @@ def test_a_short_sla_breaches_into_the_board_and_the_maildir(stack: Stack, tmp_p
         time.sleep(0.2)
     assert len(mails) == 1 and mails[0]["X-Envelope-To"] == "lee@o2c.test"
     assert stack.interrupt() == 0
+
+
+def _audit_from_the_command_line(stack: Stack, case_id: str) -> None:
+    env = {
+        **_clean_env(),
+        "CASEBOOK_DATA_DIR": str(stack.data_dir),
+        "CASEBOOK_TEMPORAL_ADDRESS": f"127.0.0.1:{stack.temporal_port}",
+    }
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*CASEBOOK, "audit", *args], env=env, capture_output=True, text=True)
+
+    timeline = run("timeline", case_id)
+    assert timeline.returncode == 0, timeline.stderr
+    assert "task_completed" in timeline.stdout and "by ana" in timeline.stdout
+    replay = run("replay", case_id)
+    assert replay.returncode == 0, replay.stdout + replay.stderr
+    assert "\"deterministic\": true" in replay.stdout
+    out = stack.data_dir.parent / "evidence"
+    export = run("export", case_id, "--out", str(out))
+    assert export.returncode == 0, export.stderr
+    manifest = json.loads((out / case_id / "manifest.json").read_text())
+    assert manifest["sop"]["registry_hash_matches"] is True
+    for name, digest in manifest["files"].items():
+        assert hashlib.sha256((out / case_id / name).read_bytes()).hexdigest() == digest

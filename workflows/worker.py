@@ -29,12 +29,17 @@ SANDBOX = SandboxedWorkflowRunner(
 HOLIDAY_YEARS = range(2020, 2061)
 
 
+def warm_calendars() -> None:
+    """Compute holidays before any workflow runs, in a worker or a Replayer alike."""
+    for calendar in load_calendars().values():
+        calendar.warm(HOLIDAY_YEARS)
+
+
 def build_worker(
     client: Client, task_queue: str, engine: Engine, settings: Settings | None = None
 ) -> Worker:
     """A worker for `task_queue`; scale out by running more of them (processes or hosts)."""
-    for calendar in load_calendars().values():
-        calendar.warm(HOLIDAY_YEARS)
+    warm_calendars()
     read_model = ReadModelActivities(engine)
     email = EmailActivities(engine, settings or Settings())
     return Worker(

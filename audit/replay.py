@@ -1,0 +1,137 @@
+"""Replay a case's recorded history against the current code: a verdict, and its states.
+
+The Replayer re-runs the workflow code over the events Temporal recorded, with no server.
+An interceptor keeps every case snapshot the workflow hands to its projection during the
+replay: that is the case as it stood after each change, rebuilt from the history alone.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import (
+    Interceptor,
+    Replayer,
+    StartLocalActivityInput,
+    WorkflowInboundInterceptor,
+    WorkflowInterceptorClassInput,
+    WorkflowOutboundInterceptor,
+)
+
+from activities.read_model import PROJECT_CASE
+from workflows.case_models import CaseSnapshot
+from workflows.worker import SANDBOX, WORKFLOWS, warm_calendars
+
+_EVENT_ID = re.compile(r"event(?:[ _]id)?[ =:#]*(\d+)", re.IGNORECASE)
+
+
+@dataclass
+class ReplayVerdict:
+    case_id: str
+    deterministic: bool
+    events: int
+    divergence: str | None = None
+    divergence_event_id: int | None = None
+    states: list[CaseSnapshot] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "case_id": self.case_id,
+            "verdict": "intact and deterministic" if self.deterministic else "diverges",
+            "deterministic": self.deterministic,
+            "events": self.events,
+            "divergence": self.divergence,
+            "divergence_event_id": self.divergence_event_id,
+            "states_rebuilt": len(self.states),
+        }
+
+
+class _KeepSnapshots(Interceptor):
+    """Collects what the case workflow projects, in order, while it is replayed."""
+
+    def __init__(self) -> None:
+        self.snapshots: list[CaseSnapshot] = []
+
+    def workflow_interceptor_class(
+        self, input: WorkflowInterceptorClassInput
+    ) -> type[WorkflowInboundInterceptor]:
+        kept = self.snapshots
+
+        class Outbound(WorkflowOutboundInterceptor):
+            def start_local_activity(self, input: StartLocalActivityInput) -> Any:
+                if input.activity == PROJECT_CASE and input.args:
+                    # A copy: the workflow keeps changing the object it handed over.
+                    kept.append(CaseSnapshot.model_validate(input.args[0]).model_copy(deep=True))
+                return super().start_local_activity(input)
+
+        class Inbound(WorkflowInboundInterceptor):
+            def init(self, outbound: WorkflowOutboundInterceptor) -> None:
+                super().init(Outbound(outbound))
+
+        return Inbound
+
+
+async def replay_case(history: WorkflowHistory, workflows: Sequence[type] = WORKFLOWS
+                      ) -> ReplayVerdict:  # fmt: skip
+    """Replay `history` against `workflows` (the current code by default)."""
+    warm_calendars()
+    keep = _KeepSnapshots()
+    replayer = Replayer(
+        workflows=workflows, data_converter=pydantic_data_converter,
+        workflow_runner=SANDBOX, interceptors=[keep],
+    )  # fmt: skip
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    failure = result.replay_failure
+    verdict = ReplayVerdict(
+        case_id=history.workflow_id, deterministic=failure is None,
+        events=len(history.events), states=list(keep.snapshots),
+    )  # fmt: skip
+    if failure is not None:
+        verdict.divergence = str(failure)
+        match = _EVENT_ID.search(verdict.divergence)
+        verdict.divergence_event_id = (
+            int(match.group(1)) if match else await _locate(history, replayer)
+        )
+    return verdict
+
+
+async def _locate(history: WorkflowHistory, replayer: Replayer) -> int | None:
+    """The first event the code no longer produces: replay growing prefixes of the history,
+    one workflow task at a time, and name the first command event of the first that fails."""
+    events = list(history.events)
+    starts = [i for i, e in enumerate(events) if e.HasField(_WFT_SCHEDULED)] + [len(events)]
+    for end in starts[1:]:
+        prefix = WorkflowHistory(history.workflow_id, events[:end])
+        result = await replayer.replay_workflow(prefix, raise_on_replay_failure=False)
+        if result.replay_failure is not None:
+            completed = max(i for i in range(end) if events[i].HasField(_WFT_COMPLETED))
+            commands = events[completed + 1 : end] or events[completed : completed + 1]
+            return commands[0].event_id
+    return None
+
+
+_WFT_SCHEDULED = "workflow_task_scheduled_event_attributes"
+_WFT_COMPLETED = "workflow_task_completed_event_attributes"
+
+
+def event_time(history: WorkflowHistory, event_id: int) -> datetime:
+    """When event `event_id` happened (so a state can be asked for as of an event)."""
+    for event in history.events:
+        if event.event_id == event_id:
+            return event.event_time.ToDatetime(tzinfo=UTC)
+    raise LookupError(f"event {event_id} is not in the history of {history.workflow_id}")
+
+
+def state_as_of(states: Sequence[CaseSnapshot], as_of: datetime) -> CaseSnapshot | None:
+    """The case as it stood at `as_of`: the last rebuilt state whose changes all came before."""
+    current = None
+    for state in states:
+        if state.history and state.history[-1].at <= as_of:
+            current = state
+    return current
