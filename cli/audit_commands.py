@@ -18,16 +18,17 @@ audit_app = typer.Typer(
 
 
 async def _gather(case_id: str):
+    from audit.sources import current_state, load_history
     from audit.timeline import timeline
     from store.db import make_engine
     from store.tables import OutboxRow
-    from workflows.client import connect, get_case
+    from workflows.client import connect
 
     settings = get_settings()
     client = await connect(settings.temporal_address, settings.temporal_namespace)
     engine = make_engine(settings.resolved_database_url())
-    case = await get_case(client, case_id)
-    history = await client.get_workflow_handle(case_id).fetch_history()
+    case = await current_state(client, engine, case_id)
+    history = await load_history(client, engine, case_id)
     with Session(engine) as session:
         emails = session.exec(
             select(OutboxRow).where(OutboxRow.case_id == case_id).order_by(col(OutboxRow.id))
@@ -69,3 +70,20 @@ def audit_export(
         with Session(engine) as session:
             sop = session.get(SopVersionRow, (case.sop.name, case.sop.version))
         typer.echo(str(write_bundle(out, case, history, entries, sop)))
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Check the archive's hash chain; exit 1 naming each altered or missing case."""
+    from store import archive
+    from store.db import make_engine
+
+    engine = make_engine(get_settings().resolved_database_url())
+    with Session(engine) as session:
+        problems = archive.verify(session)
+        count = len(session.exec(select(archive.CaseArchiveRow)).all())
+    for problem in problems:
+        typer.echo(f"FAIL {problem}", err=True)
+    if problems:
+        raise typer.Exit(1)
+    typer.echo(f"archive intact: {count} cases, chain verified")

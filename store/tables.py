@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -151,3 +151,21 @@ class OutboxRow(SQLModel, table=True):
     last_error: str | None = None
     created_at: datetime
     sent_at: datetime | None = None
+
+
+class CaseArchiveRow(SQLModel, table=True):
+    """A closed case's full Temporal history, kept for years: gzip, SHA-256, hash-chained.
+
+    `chain_hash` = SHA-256 of the previous row's chain hash, the case id and this history's
+    hash, so removing or altering any archived case breaks every later link.
+    """
+
+    __tablename__ = "case_archive"
+
+    seq: int | None = Field(default=None, primary_key=True)
+    case_id: str = Field(unique=True)
+    archived_at: datetime
+    history_gz: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    history_sha256: str
+    prev_chain_hash: str = Field(unique=True)  # one successor per link: the chain never forks
+    chain_hash: str = Field(unique=True)

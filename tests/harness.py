@@ -134,5 +134,6 @@ async def terminate_cases(client: Client, case_ids: list[str]) -> None:
             for esc in case.escalations:
                 with contextlib.suppress(Exception):
                     await client.get_workflow_handle(esc.id).terminate("test over")
-        with contextlib.suppress(Exception):
-            await handle.terminate("test over")
+        for wf_id in (case_id, f"{case_id}.archive"):
+            with contextlib.suppress(Exception):  # most are already complete
+                await client.get_workflow_handle(wf_id).terminate("test over")

@@ -52,33 +52,6 @@ async def _step(handle, update: str, cmd: object) -> CaseSnapshot:
     return await handle.execute_update(update, cmd, result_type=CaseSnapshot)
 
 
-async def test_a_case_runs_its_sop_to_the_end_and_projects_every_revision(
-    time_skipping: WorkflowEnvironment, worker_queue: str, sqlite_engine: Engine
-) -> None:
-    inp = dispute_input("5000.00")
-    handle = await _start(time_skipping, worker_queue, inp)
-    for step, outcome, actor in [
-        ("triage", "accept", AGENT),
-        ("investigate", "valid", AGENT),
-        ("lead_approval", "reject", LEAD),
-    ]:
-        state = await handle.query(CaseWorkflow.snapshot)
-        task = next(t for t in state.tasks if t.status == "open")
-        assert task.step == step
-        await _step(handle, "claim_task", ClaimTask(task_id=task.id, actor=actor))
-        await _step(
-            handle, "complete_task", CompleteTask(task_id=task.id, actor=actor, outcome=outcome)
-        )
-    final = await handle.result()
-    assert final.status == "closed" and final.resolution == "rejected"
-    with Session(sqlite_engine) as session:
-        row = session.get(CaseRow, inp.case_id)
-        assert row is not None and row.status == "closed" and row.revision == final.revision
-        assert row.amount == "5000.00"
-        tasks = [session.get(TaskRow, t.id) for t in final.tasks]
-        assert all(t is not None and t.status == "done" for t in tasks)
-
-
 async def test_refused_updates_leave_no_trace(
     time_skipping: WorkflowEnvironment, worker_queue: str
 ) -> None:
@@ -107,3 +80,31 @@ async def test_refused_updates_leave_no_trace(
     late = await handle.query(CaseWorkflow.snapshot)
     assert late.status == "open" and late.tasks[0].sla_state == "breached"
     assert [e.id for e in late.escalations] == [f"{inp.case_id}.e1"]
+
+
+# Last in the module: a closed case's archive child stops this server skipping time.
+async def test_a_case_runs_its_sop_to_the_end_and_projects_every_revision(
+    time_skipping: WorkflowEnvironment, worker_queue: str, sqlite_engine: Engine
+) -> None:
+    inp = dispute_input("5000.00")
+    handle = await _start(time_skipping, worker_queue, inp)
+    for step, outcome, actor in [
+        ("triage", "accept", AGENT),
+        ("investigate", "valid", AGENT),
+        ("lead_approval", "reject", LEAD),
+    ]:
+        state = await handle.query(CaseWorkflow.snapshot)
+        task = next(t for t in state.tasks if t.status == "open")
+        assert task.step == step
+        await _step(handle, "claim_task", ClaimTask(task_id=task.id, actor=actor))
+        await _step(
+            handle, "complete_task", CompleteTask(task_id=task.id, actor=actor, outcome=outcome)
+        )
+    final = await handle.result()
+    assert final.status == "closed" and final.resolution == "rejected"
+    with Session(sqlite_engine) as session:
+        row = session.get(CaseRow, inp.case_id)
+        assert row is not None and row.status == "closed" and row.revision == final.revision
+        assert row.amount == "5000.00"
+        tasks = [session.get(TaskRow, t.id) for t in final.tasks]
+        assert all(t is not None and t.status == "done" for t in tasks)

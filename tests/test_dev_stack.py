@@ -238,10 +238,17 @@ def _audit_from_the_command_line(stack: Stack, case_id: str) -> None:
     assert "task_completed" in timeline.stdout and "by ana" in timeline.stdout
     replay = run("replay", case_id)
     assert replay.returncode == 0, replay.stdout + replay.stderr
-    assert "\"deterministic\": true" in replay.stdout
+    assert '"deterministic": true' in replay.stdout
     out = stack.data_dir.parent / "evidence"
     export = run("export", case_id, "--out", str(out))
     assert export.returncode == 0, export.stderr
+    verify = run("verify")
+    for _ in range(100):  # the archive is written once the case has closed
+        if verify.returncode == 0:
+            break
+        time.sleep(0.2)
+        verify = run("verify")
+    assert verify.returncode == 0 and "archive intact: 1 cases" in verify.stdout, verify.stderr
     manifest = json.loads((out / case_id / "manifest.json").read_text())
     assert manifest["sop"]["registry_hash_matches"] is True
     for name, digest in manifest["files"].items():

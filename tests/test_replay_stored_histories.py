@@ -9,10 +9,10 @@ from temporalio.client import WorkflowHistory
 
 from audit.replay import replay_case
 
-pytestmark = pytest.mark.asyncio(loop_scope="session")
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
 
+@pytest.mark.asyncio(loop_scope="session")
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_a_recorded_history_replays_deterministically(path: Path) -> None:
     history = WorkflowHistory.from_json(path.stem, path.read_text())

@@ -68,6 +68,14 @@ class CaseWorkflow:
                 break
             await self._sleep_until_change_or_deadline()
         await workflow.wait_condition(workflow.all_handlers_finished)
+        # Patched: cases closed before archiving existed must replay without this child.
+        if workflow.patched("archive-on-close"):
+            await workflow.start_child_workflow(
+                "ArchiveCaseWorkflow",
+                self._case.id,
+                id=f"{self._case.id}.archive",
+                parent_close_policy=ParentClosePolicy.ABANDON,
+            )
         return self._case
 
     def _read_model_behind(self) -> bool:

@@ -9,14 +9,16 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.archive import ArchiveActivities
 from activities.email import EmailActivities
 from activities.read_model import ReadModelActivities
 from escalations.calendars import load_calendars
 from settings import Settings
+from workflows.archive_workflow import ArchiveCaseWorkflow
 from workflows.case_workflow import CaseWorkflow
 from workflows.escalation_workflow import EscalationWorkflow
 
-WORKFLOWS = [CaseWorkflow, EscalationWorkflow]
+WORKFLOWS = [CaseWorkflow, EscalationWorkflow, ArchiveCaseWorkflow]
 # `holidays` imports lazily at call time (and dateutil reads the clock on import): both are
 # deterministic for our use, so they pass through the sandbox instead of re-importing in it.
 SANDBOX = SandboxedWorkflowRunner(
@@ -47,7 +49,12 @@ def build_worker(
         task_queue=task_queue,
         workflows=WORKFLOWS,
         workflow_runner=SANDBOX,
-        activities=[read_model.project_case, read_model.project_escalation, email.send_email],
+        activities=[
+            read_model.project_case,
+            read_model.project_escalation,
+            email.send_email,
+            ArchiveActivities(engine).archive_case,
+        ],
         # Projection does blocking database I/O: it runs on threads, off the event loop.
         activity_executor=ThreadPoolExecutor(max_workers=16),
     )

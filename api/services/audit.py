@@ -8,14 +8,13 @@ from datetime import datetime
 from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 from temporalio.client import WorkflowHistory
-from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import Services
 from api.errors import ApiError
 from audit.replay import ReplayVerdict, event_time, replay_case, state_as_of
+from audit.sources import CaseNotFoundError, current_state, load_history
 from audit.timeline import TimelineEntry, timeline
 from store.tables import OutboxRow
-from workflows import client as temporal
 from workflows.case_models import CaseSnapshot
 
 
@@ -26,17 +25,18 @@ def emails_about(svc: Services, case_id: str) -> Sequence[OutboxRow]:
 
 
 async def case_timeline(svc: Services, case_id: str) -> tuple[CaseSnapshot, list[TimelineEntry]]:
-    case = await temporal.get_case(svc.temporal, case_id)
+    try:
+        case = await current_state(svc.temporal, svc.engine, case_id)
+    except CaseNotFoundError as exc:
+        raise ApiError("not_found", str(exc)) from None
     return case, timeline(case, await run_in_threadpool(emails_about, svc, case_id))
 
 
 async def history_of(svc: Services, case_id: str) -> WorkflowHistory:
     try:
-        return await svc.temporal.get_workflow_handle(case_id).fetch_history()
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            raise ApiError("not_found", f"case {case_id} not found") from exc
-        raise
+        return await load_history(svc.temporal, svc.engine, case_id)
+    except CaseNotFoundError as exc:
+        raise ApiError("not_found", str(exc)) from None
 
 
 async def replay(svc: Services, case_id: str) -> ReplayVerdict:

@@ -1,0 +1,47 @@
+"""The archive activity: once a case has closed, keep its full history in the database."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
+from temporalio import activity
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.exceptions import ApplicationError
+
+from store import archive
+from store.db import session_scope
+
+ARCHIVE_CASE = "archive_case"
+
+
+class ArchiveActivities:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    @activity.defn(name=ARCHIVE_CASE)
+    async def archive_case(self, case_id: str) -> str:
+        """Archive `case_id` once it is closed; returns its chain hash (idempotent)."""
+        existing = await asyncio.to_thread(self._existing, case_id)
+        if existing:
+            return existing
+        handle = activity.client().get_workflow_handle(case_id)
+        if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+            # Retried with backoff until the case's last event is written.
+            raise ApplicationError(f"case {case_id} has not closed yet", type="CaseStillOpen")
+        history = await handle.fetch_history()
+        return await asyncio.to_thread(self._append, case_id, history.to_json())
+
+    def _existing(self, case_id: str) -> str | None:
+        with session_scope(self._engine) as session:
+            row = archive.archived(session, case_id)
+            return row.chain_hash if row else None
+
+    def _append(self, case_id: str, history_json: str) -> str:
+        try:
+            with session_scope(self._engine) as session:
+                return archive.append(session, case_id, history_json).chain_hash
+        except IntegrityError as exc:
+            # Another archiver took the same chain head (or this case): retry on the new head.
+            raise ApplicationError(f"archive head moved while archiving {case_id}") from exc

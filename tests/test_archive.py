@@ -1,0 +1,126 @@
+"""Closed cases are archived, hash-chained; audits work after Temporal forgets the case."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
+from temporalio.testing import WorkflowEnvironment
+
+from store import archive
+from store.db import session_scope
+from store.tables import CaseArchiveRow
+from tests.conftest import FORGETFUL_NAMESPACE
+from tests.harness import Api, eventually, running_api
+from workflows.client import connect
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+TIER1 = "disputes-tier1"
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def api(dev_server: WorkflowEnvironment, engine: Engine) -> AsyncIterator[Api]:
+    async with running_api(dev_server.client, engine) as api:
+        yield api
+
+
+async def _closed_case(api: Api, agent: dict[str, str]) -> str:
+    case = await api.open_dispute(agent, amount="120.00")
+    cid = case["id"]
+    for n, outcome in ((1, "accept"), (2, "valid")):
+        await api.http.post(f"/tasks/{cid}.t{n}/claim", headers=agent)
+        done = await api.http.post(
+            f"/tasks/{cid}.t{n}/complete", json={"outcome": outcome}, headers=agent
+        )
+        assert done.status_code == 200, done.text
+    return cid
+
+
+async def _archived(api: Api, cid: str) -> CaseArchiveRow:
+    def look() -> CaseArchiveRow | None:
+        with Session(api.engine) as session:
+            return archive.archived(session, cid)
+
+    async def probe() -> CaseArchiveRow | None:
+        return look()
+
+    row = await eventually(probe, lambda r: r is not None, timeout=30)
+    assert row is not None, f"{cid} was not archived"
+    return row
+
+
+@asynccontextmanager
+async def _after_retention(dev_server: WorkflowEnvironment, api: Api) -> AsyncIterator[Api]:
+    """The same database seen through a Temporal that no longer has the case: an empty
+    namespace on the dev server (the dev server's own deletion is asynchronous and slow)."""
+    target = dev_server.client.service_client.config.target_host
+    forgetful = await connect(target, FORGETFUL_NAMESPACE)
+    async with running_api(forgetful, api.engine) as later:
+        yield later
+
+
+async def _evidence(api: Api, auditor: dict[str, str], cid: str, as_of: str) -> dict[str, Any]:
+    timeline = await api.http.get(f"/cases/{cid}/history", headers=auditor)
+    replay = await api.http.post(f"/cases/{cid}/replay", headers=auditor)
+    state = await api.http.get(f"/cases/{cid}/state", params={"as_of": as_of}, headers=auditor)
+    for response in (timeline, replay, state):
+        assert response.status_code == 200, response.text
+    return {
+        "timeline": timeline.json(),
+        "replay": replay.json()["deterministic"],
+        "state": (state.json()["status"], state.json()["current_step"]),
+    }
+
+
+async def test_audits_answer_the_same_from_the_archive(
+    api: Api, dev_server: WorkflowEnvironment
+) -> None:
+    agent, auditor = api.user("agent", queues=[TIER1]), api.user("auditor")
+    cid = await _closed_case(api, agent)
+    await _archived(api, cid)
+    detail = (await api.http.get(f"/cases/{cid}", headers=auditor)).json()
+    midway = next(h["at"] for h in detail["history"] if h["event"] == "task_completed")
+    from_temporal = await _evidence(api, auditor, cid, midway)
+    assert from_temporal["state"] == ("open", "investigate")
+
+    async with _after_retention(dev_server, api) as later:
+        assert (await later.http.get(f"/cases/{cid}", headers=auditor)).json()["status"] == "closed"
+        from_archive = await _evidence(later, auditor, cid, midway)
+    assert from_archive == from_temporal
+
+
+async def test_verify_names_an_altered_or_a_missing_archive(api: Api) -> None:
+    agent = api.user("agent", queues=[TIER1])
+    ids = [await _closed_case(api, agent) for _ in range(3)]
+    for cid in ids:
+        await _archived(api, cid)
+    with Session(api.engine) as session:
+        assert archive.verify(session) == []
+
+    with session_scope(api.engine) as session:
+        row = archive.archived(session, ids[1])
+        assert row is not None
+        original = row.history_gz
+        row.history_gz = original[:-1] + bytes([original[-1] ^ 1])  # one byte flipped
+    with Session(api.engine) as session:
+        problems = archive.verify(session)
+    assert [(p.case_id, "altered" in p.message) for p in problems] == [(ids[1], True)]
+
+    with session_scope(api.engine) as session:
+        row = archive.archived(session, ids[1])
+        assert row is not None
+        row.history_gz = original
+    with session_scope(api.engine) as session:
+        session.delete(archive.archived(session, ids[1]))
+    with Session(api.engine) as session:
+        named = {p.case_id for p in archive.verify(session)}
+        last_seq = session.exec(
+            select(col(CaseArchiveRow.seq)).order_by(col(CaseArchiveRow.seq).desc())
+        ).first()
+    assert ids[1] in named and ids[2] in named  # the hole, and the link that no longer fits
+    assert last_seq is not None
