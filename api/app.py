@@ -11,7 +11,7 @@ from temporalio.client import Client
 
 from api.deps import Services
 from api.errors import install_error_handlers
-from api.routes import audit, cases, escalations, health, tasks
+from api.routes import audit, cases, escalations, health, sops, tasks
 from settings import Settings, get_settings
 from store.db import make_engine
 from workflows.client import connect
@@ -43,6 +43,6 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for router in (health.router, cases.router, tasks.router, escalations.router, audit.router):
-        app.include_router(router)
+    for routes in (health, cases, tasks, escalations, audit, sops):
+        app.include_router(routes.router)
     return app

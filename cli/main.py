@@ -6,7 +6,7 @@ import asyncio
 import json
 import signal
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -211,7 +211,7 @@ def sop_publish(
     data_dir: DataDir = None,
 ) -> None:
     """Validate and publish a template version file; new cases pin it from now on."""
-    from sop_templates.registry import VersionExistsError, load_document, publish_document
+    from sop_templates.registry import SopConflictError, load_document, publish_document
     from sop_templates.validation import InvalidTemplateError
     from store.db import session_scope
 
@@ -220,12 +220,9 @@ def sop_publish(
         with session_scope(engine) as session:
             row = publish_document(session, load_document(path), actor=by)
     except InvalidTemplateError as exc:
-        for error in exc.errors:
-            typer.echo(str(error), err=True)
-        raise typer.Exit(1) from None
-    except VersionExistsError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+        _sop_refused(*(str(error) for error in exc.errors))
+    except SopConflictError as exc:
+        _sop_refused(f"error: {exc}")
     typer.echo(f"published {row.name} v{row.version} ({row.content_hash})")
 
 
@@ -238,10 +235,39 @@ def sop_validate(path: Path) -> None:
     try:
         template = parse_template(load_document(path))
     except InvalidTemplateError as exc:
-        for error in exc.errors:
-            typer.echo(str(error), err=True)
-        raise typer.Exit(1) from None
+        _sop_refused(*(str(error) for error in exc.errors))
     typer.echo(json.dumps({"valid": True, "name": template.name, "version": template.version}))
+
+
+@sop_app.command("diff")
+def sop_diff(
+    name: str,
+    from_version: Annotated[int, typer.Argument(metavar="FROM", min=1)],
+    to_version: Annotated[int, typer.Argument(metavar="TO", min=1)],
+    as_json: Annotated[bool, typer.Option("--json", help="the changes as JSON")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """What changed between two stored versions: steps, transitions, SLAs, parameters."""
+    from sop_templates.diff import render_text
+    from sop_templates.registry import UnknownSopError, diff_versions
+    from store.db import session_scope
+
+    engine = _prepared_engine(_settings(data_dir))
+    try:
+        with session_scope(engine) as session:
+            changes = diff_versions(session, name, from_version, to_version)
+    except UnknownSopError as exc:
+        _sop_refused(f"error: {exc}")
+    if as_json:
+        typer.echo(json.dumps([c.as_dict() for c in changes], indent=2))
+    else:
+        typer.echo(render_text(changes, name, from_version, to_version))
+
+
+def _sop_refused(*lines: str) -> NoReturn:
+    for line in lines:
+        typer.echo(line, err=True)
+    raise typer.Exit(1)
 
 
 if __name__ == "__main__":

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+import yaml
+from pydantic import TypeAdapter, ValidationError
 
+from escalations.calendars import UnknownCalendarError, get_calendar
+from escalations.sla_clock import InvalidBudgetError, parse_budget
 from sop_templates.expressions import ExpressionError, check_names, compile_expression
-from sop_templates.schema import DecisionStep, EndStep, HumanTaskStep, SopTemplate
+from sop_templates.schema import DecisionStep, EndStep, HumanTaskStep, SopTemplate, Step, StepSla
+
+QUEUES_FILE = Path(__file__).with_name("queues.yaml")
+_STEP: TypeAdapter[HumanTaskStep | DecisionStep | EndStep] = TypeAdapter(Step)
 
 # What a condition may read of the case (`case.<field>`); the workflow builds the same view.
 CASE_FIELDS = frozenset(
@@ -26,11 +35,7 @@ CASE_FIELDS = frozenset(
         "data",
     }
 )
-CONDITION_ROOTS: Mapping[str, set[str] | None] = {
-    "case": CASE_FIELDS,
-    "task": {"outcome", "data", "step"},
-    "params": None,
-}
+TASK_FIELDS = frozenset({"outcome", "data", "step"})
 
 
 @dataclass(frozen=True)
@@ -53,7 +58,8 @@ def parse_template(document: Mapping[str, Any]) -> SopTemplate:
     try:
         template = SopTemplate.model_validate(document)
     except ValidationError as exc:
-        raise InvalidTemplateError(list(_schema_errors(exc))) from None
+        errors = [*_schema_errors(exc), *_errors_of_parsable_steps(document)]
+        raise InvalidTemplateError(errors) from None
     errors = list(_semantic_errors(template))
     if errors:
         raise InvalidTemplateError(errors)
@@ -74,6 +80,47 @@ def _path(loc: list[Any]) -> str:
     return out
 
 
+@lru_cache
+def known_queue_patterns(path: Path = QUEUES_FILE) -> tuple[str, ...]:
+    """The queue names and glob patterns the organisation runs (`queues.yaml`)."""
+    document = yaml.safe_load(path.read_text())
+    patterns = document.get("queues") if isinstance(document, dict) else None
+    if not isinstance(patterns, list) or not all(isinstance(q, str) and q for q in patterns):
+        raise ValueError(f"{path}: expected `queues:` with a list of queue names or patterns")
+    return tuple(patterns)
+
+
+def is_known_queue(queue: str) -> bool:
+    return any(fnmatchcase(queue, pattern) for pattern in known_queue_patterns())
+
+
+Roots = Mapping[str, frozenset[str] | None]
+
+
+def condition_roots(parameters: Any) -> Roots:
+    """What a condition may read. `params` are the template's own, so a typo is caught here
+    rather than as a missing value when a running case reaches the decision; when the
+    parameters themselves are malformed (already a schema error) any name is let through."""
+    params = frozenset(parameters) if isinstance(parameters, Mapping) else None
+    return {"case": CASE_FIELDS, "task": TASK_FIELDS, "params": params}
+
+
+def _errors_of_parsable_steps(document: Any) -> Iterator[TemplateError]:
+    """Step checks for every step that parses on its own, when the whole document does not:
+    a typo in one step must not hide an unknown queue or a bad SLA in another."""
+    raw_steps = document.get("steps") if isinstance(document, Mapping) else None
+    if not isinstance(raw_steps, list):
+        return
+    known = {s["id"] for s in raw_steps if isinstance(s, Mapping) and isinstance(s.get("id"), str)}
+    roots = condition_roots(document.get("parameters", {}))
+    for i, raw in enumerate(raw_steps):
+        try:
+            step = _STEP.validate_python(raw)
+        except ValidationError:
+            continue  # its schema errors are reported already
+        yield from _step_errors(f"steps[{i}]", step, known, roots)
+
+
 def _semantic_errors(t: SopTemplate) -> Iterator[TemplateError]:
     ids = [s.id for s in t.steps]
     known = set(ids)
@@ -84,16 +131,23 @@ def _semantic_errors(t: SopTemplate) -> Iterator[TemplateError]:
         seen.add(step_id)
     if t.start not in known:
         yield TemplateError("start", f"unknown step {t.start!r}")
+    roots = condition_roots(t.parameters)
     for i, step in enumerate(t.steps):
-        yield from _step_errors(f"steps[{i}]", step, known)
+        yield from _step_errors(f"steps[{i}]", step, known, roots)
     if t.start in known:
         yield from _graph_errors(t)
 
 
 def _step_errors(
-    path: str, step: HumanTaskStep | DecisionStep | EndStep, known: set[str]
+    path: str,
+    step: HumanTaskStep | DecisionStep | EndStep,
+    known: set[str],
+    roots: Roots,
 ) -> Iterator[TemplateError]:
     if isinstance(step, HumanTaskStep):
+        yield from _queue_errors(f"{path}.queue", step.queue)
+        if step.sla is not None:
+            yield from _sla_errors(f"{path}.sla", step.sla)
         for outcome, target in step.transitions.items():
             if outcome not in step.outcomes:
                 yield TemplateError(
@@ -106,20 +160,38 @@ def _step_errors(
                 yield TemplateError(f"{path}.outcomes", f"outcome {outcome!r} has no transition")
     elif isinstance(step, DecisionStep):
         for j, branch in enumerate(step.branches):
-            yield from _condition_errors(f"{path}.branches[{j}].when", branch.when)
+            yield from _condition_errors(f"{path}.branches[{j}].when", branch.when, roots)
             if branch.goto not in known:
                 yield TemplateError(f"{path}.branches[{j}].goto", f"unknown step {branch.goto!r}")
         if step.otherwise not in known:
             yield TemplateError(f"{path}.otherwise", f"unknown step {step.otherwise!r}")
 
 
-def _condition_errors(path: str, source: str) -> Iterator[TemplateError]:
+def _queue_errors(path: str, queue: str) -> Iterator[TemplateError]:
+    if not is_known_queue(queue):
+        known = ", ".join(known_queue_patterns())
+        yield TemplateError(path, f"unknown queue {queue!r} (queues.yaml runs: {known})")
+
+
+def _sla_errors(path: str, sla: StepSla) -> Iterator[TemplateError]:
+    try:
+        parse_budget(sla.budget)
+    except InvalidBudgetError as exc:
+        yield TemplateError(f"{path}.budget", str(exc))
+    if sla.calendar is not None:
+        try:
+            get_calendar(sla.calendar)
+        except UnknownCalendarError as exc:
+            yield TemplateError(f"{path}.calendar", str(exc))
+
+
+def _condition_errors(path: str, source: str, roots: Roots) -> Iterator[TemplateError]:
     try:
         expr = compile_expression(source)
     except ExpressionError as exc:
         yield TemplateError(path, str(exc))
         return
-    for message in check_names(expr, CONDITION_ROOTS):
+    for message in check_names(expr, roots):
         yield TemplateError(path, message)
 
 

@@ -1,0 +1,158 @@
+"""/sops: SOP template versions and their lifecycle (draft, publish, retire), diffs, and
+which cases run on a version."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Path, Query, Response
+from pydantic import BaseModel, ConfigDict
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import ServicesDep, require_roles
+from api.services import sops as service
+from sop_templates.diff import render_text
+from store.tables import SopVersionRow
+from workflows.case_models import Actor, Role
+
+router = APIRouter(prefix="/sops", tags=["sops"])
+
+Reader = Annotated[
+    Actor, Depends(require_roles(Role.SOP_OWNER, Role.ADMIN, Role.LEAD, Role.AUDITOR))
+]
+Writer = Annotated[Actor, Depends(require_roles(Role.SOP_OWNER, Role.ADMIN))]
+Version = Annotated[int, Path(ge=1)]
+
+
+class SopListing(BaseModel):
+    name: str
+    case_type: str
+    latest_published: int | None  # the version new cases pin; None when none is published
+    latest_version: int
+
+
+class SopVersionSummary(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    name: str
+    version: int
+    status: str  # draft, published, retired
+    case_type: str
+    content_hash: str
+    created_at: datetime
+    created_by: str
+    published_at: datetime | None
+    published_by: str | None
+
+
+class SopVersionOut(SopVersionSummary):
+    content: dict[str, Any]
+
+
+class ChangeOut(BaseModel):
+    path: str
+    change: str  # added, removed, changed
+    before: Any = None
+    after: Any = None
+
+
+class SopDiffOut(BaseModel):
+    name: str
+    from_version: int
+    to_version: int
+    changes: list[ChangeOut]
+    text: str  # the same changes as lines, as `casebook sop diff` prints them
+
+
+class PinnedCaseOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    type: str
+    status: str
+    current_step: str | None
+    vendor: str | None
+    opened_at: datetime
+    closed_at: datetime | None
+
+
+@router.get("", response_model=list[SopListing])
+async def list_sops(_: Reader, svc: ServicesDep) -> list[SopListing]:
+    """Every SOP with the version new cases pin."""
+    summaries = await run_in_threadpool(service.list_sops, svc)
+    return [SopListing(**vars(s)) for s in summaries]
+
+
+@router.get("/{name}/versions", response_model=list[SopVersionSummary])
+async def list_versions(name: str, _: Reader, svc: ServicesDep) -> list[SopVersionSummary]:
+    rows = await run_in_threadpool(service.list_versions, svc, name)
+    return [SopVersionSummary.model_validate(r) for r in rows]
+
+
+@router.get("/{name}/versions/{version}", response_model=SopVersionOut)
+async def get_version(name: str, version: Version, _: Reader, svc: ServicesDep) -> SopVersionOut:
+    """The content, its status, who created and published it and when, its content hash."""
+    return _out(await run_in_threadpool(service.get_version, svc, name, version))
+
+
+@router.post("/{name}/versions", status_code=201, response_model=SopVersionOut)
+async def create_draft(
+    name: str,
+    document: Annotated[dict[str, Any], Body(description="the template document, as JSON")],
+    actor: Writer,
+    svc: ServicesDep,
+    response: Response,
+) -> SopVersionOut:
+    """Validate and store a draft (201; 200 when it replaces a draft of that version).
+
+    422 lists every error with its path and stores nothing; 409 when the version is
+    published or retired (a change is a new version) or the numbering does not fit."""
+    row, created = await run_in_threadpool(service.create_draft, svc, actor, name, document)
+    if not created:
+        response.status_code = 200
+    return _out(row)
+
+
+@router.post("/{name}/versions/{version}/publish", response_model=SopVersionOut)
+async def publish(name: str, version: Version, actor: Writer, svc: ServicesDep) -> SopVersionOut:
+    """Publish a valid draft: immutable from now on, and new cases pin it."""
+    return _out(await run_in_threadpool(service.publish, svc, actor, name, version))
+
+
+@router.post("/{name}/versions/{version}/retire", response_model=SopVersionOut)
+async def retire(name: str, version: Version, _: Writer, svc: ServicesDep) -> SopVersionOut:
+    """New cases stop pinning this version; cases already on it are unaffected."""
+    return _out(await run_in_threadpool(service.retire, svc, name, version))
+
+
+@router.get("/{name}/diff", response_model=SopDiffOut)
+async def diff(
+    name: str,
+    _: Reader,
+    svc: ServicesDep,
+    from_version: Annotated[int, Query(alias="from", ge=1)],
+    to_version: Annotated[int, Query(alias="to", ge=1)],
+) -> SopDiffOut:
+    """What changed from one version to another: steps, transitions, SLAs, parameters."""
+    changes = await run_in_threadpool(service.diff, svc, name, from_version, to_version)
+    return SopDiffOut(
+        name=name,
+        from_version=from_version,
+        to_version=to_version,
+        changes=[ChangeOut(**c.as_dict()) for c in changes],
+        text=render_text(changes, name, from_version, to_version),
+    )
+
+
+@router.get("/{name}/versions/{version}/cases", response_model=list[PinnedCaseOut])
+async def cases_on_version(
+    name: str, version: Version, _: Reader, svc: ServicesDep
+) -> list[PinnedCaseOut]:
+    """The cases pinned to this version (from the read model), oldest first."""
+    rows = await run_in_threadpool(service.cases_on_version, svc, name, version)
+    return [PinnedCaseOut.model_validate(r) for r in rows]
+
+
+def _out(row: SopVersionRow) -> SopVersionOut:
+    return SopVersionOut.model_validate(row)
