@@ -21,6 +21,7 @@ from workflows.case_models import (
     ClaimTask,
     CompleteTask,
     HistoryEntry,
+    MigrateSop,
     ReleaseTask,
     Role,
     SlaState,
@@ -277,3 +278,63 @@ def record(
         )
     )
     case.revision += 1
+
+
+def migration_blocker(case: CaseSnapshot, template: SopTemplate) -> str | None:
+    """Why `case` cannot move onto `template` now, or None when it can."""
+    if case.status == CaseStatus.CLOSED:
+        return "the case is closed"
+    if case.sop.name != template.name:
+        return f"the case runs SOP {case.sop.name}, not {template.name}"
+    if template.version <= case.sop.version:
+        return f"the case already runs v{case.sop.version}"
+    step_ids = {s.id for s in template.steps}
+    if case.current_step not in step_ids:
+        return f"its current step {case.current_step!r} does not exist in v{template.version}"
+    for task in case.tasks:
+        if task.status == TaskStatus.DONE:
+            continue
+        step = template.step(task.step) if task.step in step_ids else None
+        if not isinstance(step, HumanTaskStep):
+            return (
+                f"open task {task.id} would be orphaned: "
+                f"v{template.version} has no task step {task.step!r}"
+            )
+    return None
+
+
+def check_migrate(case: CaseSnapshot, cmd: MigrateSop) -> None:
+    if cmd.actor.role not in (Role.SOP_OWNER, Role.ADMIN):
+        raise CaseRuleError("forbidden", f"role {cmd.actor.role.value} may not migrate cases")
+    reason = migration_blocker(case, cmd.template)
+    if reason:
+        raise CaseRuleError("conflict", f"case {case.id} cannot move: {reason}")
+
+
+def migrate(case: CaseSnapshot, cmd: MigrateSop, now: datetime) -> SopTemplate:
+    """Put the case on the new version; live tasks take the new step's outcomes and queue."""
+    check_migrate(case, cmd)
+    before = case.sop
+    case.sop = cmd.sop
+    for task in case.tasks:
+        if task.status != TaskStatus.DONE:
+            step = cmd.template.step(task.step)
+            assert isinstance(step, HumanTaskStep)
+            task.allowed_outcomes, task.queue, task.title = (
+                list(step.outcomes),
+                step.queue,
+                step.title,
+            )
+    record(
+        case,
+        now,
+        "sop_migrated",
+        actor=cmd.actor.name,
+        step=case.current_step,
+        detail={
+            "from_version": before.version,
+            "to_version": cmd.sop.version,
+            "to_hash": cmd.sop.content_hash,
+        },
+    )
+    return cmd.template

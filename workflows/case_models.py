@@ -216,3 +216,11 @@ class EscalationEvent(BaseModel):
     actor: str | None = None
     note: str | None = None
     status: str | None = None
+
+
+class MigrateSop(BaseModel):
+    """Move a running case onto another version of its SOP, at a safe point (an Update)."""
+
+    actor: Actor
+    sop: SopRef
+    template: SopTemplate

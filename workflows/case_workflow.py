@@ -32,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
         EscalateCase,
         EscalationEvent,
         EscalationLink,
+        MigrateSop,
         PauseTask,
         ReassignTask,
         ReleaseTask,
@@ -194,6 +195,17 @@ class CaseWorkflow:
     @reassign_task.validator
     def _validate_reassign(self, cmd: ReassignTask) -> None:
         self._check(lambda: case_sla.check_reassign(self._case, cmd))
+
+    @workflow.update(name="migrate_sop")
+    def migrate_sop(self, cmd: MigrateSop) -> CaseSnapshot:
+        # A safe point: handlers run between the loop's steps, never inside one.
+        snapshot = self._apply(lambda: case_logic.migrate(self._case, cmd, workflow.now()))
+        self._input = self._input.model_copy(update={"template": cmd.template, "sop": cmd.sop})
+        return snapshot
+
+    @migrate_sop.validator
+    def _validate_migrate(self, cmd: MigrateSop) -> None:
+        self._check(lambda: case_logic.check_migrate(self._case, cmd))
 
     @workflow.update(name="escalate")
     def escalate(self, cmd: EscalateCase) -> CaseSnapshot:

@@ -27,6 +27,7 @@ from workflows.case_models import (
     ClaimTask,
     CompleteTask,
     EscalateCase,
+    MigrateSop,
     PauseTask,
     ReassignTask,
     ReleaseTask,
@@ -165,6 +166,12 @@ async def escalate_case(
     client: Client, case_id: str, cmd: EscalateCase, timeout: timedelta
 ) -> CaseSnapshot:
     return await _update(client, case_id, "escalate", cmd, timeout, None)
+
+
+async def migrate_case(
+    client: Client, case_id: str, cmd: MigrateSop, timeout: timedelta
+) -> CaseSnapshot:
+    return await _update(client, case_id, "migrate_sop", cmd, timeout, None)
 
 
 async def act_on_escalation(

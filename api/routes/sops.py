@@ -3,6 +3,7 @@ which cases run on a version."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -156,3 +157,18 @@ async def cases_on_version(
 
 def _out(row: SopVersionRow) -> SopVersionOut:
     return SopVersionOut.model_validate(row)
+
+
+class MigrationBody(BaseModel):
+    dry_run: bool = True
+    case_ids: list[str] | None = None
+
+
+@router.post("/{name}/versions/{version}/migrations")
+async def migrate(
+    name: str, version: Version, body: MigrationBody, actor: Writer, svc: ServicesDep
+) -> dict[str, Any]:
+    """Dry-run by default: which open cases on older versions can move here, and why not the
+    others. With `dry_run: false`, move them; each move is recorded on the case."""
+    report = await service.migrate_cases(svc, actor, name, version, body.dry_run, body.case_ids)
+    return asdict(report)

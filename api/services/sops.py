@@ -4,18 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlmodel import Session
+from sqlmodel import Session, select
+from starlette.concurrency import run_in_threadpool
 
 from api.deps import Services
 from api.errors import ApiError
+from api.services import tasks
 from sop_templates import registry
 from sop_templates.diff import Change
 from sop_templates.validation import InvalidTemplateError
 from store.db import session_scope
+from store.read_model import project_snapshot
 from store.tables import CaseRow, SopVersionRow
-from workflows.case_models import Actor
+from workflows import client as temporal
+from workflows.case_logic import migration_blocker
+from workflows.case_models import Actor, MigrateSop, SopRef
 
 
 @contextmanager
@@ -82,3 +88,63 @@ def diff(svc: Services, name: str, before: int, after: int) -> list[Change]:
 def cases_on_version(svc: Services, name: str, version: int) -> Sequence[CaseRow]:
     with _registry(svc) as session:
         return registry.cases_on_version(session, name, version)
+
+
+@dataclass
+class MigrationReport:
+    to_version: int
+    dry_run: bool
+    movable: list[str] = field(default_factory=list)
+    moved: list[str] = field(default_factory=list)
+    blocked: list[dict[str, str]] = field(default_factory=list)
+
+
+async def migrate_cases(
+    svc: Services,
+    actor: Actor,
+    name: str,
+    version: int,
+    dry_run: bool,
+    case_ids: list[str] | None,
+) -> MigrationReport:
+    """Which open cases on older versions can move to `version`, and why not the others;
+    unless a dry run, move the movable ones (each records the move, with who asked)."""
+    row, candidates = await run_in_threadpool(_migration_inputs, svc, name, version, case_ids)
+    if row.status != "published":
+        raise ApiError(
+            "conflict", f"{name} v{version} is {row.status}: migrate only to a published version"
+        )
+    template = registry.template_of(row)
+    sop = SopRef(name=row.name, version=row.version, content_hash=row.content_hash)
+    report = MigrationReport(to_version=version, dry_run=dry_run)
+    for case_id in candidates:
+        case = await temporal.get_case(svc.temporal, case_id)  # the truth, not the read model
+        reason = migration_blocker(case, template)
+        if reason:
+            report.blocked.append({"case_id": case_id, "reason": reason})
+            continue
+        report.movable.append(case_id)
+        if not dry_run:
+            cmd = MigrateSop(actor=actor, sop=sop, template=template)
+            snapshot = await temporal.migrate_case(svc.temporal, case_id, cmd, tasks.timeout(svc))
+            await run_in_threadpool(project_snapshot, svc.engine, snapshot)
+            report.moved.append(case_id)
+    return report
+
+
+def _migration_inputs(
+    svc: Services, name: str, version: int, case_ids: list[str] | None
+) -> tuple[SopVersionRow, list[str]]:
+    with _registry(svc) as session:
+        row = registry.get_version(session, name, version)
+        open_older = [
+            c.id
+            for c in session.exec(
+                select(CaseRow).where(
+                    CaseRow.sop_name == name,
+                    CaseRow.status == "open",
+                    CaseRow.sop_version < version,
+                )
+            ).all()
+        ]
+    return row, [c for c in open_older if case_ids is None or c in case_ids]
