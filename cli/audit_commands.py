@@ -61,15 +61,21 @@ def audit_export(
     case_ids: Annotated[list[str], typer.Argument(help="one or more case ids")],
     out: Annotated[Path, typer.Option(help="where the bundles go")] = Path("evidence"),
 ) -> None:
-    """Write each case's evidence bundle: raw history, timeline, SOP content, hashes."""
+    """Write each case's evidence bundle (raw history, timeline, SOP content, hashes), and one
+    OCEL 2.0 event log of all of them (`ocel.json`) for process mining."""
     from audit.export import write_bundle
+    from audit.ocel import ocel_log
     from store.tables import SopVersionRow
 
+    cases = []
     for case_id in case_ids:
         case, history, entries, engine = asyncio.run(_gather(case_id))
         with Session(engine) as session:
             sop = session.get(SopVersionRow, (case.sop.name, case.sop.version))
         typer.echo(str(write_bundle(out, case, history, entries, sop)))
+        cases.append(case)
+    (out / "ocel.json").write_text(json.dumps(ocel_log(cases), indent=2))
+    typer.echo(str(out / "ocel.json"))
 
 
 @audit_app.command("verify")

@@ -250,6 +250,8 @@ def _audit_from_the_command_line(stack: Stack, case_id: str) -> None:
         verify = run("verify")
     assert verify.returncode == 0 and "archive intact: 1 cases" in verify.stdout, verify.stderr
     manifest = json.loads((out / case_id / "manifest.json").read_text())
+    ocel = json.loads((out / "ocel.json").read_text())
+    assert {o["type"] for o in ocel["objects"]} >= {"case", "task", "customer", "invoice"}
     assert manifest["sop"]["registry_hash_matches"] is True
     for name, digest in manifest["files"].items():
         assert hashlib.sha256((out / case_id / name).read_bytes()).hexdigest() == digest
