@@ -36,6 +36,14 @@ SMTP_TIMEOUT_SECONDS = 15.0
 QUEUE_RECIPIENT_ROLES = (Role.LEAD.value, Role.ADMIN.value)
 
 
+class InlineTemplate(BaseModel):
+    """Jinja2 sources carried in the request (an SOP version ships its own emails)."""
+
+    subject: str
+    text: str
+    html: str | None = None
+
+
 class EmailRequest(BaseModel):
     """One email to send; the caller derives `idempotency_key` deterministically."""
 
@@ -45,6 +53,7 @@ class EmailRequest(BaseModel):
     context: dict[str, Any] = Field(default_factory=dict)
     to: list[str] = Field(default_factory=list)
     to_queue: str | None = None
+    inline: InlineTemplate | None = None
 
 
 class EmailResult(BaseModel):
@@ -69,6 +78,15 @@ class EmailRenderer:
             undefined=StrictUndefined,  # a missing context value fails loudly, not as ""
             autoescape=lambda name: bool(name and name.endswith(".html.j2")),
             keep_trailing_newline=True,
+        )
+
+    def render_inline(self, inline: InlineTemplate, context: dict[str, Any]) -> RenderedEmail:
+        html_env = self._env.overlay(autoescape=True)
+        subject = self._env.from_string(inline.subject).render(context)
+        return RenderedEmail(
+            subject=" ".join(subject.split()),
+            body_text=self._env.from_string(inline.text).render(context),
+            body_html=html_env.from_string(inline.html).render(context) if inline.html else None,
         )
 
     def render(self, name: str, context: dict[str, Any]) -> RenderedEmail:
@@ -141,7 +159,11 @@ class EmailActivities:
             return _row_by_key(session, key)
 
     def _new_row(self, session: Session, req: EmailRequest) -> OutboxRow:
-        rendered = self._renderer.render(req.template, req.context)
+        rendered = (
+            self._renderer.render_inline(req.inline, req.context)
+            if req.inline
+            else self._renderer.render(req.template, req.context)
+        )
         recipients = _dedupe([*req.to, *_queue_recipients(session, req.to_queue)])
         now = datetime.now(UTC)
         return OutboxRow(

@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     smtp_password: str = ""
     smtp_use_tls: bool = False
     mail_from: str = "casebook@localhost"
+    billing_url: str = Field(
+        default="http://127.0.0.1:8001", description="the billing system's REST gateway"
+    )
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     public_url: str = Field(default="", description="Base URL used in links inside emails")

@@ -40,6 +40,7 @@ class HumanTaskStep(_Strict):
     outcomes: list[StepId] = Field(min_length=1)
     transitions: dict[str, StepId]
     sla: StepSla | None = None
+    store_as: str | None = None  # keep the completing person's data in case.data[store_as]
 
 
 class DecisionBranch(_Strict):
@@ -62,7 +63,48 @@ class EndStep(_Strict):
     resolution: str
 
 
-Step = Annotated[HumanTaskStep | DecisionStep | EndStep, Field(discriminator="kind")]
+class EmailStep(_Strict):
+    """Send one of the SOP's emails; `to` is a condition-language expression (an address)."""
+
+    kind: Literal["email"]
+    id: StepId
+    title: str = ""
+    template: str
+    to: str
+    next: StepId
+
+
+BillingAction = Literal[
+    "issue_credit_memo",
+    "set_credit_hold",
+    "release_credit_hold",
+    "update_credit_limit",
+    "get_exposure",
+]
+
+
+class BillingStep(_Strict):
+    """A call to the billing system. `args` values are expressions; a refusal by billing
+    (a business error) opens a task in `error_queue` with the error attached."""
+
+    kind: Literal["billing"]
+    id: StepId
+    title: str = ""
+    action: BillingAction
+    args: dict[str, str] = Field(default_factory=dict)
+    store_as: str | None = None  # keep the result in case.data[store_as]
+    error_queue: QueueName
+    next: StepId
+
+
+class EmailTemplate(_Strict):
+    subject: str
+    text: str
+    html: str | None = None
+
+
+AnyStep = HumanTaskStep | DecisionStep | EndStep | EmailStep | BillingStep
+Step = Annotated[AnyStep, Field(discriminator="kind")]
 
 
 class SopTemplate(_Strict):
@@ -77,9 +119,10 @@ class SopTemplate(_Strict):
     parameters: dict[str, Any] = Field(default_factory=dict)
     # When set, a new case must carry one of these reason codes.
     reason_codes: list[str] = Field(default_factory=list)
+    emails: dict[str, EmailTemplate] = Field(default_factory=dict)
     steps: list[Step] = Field(min_length=1)
 
-    def step(self, step_id: str) -> HumanTaskStep | DecisionStep | EndStep:
+    def step(self, step_id: str) -> AnyStep:
         for step in self.steps:
             if step.id == step_id:
                 return step

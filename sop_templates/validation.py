@@ -9,16 +9,28 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
 from escalations.calendars import UnknownCalendarError, get_calendar
 from escalations.sla_clock import InvalidBudgetError, parse_budget
 from sop_templates.expressions import ExpressionError, check_names, compile_expression
-from sop_templates.schema import DecisionStep, EndStep, HumanTaskStep, SopTemplate, Step, StepSla
+from sop_templates.schema import (
+    AnyStep,
+    BillingStep,
+    DecisionStep,
+    EmailStep,
+    EmailTemplate,
+    EndStep,
+    HumanTaskStep,
+    SopTemplate,
+    Step,
+    StepSla,
+)
 
 QUEUES_FILE = Path(__file__).with_name("queues.yaml")
-_STEP: TypeAdapter[HumanTaskStep | DecisionStep | EndStep] = TypeAdapter(Step)
+_STEP: TypeAdapter[AnyStep] = TypeAdapter(Step)
 
 # What a condition may read of the case (`case.<field>`); the workflow builds the same view.
 CASE_FIELDS = frozenset(
@@ -133,17 +145,30 @@ def _semantic_errors(t: SopTemplate) -> Iterator[TemplateError]:
         yield TemplateError("start", f"unknown step {t.start!r}")
     roots = condition_roots(t.parameters)
     for i, step in enumerate(t.steps):
-        yield from _step_errors(f"steps[{i}]", step, known, roots)
+        yield from _step_errors(f"steps[{i}]", step, known, roots, set(t.emails))
+    for name, email in t.emails.items():
+        yield from _email_errors(f"emails.{name}", email, t)
     if t.start in known:
         yield from _graph_errors(t)
 
 
 def _step_errors(
     path: str,
-    step: HumanTaskStep | DecisionStep | EndStep,
+    step: AnyStep,
     known: set[str],
     roots: Roots,
+    emails: set[str] | None = None,
 ) -> Iterator[TemplateError]:
+    if isinstance(step, EmailStep | BillingStep) and step.next not in known:
+        yield TemplateError(f"{path}.next", f"unknown step {step.next!r}")
+    if isinstance(step, EmailStep):
+        if emails is not None and step.template not in emails:
+            yield TemplateError(f"{path}.template", f"no email {step.template!r} in `emails`")
+        yield from _condition_errors(f"{path}.to", step.to, roots)
+    if isinstance(step, BillingStep):
+        yield from _queue_errors(f"{path}.error_queue", step.error_queue)
+        for arg, source in step.args.items():
+            yield from _condition_errors(f"{path}.args.{arg}", source, roots)
     if isinstance(step, HumanTaskStep):
         yield from _queue_errors(f"{path}.queue", step.queue)
         if step.sla is not None:
@@ -165,6 +190,48 @@ def _step_errors(
                 yield TemplateError(f"{path}.branches[{j}].goto", f"unknown step {branch.goto!r}")
         if step.otherwise not in known:
             yield TemplateError(f"{path}.otherwise", f"unknown step {step.otherwise!r}")
+
+
+def _email_errors(path: str, email: EmailTemplate, t: SopTemplate) -> Iterator[TemplateError]:
+    """Each part must render against a sample case (a typo in a name fails here, not later)."""
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
+    for part in ("subject", "text", "html"):
+        source = getattr(email, part)
+        if source is None:
+            continue
+        try:
+            env.from_string(source).render(sample_context(t))
+        except jinja2.TemplateError as exc:
+            yield TemplateError(f"{path}.{part}", f"does not render: {exc}")
+
+
+class _FreeForm(dict):  # type: ignore[type-arg]
+    """`case.data` and task data are free-form: any field renders, as a placeholder."""
+
+    def __getitem__(self, key: Any) -> _FreeForm:
+        return _FreeForm()
+
+    def __getattr__(self, key: str) -> _FreeForm:
+        return _FreeForm()
+
+    def __str__(self) -> str:
+        return "sample"
+
+
+def sample_context(t: SopTemplate) -> dict[str, Any]:
+    """What emails and conditions see, filled with plausible values."""
+    case = {f: "" for f in CASE_FIELDS} | {
+        "id": "DSP-SAMPLE",
+        "amount": "1250.00",
+        "currency": "USD",
+        "invoice_ids": ["INV-1"],
+        "data": _FreeForm(),
+    }
+    return {
+        "case": case,
+        "params": dict(t.parameters),
+        "task": {"outcome": "", "data": _FreeForm()},
+    }
 
 
 def _queue_errors(path: str, queue: str) -> Iterator[TemplateError]:
@@ -195,8 +262,10 @@ def _condition_errors(path: str, source: str, roots: Roots) -> Iterator[Template
         yield TemplateError(path, message)
 
 
-def successors(step: HumanTaskStep | DecisionStep | EndStep) -> list[str]:
+def successors(step: AnyStep) -> list[str]:
     """The steps a case can move to from `step`."""
+    if isinstance(step, EmailStep | BillingStep):
+        return [step.next]
     if isinstance(step, HumanTaskStep):
         return list(step.transitions.values())
     if isinstance(step, DecisionStep):

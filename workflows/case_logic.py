@@ -11,7 +11,14 @@ from typing import Any
 
 from escalations.sla_clock import SlaClock
 from sop_templates.expressions import ExpressionError, compile_expression
-from sop_templates.schema import DecisionStep, EndStep, HumanTaskStep, SopTemplate
+from sop_templates.schema import (
+    BillingStep,
+    DecisionStep,
+    EmailStep,
+    EndStep,
+    HumanTaskStep,
+    SopTemplate,
+)
 from sop_templates.validation import CASE_FIELDS
 from workflows.case_models import (
     Actor,
@@ -22,6 +29,7 @@ from workflows.case_models import (
     CompleteTask,
     HistoryEntry,
     MigrateSop,
+    PendingAction,
     ReleaseTask,
     Role,
     SlaState,
@@ -134,7 +142,13 @@ def complete(case: CaseSnapshot, template: SopTemplate, cmd: CompleteTask, now: 
         note=cmd.note,
     )
     step = template.step(task.step)
+    if isinstance(step, BillingStep):  # a person decided what to do about billing's refusal
+        target = step.id if cmd.outcome == "retry" else step.next
+        _enter(case, template, target, now, last_task=task)
+        return task
     assert isinstance(step, HumanTaskStep)
+    if step.store_as:
+        case.data = {**case.data, step.store_as: cmd.data}
     _enter(case, template, step.transitions[cmd.outcome], now, last_task=task)
     return task
 
@@ -153,6 +167,14 @@ def _enter(
         if isinstance(step, EndStep):
             case.status, case.resolution, case.closed_at = CaseStatus.CLOSED, step.resolution, now
             record(case, now, "case_closed", step=step.id, detail={"resolution": step.resolution})
+            return
+        if isinstance(step, EmailStep | BillingStep):
+            entered = sum(
+                1 for h in case.history if h.event == "step_entered" and h.step == step.id
+            )
+            # The same key on every retry of this call; a new one if the case comes back here.
+            key = f"{case.id}:{step.id}:{entered}"
+            case.pending_action = PendingAction(step=step.id, kind=step.kind, idempotency_key=key)
             return
         step_id = _decide(case, template, step, last_task)
     raise CaseRuleError("invalid", f"more than {MAX_AUTOMATIC_STEPS} decision steps in a row")
@@ -338,3 +360,63 @@ def migrate(case: CaseSnapshot, cmd: MigrateSop, now: datetime) -> SopTemplate:
         },
     )
     return cmd.template
+
+
+ERROR_OUTCOMES = ["retry", "skip"]
+
+
+def last_completed_task(case: CaseSnapshot) -> Task | None:
+    done = [t for t in case.tasks if t.status == TaskStatus.DONE and t.completed_at]
+    return max(done, key=lambda t: t.completed_at or t.created_at, default=None)
+
+
+def action_context(case: CaseSnapshot, template: SopTemplate) -> dict[str, Any]:
+    return condition_context(case, template, last_completed_task(case))
+
+
+def evaluate(case: CaseSnapshot, template: SopTemplate, source: str) -> Any:
+    """A template expression's value for this case (e.g. a billing argument, an address)."""
+    try:
+        return compile_expression(source).evaluate(action_context(case, template))
+    except ExpressionError as exc:
+        raise CaseRuleError("invalid", f"step {case.current_step!r}: {exc}") from exc
+
+
+def action_done(
+    case: CaseSnapshot, template: SopTemplate, result: dict[str, Any], now: datetime
+) -> None:
+    """The pending email or billing call succeeded: keep what it returned and move on."""
+    assert case.pending_action is not None
+    step = template.step(case.pending_action.step)
+    assert isinstance(step, EmailStep | BillingStep)
+    case.pending_action = None
+    if isinstance(step, BillingStep) and step.store_as:
+        case.data = {**case.data, step.store_as: result}
+    record(case, now, f"{step.kind}_done", step=step.id, detail=result)
+    _enter(case, template, step.next, now, last_task=last_completed_task(case))
+
+
+def action_refused(
+    case: CaseSnapshot, template: SopTemplate, error: dict[str, Any], now: datetime
+) -> Task:
+    """Billing refused (a business error): a person gets a task with the error attached."""
+    assert case.pending_action is not None
+    step = template.step(case.pending_action.step)
+    assert isinstance(step, BillingStep)
+    case.pending_action = None
+    record(case, now, "billing_refused", step=step.id, detail=error)
+    task = Task(
+        id=f"{case.id}.t{len(case.tasks) + 1}",
+        case_id=case.id,
+        step=step.id,
+        title=f"Billing refused {step.action}: {error.get('message', '')}",
+        queue=step.error_queue,
+        priority=80,
+        allowed_outcomes=ERROR_OUTCOMES,
+        vendor=case.vendor,
+        created_at=now,
+        data={"billing_error": error},
+    )
+    case.tasks.append(task)
+    record(case, now, "task_opened", task=task, detail={"queue": step.error_queue})
+    return task

@@ -122,6 +122,14 @@ class EscalationLink(BaseModel):
     started: bool = False
 
 
+class PendingAction(BaseModel):
+    """An automatic step the workflow must carry out (an email, a billing call)."""
+
+    step: str
+    kind: str
+    idempotency_key: str
+
+
 class HistoryEntry(BaseModel):
     at: datetime
     event: str
@@ -155,6 +163,7 @@ class CaseSnapshot(BaseModel):
     closed_at: datetime | None = None
     tasks: list[Task] = Field(default_factory=list)
     escalations: list[EscalationLink] = Field(default_factory=list)
+    pending_action: PendingAction | None = None
     history: list[HistoryEntry] = Field(default_factory=list)
     revision: int = 0
 

@@ -15,12 +15,15 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
+    from activities.billing import BILLING_CALL, BUSINESS_ERROR, BillingRequest
+    from activities.email import EmailRequest, EmailResult, InlineTemplate
     from activities.read_model import PROJECT_CASE
     from escalations.matrix import routes_for
+    from sop_templates.schema import BillingStep, EmailStep
     from workflows import case_logic, case_sla
     from workflows.case_logic import CaseRuleError
     from workflows.case_models import (
@@ -34,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
         EscalationLink,
         MigrateSop,
         PauseTask,
+        PendingAction,
         ReassignTask,
         ReleaseTask,
         ResumeTask,
@@ -43,6 +47,10 @@ with workflow.unsafe.imports_passed_through():
 # The read model must catch up after any outage, so projection retries without end.
 PROJECTION_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)
+)
+# An SMTP or billing outage only delays a case: retry with backoff, without end.
+OUTAGE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=5)
 )
 
 
@@ -65,6 +73,9 @@ class CaseWorkflow:
             if self._read_model_behind():
                 await self._project()
             await self._start_escalations()
+            if self._case.pending_action is not None:
+                await self._carry_out(self._case.pending_action)
+                continue
             if self._case.status == CaseStatus.CLOSED and not self._read_model_behind():
                 break
             await self._sleep_until_change_or_deadline()
@@ -116,6 +127,59 @@ class CaseWorkflow:
                 parent_close_policy=ParentClosePolicy.ABANDON,
             )
             link.started = True
+
+    async def _carry_out(self, action: PendingAction) -> None:
+        """An automatic step: send the SOP's email, or call billing; then move on."""
+        template = self._input.template
+        step = template.step(action.step)
+        if isinstance(step, EmailStep):
+            result = await self._send(step, action)
+        else:
+            assert isinstance(step, BillingStep)
+            try:
+                result = await workflow.execute_activity(
+                    BILLING_CALL,
+                    BillingRequest(
+                        action=step.action,
+                        idempotency_key=action.idempotency_key,
+                        case_id=self._case.id,
+                        args={
+                            k: case_logic.evaluate(self._case, template, v)
+                            for k, v in step.args.items()
+                        },
+                    ),
+                    start_to_close_timeout=timedelta(seconds=30),
+                    retry_policy=OUTAGE_RETRY,
+                    result_type=dict,
+                )
+            except ActivityError as exc:
+                cause = exc.cause
+                if isinstance(cause, ApplicationError) and cause.type == BUSINESS_ERROR:
+                    error = cause.details[0] if cause.details else {"message": cause.message}
+                    case_logic.action_refused(self._case, template, error, workflow.now())
+                    return
+                raise
+        case_logic.action_done(self._case, template, result, workflow.now())
+
+    async def _send(self, step: EmailStep, action: PendingAction) -> dict[str, Any]:
+        template = self._input.template
+        email = template.emails[step.template]
+        request = EmailRequest(
+            idempotency_key=action.idempotency_key,
+            case_id=self._case.id,
+            template=f"{template.name}.v{template.version}.{step.template}",
+            context=case_logic.action_context(self._case, template),
+            to=[str(case_logic.evaluate(self._case, template, step.to))],
+            inline=InlineTemplate(subject=email.subject, text=email.text, html=email.html),
+        )
+        result = await workflow.execute_activity(
+            "send_email",
+            request,
+            start_to_close_timeout=timedelta(seconds=60),
+            retry_policy=OUTAGE_RETRY,
+            result_type=EmailResult,
+        )
+        return {"template": step.template, "to": result.recipients}
 
     def _escalation_input(self, link: EscalationLink) -> EscalationInput:
         routes = self._input.escalation_routes or routes_for(

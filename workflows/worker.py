@@ -10,6 +10,7 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.archive import ArchiveActivities
+from activities.billing import BillingActivities
 from activities.email import EmailActivities
 from activities.read_model import ReadModelActivities
 from escalations.calendars import load_calendars
@@ -43,7 +44,8 @@ def build_worker(
     """A worker for `task_queue`; scale out by running more of them (processes or hosts)."""
     warm_calendars()
     read_model = ReadModelActivities(engine)
-    email = EmailActivities(engine, settings or Settings())
+    settings = settings or Settings()
+    email = EmailActivities(engine, settings)
     return Worker(
         client,
         task_queue=task_queue,
@@ -54,6 +56,7 @@ def build_worker(
             read_model.project_escalation,
             email.send_email,
             ArchiveActivities(engine).archive_case,
+            BillingActivities(settings.billing_url).billing_call,
         ],
         # Projection does blocking database I/O: it runs on threads, off the event loop.
         activity_executor=ThreadPoolExecutor(max_workers=16),

@@ -1,0 +1,167 @@
+"""Email and billing steps: the case waits on them, keeps their results, hands refusals to
+a person; an SOP's own email goes out once, through a real SMTP server."""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+from temporalio.testing import WorkflowEnvironment
+
+from settings import Settings
+from sop_templates.registry import SHIPPED_DIR, content_hash, load_document
+from sop_templates.schema import SopTemplate
+from sop_templates.validation import parse_template
+from tests.harness import AGENT, LEAD, dispute_input, terminate_cases
+from tests.smtp_sink import SmtpSink
+from workflows import case_logic
+from workflows.case_models import CaseInput, CaseSnapshot, ClaimTask, CompleteTask, SopRef
+from workflows.case_workflow import CaseWorkflow
+from workflows.worker import build_worker
+
+NOW = datetime(2026, 11, 23, 10, tzinfo=UTC)
+
+
+def _credit_review() -> SopTemplate:
+    return parse_template(load_document(SHIPPED_DIR / "credit_review.v1.yaml"))
+
+
+def _input(template: SopTemplate, data: dict[str, Any] | None = None) -> CaseInput:
+    base = dispute_input("60000.00", region="24x7")
+    return base.model_copy(
+        update={
+            "case_type": template.case_type,
+            "reason_code": "periodic",
+            "template": template,
+            "data": data or {"contact": "ap@customer.test"},
+            "sop": SopRef(
+                name=template.name,
+                version=template.version,
+                content_hash=content_hash(template.model_dump(mode="json")),
+            ),
+        }
+    )
+
+
+def test_a_billing_step_waits_keeps_its_result_and_moves_on() -> None:
+    template = _credit_review()
+    case = case_logic.open_case(_input(template), NOW)
+    assert case.pending_action is not None and case.tasks == []
+    assert case.pending_action.idempotency_key == f"{case.id}:gather_exposure:1"
+    exposure = {"customer_id": "C1", "exposure": "1200.00", "overdue_amount": "0"}
+    case_logic.action_done(case, template, exposure, NOW)
+    assert case.data["exposure"] == exposure and case.pending_action is None
+    assert [t.step for t in case.tasks] == ["review"]
+
+
+def test_a_refusal_becomes_a_task_and_a_retry_gets_a_new_key() -> None:
+    template = _credit_review()
+    case = case_logic.open_case(_input(template), NOW)
+    error = {"code": "unknown_customer", "message": "no customer C1", "status": 404}
+    task = case_logic.action_refused(case, template, error, NOW)
+    assert task.queue == "credit-tier1" and task.allowed_outcomes == ["retry", "skip"]
+    assert task.data == {"billing_error": error}
+    lead = LEAD
+    case_logic.claim(case, ClaimTask(task_id=task.id, actor=lead), NOW)
+    case_logic.complete(
+        case, template, CompleteTask(task_id=task.id, actor=lead, outcome="retry"), NOW
+    )
+    assert case.pending_action is not None
+    assert case.pending_action.idempotency_key == f"{case.id}:gather_exposure:2"
+
+
+def test_a_decision_reads_what_billing_returned_and_what_a_person_proposed() -> None:
+    template = _credit_review()
+    case = case_logic.open_case(_input(template), NOW)
+    case_logic.action_done(case, template, {"overdue_amount": "350.00"}, NOW)
+    review = case.tasks[0]
+    case_logic.claim(
+        case,
+        ClaimTask(task_id=review.id, actor=AGENT.model_copy(update={"queues": ["credit-tier1"]})),
+        NOW,
+    )
+    case_logic.complete(
+        case,
+        template,
+        CompleteTask(
+            task_id=review.id,
+            actor=AGENT.model_copy(update={"queues": ["credit-tier1"]}),
+            outcome="propose",
+            data={"credit_limit": "20000"},
+        ),
+        NOW,
+    )
+    # Below the threshold, but something is overdue: a lead must approve.
+    assert case.current_step == "lead_approval" and case.data["proposal"]["credit_limit"] == "20000"
+
+
+@pytest.fixture
+def sink() -> Iterator[SmtpSink]:
+    server = SmtpSink()
+    server.start()
+    yield server
+    server.stop()
+
+
+def _acknowledging_dispute() -> SopTemplate:
+    """The dispute SOP with an acknowledgement email to the customer before triage."""
+    document = copy.deepcopy(load_document(SHIPPED_DIR / "dispute.v1.yaml"))
+    document["emails"] = {
+        "acknowledge": {
+            "subject": "We received your dispute {{ case.id }}",
+            "text": "We are looking into {{ case.amount }} {{ case.currency }} on "
+            "{{ case.invoice_ids | join(', ') }}.",
+            "html": "<p>Dispute <b>{{ case.id }}</b> received.</p>",
+        }
+    }
+    document["steps"].insert(
+        0,
+        {
+            "id": "acknowledge",
+            "kind": "email",
+            "template": "acknowledge",
+            "to": "case.data.contact",
+            "next": "triage",
+        },
+    )
+    document["start"] = "acknowledge"
+    return parse_template(document)
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_the_sops_own_email_goes_to_the_customer_once(
+    time_skipping: WorkflowEnvironment, sqlite_engine: Engine, sink: SmtpSink
+) -> None:
+    template = _acknowledging_dispute()
+    inp = _input(template).model_copy(
+        update={
+            "case_type": "dispute",
+            "reason_code": "pricing",
+            "amount": dispute_input("75.50").amount,
+        }
+    )
+    settings = Settings(smtp_host="127.0.0.1", smtp_port=sink.port, mail_from="ar@o2c.test")
+    queue = f"auto-{uuid.uuid4().hex[:8]}"
+    async with build_worker(time_skipping.client, queue, sqlite_engine, settings):
+        handle = await time_skipping.client.start_workflow(
+            CaseWorkflow.run, inp, id=inp.case_id, task_queue=queue
+        )
+        try:
+            for _ in range(100):
+                case: CaseSnapshot = await handle.query(CaseWorkflow.snapshot)
+                if case.tasks:
+                    break
+                await time_skipping.sleep(timedelta(seconds=1))
+            assert [t.step for t in case.tasks] == ["triage"]
+            done = [h for h in case.history if h.event == "email_done"]
+            assert done and done[0].detail["to"] == ["ap@customer.test"]
+            [mail] = sink.messages()
+            assert mail["Subject"] == f"We received your dispute {inp.case_id}"
+            assert "75.50 EUR on INV-1" in mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+        finally:
+            await terminate_cases(time_skipping.client, [inp.case_id])
