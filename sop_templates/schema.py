@@ -97,13 +97,27 @@ class BillingStep(_Strict):
     next: StepId
 
 
+class WaitStep(_Strict):
+    """Wait on a Temporal timer: `until` (an expression giving an ISO date or instant, e.g. a
+    promised payment date; a date means the start of that day on the case's calendar) plus
+    `grace`, or `after` (a wall-clock duration such as 7d) from the moment the step starts."""
+
+    kind: Literal["wait"]
+    id: StepId
+    title: str = ""
+    until: str | None = None
+    grace: str | None = None
+    after: str | None = None
+    next: StepId
+
+
 class EmailTemplate(_Strict):
     subject: str
     text: str
     html: str | None = None
 
 
-AnyStep = HumanTaskStep | DecisionStep | EndStep | EmailStep | BillingStep
+AnyStep = HumanTaskStep | DecisionStep | EndStep | EmailStep | BillingStep | WaitStep
 Step = Annotated[AnyStep, Field(discriminator="kind")]
 
 

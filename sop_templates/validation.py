@@ -27,6 +27,7 @@ from sop_templates.schema import (
     SopTemplate,
     Step,
     StepSla,
+    WaitStep,
 )
 
 QUEUES_FILE = Path(__file__).with_name("queues.yaml")
@@ -159,7 +160,9 @@ def _step_errors(
     roots: Roots,
     emails: set[str] | None = None,
 ) -> Iterator[TemplateError]:
-    if isinstance(step, EmailStep | BillingStep) and step.next not in known:
+    if isinstance(step, WaitStep):
+        yield from _wait_errors(path, step, roots)
+    if isinstance(step, EmailStep | BillingStep | WaitStep) and step.next not in known:
         yield TemplateError(f"{path}.next", f"unknown step {step.next!r}")
     if isinstance(step, EmailStep):
         if emails is not None and step.template not in emails:
@@ -190,6 +193,20 @@ def _step_errors(
                 yield TemplateError(f"{path}.branches[{j}].goto", f"unknown step {branch.goto!r}")
         if step.otherwise not in known:
             yield TemplateError(f"{path}.otherwise", f"unknown step {step.otherwise!r}")
+
+
+def _wait_errors(path: str, step: WaitStep, roots: Roots) -> Iterator[TemplateError]:
+    if (step.until is None) == (step.after is None):
+        yield TemplateError(path, "a wait step needs exactly one of `until` or `after`")
+    if step.until is not None:
+        yield from _condition_errors(f"{path}.until", step.until, roots)
+    for name in ("after", "grace"):
+        text = getattr(step, name)
+        if text is not None:
+            try:
+                parse_budget(text)
+            except InvalidBudgetError as exc:
+                yield TemplateError(f"{path}.{name}", str(exc))
 
 
 def _email_errors(path: str, email: EmailTemplate, t: SopTemplate) -> Iterator[TemplateError]:
@@ -264,7 +281,7 @@ def _condition_errors(path: str, source: str, roots: Roots) -> Iterator[Template
 
 def successors(step: AnyStep) -> list[str]:
     """The steps a case can move to from `step`."""
-    if isinstance(step, EmailStep | BillingStep):
+    if isinstance(step, EmailStep | BillingStep | WaitStep):
         return [step.next]
     if isinstance(step, HumanTaskStep):
         return list(step.transitions.values())

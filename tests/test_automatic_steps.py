@@ -165,3 +165,78 @@ async def test_the_sops_own_email_goes_to_the_customer_once(
             assert "75.50 EUR on INV-1" in mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
         finally:
             await terminate_cases(time_skipping.client, [inp.case_id])
+
+
+def _collection() -> SopTemplate:
+    return parse_template(load_document(SHIPPED_DIR / "collection.v1.yaml"))
+
+
+def _work(case: CaseSnapshot, template: SopTemplate, outcome: str, data: dict[str, Any]) -> None:
+    task = next(t for t in case.tasks if t.status != "done")
+    agent = AGENT.model_copy(update={"queues": [task.queue]})
+    case_logic.claim(case, ClaimTask(task_id=task.id, actor=agent), NOW)
+    case_logic.complete(
+        case, template, CompleteTask(task_id=task.id, actor=agent, outcome=outcome, data=data), NOW
+    )
+
+
+def test_a_broken_promise_reopens_more_urgent_contact() -> None:
+    template = _collection()
+    case = case_logic.open_case(_input(template).model_copy(update={"region": "SG"}), NOW)
+    case_logic.action_done(case, template, {"overdue_amount": "500.00"}, NOW)  # exposure
+    assert case.pending_action is not None and case.pending_action.step == "overdue_notice"
+    case_logic.action_done(case, template, {"to": ["ap@customer.test"]}, NOW)
+    _work(case, template, "promise_to_pay", {"date": "2026-12-01", "amount": "500.00"})
+    # Start of 1 Dec in Singapore, plus two days' grace.
+    assert case.waiting_until == datetime(2026, 12, 2, 16, tzinfo=UTC)
+    case_logic.wait_over(case, template, case.waiting_until)
+    assert case.pending_action is not None and case.pending_action.step == "verify_promise"
+    case_logic.action_done(case, template, {"overdue_amount": "500.00"}, NOW)  # not paid
+    case_logic.action_done(case, template, {"to": ["ap@customer.test"]}, NOW)  # reminder
+    again = [t for t in case.tasks if t.status != "done"]
+    assert [(t.step, t.priority) for t in again] == [("contact_after_broken_promise", 80)]
+
+
+def test_a_kept_promise_closes_the_case() -> None:
+    template = _collection()
+    case = case_logic.open_case(_input(template), NOW)
+    case_logic.action_done(case, template, {"overdue_amount": "500.00"}, NOW)
+    case_logic.action_done(case, template, {}, NOW)
+    _work(case, template, "promise_to_pay", {"date": "2026-12-01T12:00:00+00:00"})
+    assert case.waiting_until == datetime(2026, 12, 3, 12, tzinfo=UTC)
+    case_logic.wait_over(case, template, case.waiting_until)
+    case_logic.action_done(case, template, {"overdue_amount": "0"}, NOW)
+    assert case.status == "closed" and case.resolution == "paid"
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_wait_step_is_a_temporal_timer(
+    time_skipping: WorkflowEnvironment, sqlite_engine: Engine
+) -> None:
+    document = copy.deepcopy(load_document(SHIPPED_DIR / "dispute.v1.yaml"))
+    document["steps"].insert(
+        0, {"id": "cooling_off", "kind": "wait", "after": "3d", "next": "triage"}
+    )
+    document["start"] = "cooling_off"
+    inp = _input(parse_template(document)).model_copy(
+        update={"case_type": "dispute", "reason_code": "pricing"}
+    )
+    queue = f"wait-{uuid.uuid4().hex[:8]}"
+    async with build_worker(time_skipping.client, queue, sqlite_engine):
+        handle = await time_skipping.client.start_workflow(
+            CaseWorkflow.run, inp, id=inp.case_id, task_queue=queue
+        )
+        try:
+            first: CaseSnapshot = await handle.query(CaseWorkflow.snapshot)
+            assert first.tasks == [] and first.waiting_until is not None
+            await time_skipping.sleep(timedelta(days=2, hours=23))
+            assert (await handle.query(CaseWorkflow.snapshot)).tasks == []
+            await time_skipping.sleep(timedelta(hours=2))
+            later: CaseSnapshot = await handle.query(CaseWorkflow.snapshot)
+            for _ in range(50):
+                if later.tasks:
+                    break
+                later = await handle.query(CaseWorkflow.snapshot)
+            assert [t.step for t in later.tasks] == ["triage"]
+        finally:
+            await terminate_cases(time_skipping.client, [inp.case_id])

@@ -6,10 +6,11 @@ and handlers (the mutating ones). No I/O, no clock: the caller passes `now`.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from escalations.sla_clock import SlaClock
+from escalations.calendars import get_calendar
+from escalations.sla_clock import SlaClock, parse_budget
 from sop_templates.expressions import ExpressionError, compile_expression
 from sop_templates.schema import (
     BillingStep,
@@ -18,6 +19,7 @@ from sop_templates.schema import (
     EndStep,
     HumanTaskStep,
     SopTemplate,
+    WaitStep,
 )
 from sop_templates.validation import CASE_FIELDS
 from workflows.case_models import (
@@ -167,6 +169,12 @@ def _enter(
         if isinstance(step, EndStep):
             case.status, case.resolution, case.closed_at = CaseStatus.CLOSED, step.resolution, now
             record(case, now, "case_closed", step=step.id, detail={"resolution": step.resolution})
+            return
+        if isinstance(step, WaitStep):
+            case.waiting_until = _wait_end(case, template, step, now)
+            record(
+                case, now, "waiting", step=step.id, detail={"until": case.waiting_until.isoformat()}
+            )
             return
         if isinstance(step, EmailStep | BillingStep):
             entered = sum(
@@ -420,3 +428,41 @@ def action_refused(
     case.tasks.append(task)
     record(case, now, "task_opened", task=task, detail={"queue": step.error_queue})
     return task
+
+
+def _wait_end(case: CaseSnapshot, template: SopTemplate, step: WaitStep, now: datetime) -> datetime:
+    grace = _wall(step.grace) if step.grace else timedelta(0)
+    if step.after:
+        return now + _wall(step.after) + grace
+    assert step.until is not None
+    value = evaluate(case, template, step.until)
+    try:
+        instant = _instant_of(str(value), case.region)
+    except ValueError:
+        raise CaseRuleError("invalid", f"step {step.id!r}: until={value!r} is not a date") from None
+    return instant + grace
+
+
+def _wall(budget: str) -> timedelta:
+    """A duration in wall time: a day is 24 hours (the `24x7` calendar)."""
+    return parse_budget(budget).as_timedelta(get_calendar("24x7"))
+
+
+def _instant_of(text: str, region: str) -> datetime:
+    """An ISO instant, or a date: the start of that day in the region's time zone."""
+    if "T" in text:
+        instant = datetime.fromisoformat(text)
+        if instant.tzinfo is None:
+            raise ValueError(text)
+        return instant
+    day = date.fromisoformat(text)
+    return datetime.combine(day, time(0), get_calendar(region).zone).astimezone(UTC)
+
+
+def wait_over(case: CaseSnapshot, template: SopTemplate, now: datetime) -> None:
+    """The wait step's timer fired: go on to its next step."""
+    step = template.step(case.current_step or "")
+    assert isinstance(step, WaitStep)
+    case.waiting_until = None
+    record(case, now, "wait_over", step=step.id)
+    _enter(case, template, step.next, now, last_task=last_completed_task(case))

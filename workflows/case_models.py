@@ -164,6 +164,7 @@ class CaseSnapshot(BaseModel):
     tasks: list[Task] = Field(default_factory=list)
     escalations: list[EscalationLink] = Field(default_factory=list)
     pending_action: PendingAction | None = None
+    waiting_until: datetime | None = None
     history: list[HistoryEntry] = Field(default_factory=list)
     revision: int = 0
 

@@ -46,7 +46,7 @@ def next_deadline(case: CaseSnapshot) -> datetime | None:
     """The next instant an SLA event is due (warning, breach or a pause's end)."""
     if case.status == CaseStatus.CLOSED:
         return None
-    instants = []
+    instants = [case.waiting_until] if case.waiting_until else []
     for task in _live_tasks(case):
         if task.sla is None:
             continue

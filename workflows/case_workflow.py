@@ -104,7 +104,10 @@ class CaseWorkflow:
                 return
             except TimeoutError:
                 pass
-        case_sla.fire_deadlines(self._case, workflow.now())
+        now = workflow.now()
+        if self._case.waiting_until and now >= self._case.waiting_until:
+            case_logic.wait_over(self._case, self._input.template, now)
+        case_sla.fire_deadlines(self._case, now)
 
     async def _project(self) -> None:
         revision = self._case.revision
