@@ -3,24 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
-from typing import Any
-
-from pydantic import BaseModel, Field
 
 from store.tables import OutboxRow
-from workflows.case_models import CaseSnapshot
+from workflows.case_models import CaseSnapshot, HistoryEntry
 
 
-class TimelineEntry(BaseModel):
-    at: datetime
-    event: str
-    actor: str | None = None
-    step: str | None = None
-    task_id: str | None = None
-    outcome: str | None = None
-    note: str | None = None
-    detail: dict[str, Any] = Field(default_factory=dict)
+class TimelineEntry(HistoryEntry):
+    """A history entry of the case, or an event about it from elsewhere (an email sent)."""
 
     def line(self) -> str:
         who = self.actor or "casebook"

@@ -18,6 +18,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from sop_templates.registry import seed_shipped
 from store.db import make_engine, migrate, session_scope
+from tests.harness import Api, running_api
+from tests.smtp_sink import SmtpSink
 
 # Where tests find PostgreSQL; CI sets CASEBOOK_TEST_REQUIRE_POSTGRES=1 so it cannot be skipped.
 PG_ADMIN_URL = os.environ.get("CASEBOOK_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -107,3 +109,19 @@ def sqlite_engine(tmp_path: os.PathLike[str]) -> Iterator[Engine]:
         seed_shipped(session)
     yield engine
     engine.dispose()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def api(dev_server: WorkflowEnvironment, engine: Engine) -> AsyncIterator[Api]:
+    """The API with a worker, on the dev server and this module's fresh database."""
+    async with running_api(dev_server.client, engine) as api:
+        yield api
+
+
+@pytest.fixture
+def sink() -> Iterator[SmtpSink]:
+    """A real SMTP server on loopback that keeps what it receives."""
+    server = SmtpSink()
+    server.start()
+    yield server
+    server.stop()

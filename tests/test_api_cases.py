@@ -3,28 +3,20 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 from temporalio.testing import WorkflowEnvironment
 
 from store.tables import CaseRow, TaskRow
-from tests.harness import DISPUTE, Api, eventually, running_api
+from tests.harness import DISPUTE, Api, eventually
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 TIER1 = "disputes-tier1"
 TIER2 = "disputes-tier2"
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def api(dev_server: WorkflowEnvironment, engine: Engine) -> AsyncIterator[Api]:
-    async with running_api(dev_server.client, engine) as api:
-        yield api
 
 
 async def _inbox(api: Api, headers: dict[str, str], **params: Any) -> list[dict[str, Any]]:

@@ -7,8 +7,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-import pytest_asyncio
-from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 from temporalio.testing import WorkflowEnvironment
 
@@ -21,12 +19,6 @@ from workflows.client import connect
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 TIER1 = "disputes-tier1"
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def api(dev_server: WorkflowEnvironment, engine: Engine) -> AsyncIterator[Api]:
-    async with running_api(dev_server.client, engine) as api:
-        yield api
 
 
 async def _closed_case(api: Api, agent: dict[str, str]) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
@@ -11,12 +10,10 @@ from temporalio import workflow
 # The sandbox re-imports this module (it defines a workflow): everything else passes through.
 with workflow.unsafe.imports_passed_through():
     import pytest
-    import pytest_asyncio
-    from sqlalchemy import Engine
     from temporalio.testing import WorkflowEnvironment
 
     from audit.replay import replay_case
-    from tests.harness import Api, running_api
+    from tests.harness import Api
     from workflows.case_models import CaseInput, CaseSnapshot
     from workflows.case_workflow import CaseWorkflow
     from workflows.escalation_workflow import EscalationWorkflow
@@ -33,12 +30,6 @@ class CaseWorkflowWithAnUnpatchedChange(CaseWorkflow):
     async def run(self, inp: CaseInput) -> CaseSnapshot:
         await workflow.sleep(1)
         return await super().run(inp)
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def api(dev_server: WorkflowEnvironment, engine: Engine) -> AsyncIterator[Api]:
-    async with running_api(dev_server.client, engine) as api:
-        yield api
 
 
 def _view(case: dict[str, Any]) -> dict[str, Any]:

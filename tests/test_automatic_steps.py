@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -98,14 +97,6 @@ def test_a_decision_reads_what_billing_returned_and_what_a_person_proposed() -> 
     )
     # Below the threshold, but something is overdue: a lead must approve.
     assert case.current_step == "lead_approval" and case.data["proposal"]["credit_limit"] == "20000"
-
-
-@pytest.fixture
-def sink() -> Iterator[SmtpSink]:
-    server = SmtpSink()
-    server.start()
-    yield server
-    server.stop()
 
 
 def _acknowledging_dispute() -> SopTemplate:

@@ -4,26 +4,17 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
 
 import pytest
-import pytest_asyncio
-from sqlalchemy import Engine
-from temporalio.testing import WorkflowEnvironment
 
-from tests.harness import Api, eventually, running_api
+from tests.harness import Api, eventually
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 QUEUE = "disputes-tier1"
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def api(dev_server: WorkflowEnvironment, engine: Engine) -> AsyncIterator[Api]:
-    # `engine` is a fresh database for this module: the queue holds only what these tests open.
-    async with running_api(dev_server.client, engine) as api:
-        yield api
-
-
+# `engine` (under the shared `api`) is a fresh database per module: the queue holds only
+# what these tests open.
 async def _open_tasks(api: Api, headers: dict[str, str], expected: int) -> list[str]:
     async def probe() -> list[dict[str, object]]:
         r = await api.http.get(

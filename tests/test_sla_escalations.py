@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, time, timedelta
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
@@ -30,14 +30,6 @@ from workflows.worker import build_worker
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 SG = ZoneInfo("Asia/Singapore")
 T = TypeVar("T")
-
-
-@pytest.fixture
-def sink() -> Iterator[SmtpSink]:
-    server = SmtpSink()
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest_asyncio.fixture(loop_scope="session")

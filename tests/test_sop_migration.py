@@ -3,25 +3,15 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import pytest_asyncio
-from sqlalchemy import Engine
-from temporalio.testing import WorkflowEnvironment
 
 from sop_templates.registry import shipped_documents
-from tests.harness import Api, running_api
+from tests.harness import Api
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 TIER1 = "disputes-tier1"
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def api(dev_server: WorkflowEnvironment, engine: Engine) -> AsyncIterator[Api]:
-    async with running_api(dev_server.client, engine) as api:
-        yield api
 
 
 def _v2() -> dict[str, Any]:
