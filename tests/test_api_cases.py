@@ -59,6 +59,16 @@ async def test_healthz_reports_database_and_temporal(api: Api) -> None:
     assert response.json() == {"status": "ok", "database": "ok", "temporal": "ok"}
 
 
+async def test_metrics_count_requests_by_route(api: Api) -> None:
+    agent = api.user("agent", queues=[TIER1])
+    await api.http.get("/cases/DSP-NOPE", headers=agent)
+    text = (await api.http.get("/metrics")).text
+    assert (
+        'casebook_http_requests_total{method="GET",route="/cases/{case_id}",status="404"}' in text
+    )
+    assert "casebook_http_request_seconds_bucket" in text
+
+
 async def test_dispute_above_threshold_goes_through_lead_approval_to_close(api: Api) -> None:
     agent = api.user("agent", queues=[TIER1])
     lead = api.user("lead", queues=[TIER2])

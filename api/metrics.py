@@ -1,0 +1,48 @@
+"""Prometheus metrics of the API: requests by route and status, and their latency."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+
+
+def install_metrics(app: FastAPI) -> None:
+    """Count and time every request by its route template (not its raw path: ids vary)."""
+    registry = CollectorRegistry()
+    requests = Counter(
+        "casebook_http_requests_total",
+        "HTTP requests",
+        ["method", "route", "status"],
+        registry=registry,
+    )
+    latency = Histogram(
+        "casebook_http_request_seconds",
+        "HTTP request latency",
+        ["method", "route"],
+        registry=registry,
+    )
+
+    @app.middleware("http")
+    async def _measure(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        name = getattr(route, "path", "unmatched")
+        requests.labels(request.method, name, str(response.status_code)).inc()
+        latency.labels(request.method, name).observe(time.perf_counter() - started)
+        return response
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
