@@ -134,3 +134,7 @@ async def test_auditors_read_but_never_change(api: Api) -> None:
     assert (await api.http.post("/cases", json={}, headers=auditor)).status_code in (403, 422)
     assert (await api.http.get(f"/cases/{case['id']}/history", headers=auditor)).status_code == 200
     assert (await api.http.post(f"/cases/{case['id']}/replay", headers=agent)).status_code == 403
+    publish = await api.http.post("/sops/dispute/versions/1/publish", headers=auditor)
+    assert publish.status_code == 403
+    draft = await api.http.post("/sops/dispute/versions", json={"name": "dispute"}, headers=auditor)
+    assert draft.status_code == 403
