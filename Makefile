@@ -18,6 +18,9 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -q
 
+bench: $(STAMP)
+	$(VENV)/bin/python -m bench --json bench-results.json
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

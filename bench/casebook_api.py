@@ -1,0 +1,79 @@
+"""The Casebook HTTP API as the benchmark's agents and leads use it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+QUEUE = "disputes-tier1"
+# A dispute as tests/harness.py opens one, below the SOP's approval threshold (1000), so
+# triage(accept) -> investigate(valid) closes it as credited with no lead involved.
+DISPUTE = {
+    "type": "dispute",
+    "customer_id": "CUST-001",
+    "invoice_ids": ["INV-1001"],
+    "amount": "500.00",
+    "currency": "USD",
+    "region": "US",
+    "reason_code": "pricing",
+    "data": {"contact": "ap@customer.example"},
+}
+# The outcome an agent gives each step of the shipped dispute SOP on the way to a close.
+OUTCOMES = {"triage": "accept", "investigate": "valid"}
+Headers = dict[str, str]
+
+
+class ApiError(RuntimeError):
+    """An answer the benchmark did not expect (it stops the scenario, never a figure)."""
+
+
+def _ok(response: httpx.Response, *expected: int) -> httpx.Response:
+    if response.status_code not in expected:
+        raise ApiError(
+            f"{response.request.method} {response.request.url.path}: "
+            f"{response.status_code} {response.text[:300]}"
+        )
+    return response
+
+
+@dataclass(frozen=True)
+class CasebookApi:
+    http: httpx.AsyncClient
+
+    @classmethod
+    def connect(cls, base_url: str) -> CasebookApi:
+        limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+        return cls(httpx.AsyncClient(base_url=base_url, timeout=120, limits=limits))
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+    async def open_dispute(self, headers: Headers) -> dict[str, Any]:
+        return _ok(await self.http.post("/cases", json=DISPUTE, headers=headers), 201).json()
+
+    async def tasks(self, headers: Headers, **params: Any) -> list[dict[str, Any]]:
+        return _ok(await self.http.get("/tasks", params=params, headers=headers), 200).json()
+
+    async def claim_next(self, headers: Headers, queue: str = QUEUE) -> dict[str, Any] | None:
+        response = _ok(
+            await self.http.post(f"/queues/{queue}/claim-next", headers=headers), 200, 204
+        )
+        return response.json() if response.status_code == 200 else None
+
+    async def claim(self, headers: Headers, task_id: str) -> dict[str, Any]:
+        return _ok(await self.http.post(f"/tasks/{task_id}/claim", headers=headers), 200).json()
+
+    async def release(self, headers: Headers, task_id: str) -> dict[str, Any]:
+        return _ok(await self.http.post(f"/tasks/{task_id}/release", headers=headers), 200).json()
+
+    async def complete(self, headers: Headers, task_id: str, outcome: str) -> dict[str, Any]:
+        response = await self.http.post(
+            f"/tasks/{task_id}/complete", json={"outcome": outcome}, headers=headers
+        )
+        return _ok(response, 200).json()
+
+    async def escalations(self, headers: Headers, **params: Any) -> list[dict[str, Any]]:
+        response = await self.http.get("/escalations", params=params, headers=headers)
+        return _ok(response, 200).json()

@@ -1,0 +1,67 @@
+"""How big each scenario is: `tiny` proves it works (CI), `default` measures in minutes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Sizes:
+    concurrency: int  # clients for intake, whole cases and the baseline's workflows
+    baseline_workflows: int
+    intake_cases: int
+    claims: int  # claims per run, for each number of agents
+    claim_agents: tuple[int, ...]
+    whole_cases: int
+    open_cases: int  # open cases when the worker's memory is read
+    sla_cases: int  # breaching at half the baseline's workflows per second
+    sla_ramp: tuple[tuple[float, int], ...]  # then (times the baseline's rate, cases)
+    inbox_tasks: int
+    inbox_requests: int
+    audit_events: int
+
+
+SIZES = {
+    "tiny": Sizes(
+        concurrency=5,
+        baseline_workflows=20,
+        intake_cases=15,
+        claims=12,
+        claim_agents=(10, 50),
+        whole_cases=6,
+        open_cases=30,
+        sla_cases=8,
+        sla_ramp=(),
+        inbox_tasks=2_000,
+        inbox_requests=20,
+        audit_events=150,
+    ),
+    "default": Sizes(
+        concurrency=10,
+        baseline_workflows=150,
+        intake_cases=200,
+        claims=150,
+        claim_agents=(10, 50),
+        whole_cases=60,
+        open_cases=1_000,
+        sla_cases=250,
+        sla_ramp=((1.0, 100), (1.5, 100)),
+        inbox_tasks=100_000,
+        inbox_requests=200,
+        audit_events=1_000,
+    ),
+    "full": Sizes(
+        concurrency=10,
+        baseline_workflows=300,
+        intake_cases=500,
+        claims=400,
+        claim_agents=(10, 50),
+        whole_cases=200,
+        open_cases=5_000,
+        sla_cases=1_000,
+        sla_ramp=((1.0, 300), (1.5, 300), (2.0, 300)),
+        inbox_tasks=100_000,
+        inbox_requests=500,
+        audit_events=1_000,
+    ),
+}
