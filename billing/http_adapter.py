@@ -1,0 +1,147 @@
+"""HttpBillingSystem: the BillingSystem port over the REST contract (docs/billing-openapi.yaml).
+
+4xx answers are business errors (`BillingBusinessError`, never retried); 5xx, 408, 429,
+timeouts and refused connections are outages (`BillingUnavailableError`): the activity
+fails and Temporal retries it with backoff, so the case waits for billing to come back.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel, TypeAdapter
+
+from billing.contract import (
+    BillingBusinessError,
+    BillingUnavailableError,
+    CreditHold,
+    CreditLimit,
+    CreditMemo,
+    Customer,
+    Exposure,
+    Installment,
+    Invoice,
+    OverdueCustomer,
+    PaymentPlan,
+    PaymentStatus,
+    PromiseToPay,
+)
+
+T = TypeVar("T")
+RETRYABLE_STATUSES = {408, 425, 429}
+DEFAULT_TIMEOUT_S = 10.0
+
+
+class HttpBillingSystem:
+    def __init__(self, base_url: str, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+        self._client = httpx.AsyncClient(base_url=base_url.rstrip("/"), timeout=timeout)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        answer: type[T] | Any,
+        *,
+        key: str | None = None,
+        body: BaseModel | dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> T:
+        json = body.model_dump(mode="json") if isinstance(body, BaseModel) else body
+        headers = {"Idempotency-Key": key} if key else {}
+        try:
+            response = await self._client.request(
+                method, path, json=json, params=params, headers=headers
+            )
+        except httpx.TransportError as exc:
+            raise BillingUnavailableError(f"{method} {path}: {exc!r}") from exc
+        if response.status_code >= 500 or response.status_code in RETRYABLE_STATUSES:
+            raise BillingUnavailableError(f"{method} {path}: HTTP {response.status_code}")
+        if response.status_code >= 400:
+            raise _business_error(response)
+        return TypeAdapter(answer).validate_python(response.json())
+
+    async def get_invoices(self, invoice_ids: list[str], as_of: date) -> list[Invoice]:
+        params = {"id": invoice_ids, "as_of": as_of.isoformat()}
+        return await self._call("GET", "/invoices", list[Invoice], params=params)
+
+    async def customer(self, customer_id: str) -> Customer:
+        return await self._call("GET", f"/customers/{customer_id}", Customer)
+
+    async def customer_exposure(self, customer_id: str, as_of: date) -> Exposure:
+        params = {"as_of": as_of.isoformat()}
+        return await self._call(
+            "GET", f"/customers/{customer_id}/exposure", Exposure, params=params
+        )
+
+    async def overdue_customers(self, as_of: date, min_days: int = 1) -> list[OverdueCustomer]:
+        params = {"as_of": as_of.isoformat(), "min_days": min_days}
+        return await self._call("GET", "/overdue", list[OverdueCustomer], params=params)
+
+    async def payment_status(self, invoice_ids: list[str]) -> PaymentStatus:
+        return await self._call("GET", "/payment-status", PaymentStatus, params={"id": invoice_ids})
+
+    async def issue_credit_memo(
+        self, invoice_id: str, amount: Decimal, reason: str, idempotency_key: str
+    ) -> CreditMemo:
+        body = {"amount": str(amount), "reason": reason}
+        path = f"/invoices/{invoice_id}/credit-memos"
+        return await self._call("POST", path, CreditMemo, key=idempotency_key, body=body)
+
+    async def set_credit_hold(
+        self, customer_id: str, on: bool, reason: str, idempotency_key: str
+    ) -> CreditHold:
+        body = {"on_hold": on, "reason": reason}
+        path = f"/customers/{customer_id}/credit-hold"
+        return await self._call("PUT", path, CreditHold, key=idempotency_key, body=body)
+
+    async def update_credit_limit(
+        self, customer_id: str, new_limit: Decimal, idempotency_key: str
+    ) -> CreditLimit:
+        body = {"credit_limit": str(new_limit)}
+        path = f"/customers/{customer_id}/credit-limit"
+        return await self._call("PUT", path, CreditLimit, key=idempotency_key, body=body)
+
+    async def record_payment_plan(
+        self,
+        customer_id: str,
+        invoice_ids: list[str],
+        installments: list[Installment],
+        idempotency_key: str,
+    ) -> PaymentPlan:
+        body = {
+            "invoice_ids": invoice_ids,
+            "installments": [i.model_dump(mode="json") for i in installments],
+        }
+        path = f"/customers/{customer_id}/payment-plans"
+        return await self._call("POST", path, PaymentPlan, key=idempotency_key, body=body)
+
+    async def record_promise_to_pay(
+        self,
+        customer_id: str,
+        invoice_ids: list[str],
+        promised_on: date,
+        amount: Decimal,
+        idempotency_key: str,
+    ) -> PromiseToPay:
+        body = {
+            "invoice_ids": invoice_ids,
+            "promised_on": promised_on.isoformat(),
+            "amount": str(amount),
+        }
+        path = f"/customers/{customer_id}/promises-to-pay"
+        return await self._call("POST", path, PromiseToPay, key=idempotency_key, body=body)
+
+
+def _business_error(response: httpx.Response) -> BillingBusinessError:
+    try:
+        error = response.json()["error"]
+        code, message = str(error["code"]), str(error["message"])
+    except (ValueError, KeyError, TypeError):
+        code, message = f"http_{response.status_code}", response.text[:500]
+    return BillingBusinessError(code, message, response.status_code)

@@ -1,0 +1,386 @@
+"""The ledger's rules: reads and writes over the billing tables, refusing what a real ERP would.
+
+Each function takes an open session and leaves committing to the caller, so a write and its
+idempotency record land in one transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from datetime import date, datetime
+from decimal import Decimal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from billing.contract import (
+    BillingBusinessError,
+    CreditHold,
+    CreditLimit,
+    CreditMemo,
+    Customer,
+    Exposure,
+    Installment,
+    Invoice,
+    OverdueCustomer,
+    PaymentPlan,
+    PaymentStatus,
+    PromiseToPay,
+)
+from billing.service.tables import (
+    CENT,
+    CreditMemoRow,
+    CustomerRow,
+    InvoiceRow,
+    PaymentPlanRow,
+    PaymentRow,
+    PromiseToPayRow,
+    from_cents,
+    to_cents,
+)
+
+
+def refuse(code: str, message: str, status: int = 422) -> BillingBusinessError:
+    return BillingBusinessError(code, message, status)
+
+
+def check_amount(amount: Decimal, name: str = "amount", *, allow_zero: bool = False) -> int:
+    """The amount in cents; refused if negative (or zero) or finer than a cent."""
+    if not amount.is_finite() or amount.as_tuple().exponent < -2:  # type: ignore[operator]
+        raise refuse("invalid_amount", f"{name} {amount} must have at most two decimal places")
+    if amount < 0 or (amount == 0 and not allow_zero):
+        raise refuse("invalid_amount", f"{name} must be {'≥' if allow_zero else '>'} 0")
+    return to_cents(amount.quantize(CENT))
+
+
+def _customer_row(session: Session, customer_id: str) -> CustomerRow:
+    row = session.get(CustomerRow, customer_id)
+    if row is None:
+        raise refuse("customer_not_found", f"no customer {customer_id!r}", 404)
+    return row
+
+
+def _invoice_row(session: Session, invoice_id: str) -> InvoiceRow:
+    row = session.get(InvoiceRow, invoice_id)
+    if row is None:
+        raise refuse("invoice_not_found", f"no invoice {invoice_id!r}", 404)
+    return row
+
+
+def _days_past_due(row: InvoiceRow, as_of: date) -> int:
+    return max(0, (as_of - row.due_on).days) if row.open_cents > 0 else 0
+
+
+def _invoice(row: InvoiceRow, as_of: date) -> Invoice:
+    status = "open" if row.open_cents > 0 else ("paid" if row.paid_cents else "credited")
+    return Invoice(
+        id=row.id,
+        customer_id=row.customer_id,
+        currency=row.currency,
+        issued_on=row.issued_on,
+        due_on=row.due_on,
+        amount=from_cents(row.amount_cents),
+        open_balance=from_cents(row.open_cents),
+        status=status,
+        days_past_due=_days_past_due(row, as_of),
+    )
+
+
+def _customer(row: CustomerRow) -> Customer:
+    return Customer(
+        id=row.id,
+        name=row.name,
+        email=row.email,
+        currency=row.currency,
+        credit_limit=from_cents(row.credit_limit_cents),
+        on_hold=row.on_hold,
+        hold_reason=row.hold_reason,
+    )
+
+
+def customer(session: Session, customer_id: str) -> Customer:
+    return _customer(_customer_row(session, customer_id))
+
+
+def invoices(session: Session, invoice_ids: Iterable[str], as_of: date) -> list[Invoice]:
+    return [_invoice(_invoice_row(session, i), as_of) for i in invoice_ids]
+
+
+def _customer_invoices(session: Session, customer_id: str) -> list[InvoiceRow]:
+    query = select(InvoiceRow).where(InvoiceRow.customer_id == customer_id)
+    return list(session.scalars(query.order_by(InvoiceRow.due_on, InvoiceRow.id)))
+
+
+def open_items(session: Session, customer_id: str, as_of: date) -> list[Invoice]:
+    _customer_row(session, customer_id)
+    rows = _customer_invoices(session, customer_id)
+    return [_invoice(r, as_of) for r in rows if r.open_cents > 0]
+
+
+def exposure(session: Session, customer_id: str, as_of: date) -> Exposure:
+    cust = _customer_row(session, customer_id)
+    rows = _customer_invoices(session, customer_id)
+    open_rows = [r for r in rows if r.open_cents > 0]
+    overdue = [r for r in open_rows if r.due_on < as_of]
+    paid = [r for r in rows if r.settled_on is not None]
+    late_days = [max(0, (r.settled_on - r.due_on).days) for r in paid if r.settled_on]
+    open_cents = sum(r.open_cents for r in open_rows)
+    return Exposure(
+        customer_id=cust.id,
+        as_of=as_of,
+        currency=cust.currency,
+        credit_limit=from_cents(cust.credit_limit_cents),
+        on_hold=cust.on_hold,
+        open_amount=from_cents(open_cents),
+        overdue_amount=from_cents(sum(r.open_cents for r in overdue)),
+        available_credit=from_cents(cust.credit_limit_cents - open_cents),
+        max_days_past_due=max((_days_past_due(r, as_of) for r in open_rows), default=0),
+        open_items=[_invoice(r, as_of) for r in open_rows],
+        paid_invoices=len(paid),
+        paid_late=sum(1 for d in late_days if d > 0),
+        average_days_late=(
+            (Decimal(sum(late_days)) / len(late_days)).quantize(Decimal("0.1"))
+            if late_days
+            else Decimal("0.0")
+        ),
+    )
+
+
+def overdue_customers(session: Session, as_of: date, min_days: int = 1) -> list[OverdueCustomer]:
+    """Customers with invoices at least `min_days` past due, the oldest debt first."""
+    query = (
+        select(InvoiceRow)
+        .where(
+            InvoiceRow.open_cents > 0,
+            InvoiceRow.due_on <= date.fromordinal(as_of.toordinal() - min_days),
+        )
+        .order_by(InvoiceRow.customer_id, InvoiceRow.due_on, InvoiceRow.id)
+    )
+    by_customer: dict[str, list[InvoiceRow]] = {}
+    for row in session.scalars(query):
+        by_customer.setdefault(row.customer_id, []).append(row)
+    lines = [
+        OverdueCustomer(
+            customer_id=cid,
+            currency=rows[0].currency,
+            overdue_amount=from_cents(sum(r.open_cents for r in rows)),
+            max_days_past_due=max(_days_past_due(r, as_of) for r in rows),
+            invoice_ids=[r.id for r in rows],
+            email=_customer_row(session, cid).email,
+        )
+        for cid, rows in by_customer.items()
+    ]
+    return sorted(lines, key=lambda line: (-line.max_days_past_due, line.customer_id))
+
+
+def payment_status(session: Session, invoice_ids: list[str]) -> PaymentStatus:
+    rows = [_invoice_row(session, i) for i in invoice_ids]
+    open_cents = sum(r.open_cents for r in rows)
+    return PaymentStatus(
+        invoice_ids=invoice_ids,
+        open_balance=from_cents(open_cents),
+        paid_amount=from_cents(sum(r.paid_cents for r in rows)),
+        credited_amount=from_cents(sum(r.credited_cents for r in rows)),
+        settled=open_cents == 0,
+    )
+
+
+def issue_credit_memo(
+    session: Session, invoice_id: str, amount: Decimal, reason: str, now: datetime
+) -> CreditMemo:
+    invoice = _invoice_row(session, invoice_id)
+    cents = check_amount(amount)
+    if invoice.open_cents == 0:
+        raise refuse("invoice_closed", f"invoice {invoice_id} has no open balance", 409)
+    if cents > invoice.open_cents:
+        raise refuse(
+            "amount_above_open_balance",
+            f"credit {amount} is above invoice {invoice_id}'s open balance "
+            f"{from_cents(invoice.open_cents)}",
+        )
+    invoice.open_cents -= cents
+    invoice.credited_cents += cents
+    memo = CreditMemoRow(
+        id=f"CM-{uuid.uuid4().hex[:10].upper()}",
+        invoice_id=invoice_id,
+        amount_cents=cents,
+        reason=reason,
+        created_at=now,
+    )
+    session.add(memo)
+    return CreditMemo(
+        id=memo.id,
+        invoice_id=invoice_id,
+        amount=from_cents(cents),
+        reason=reason,
+        created_at=now,
+        invoice_open_balance=from_cents(invoice.open_cents),
+    )
+
+
+def set_credit_hold(session: Session, customer_id: str, on: bool, reason: str) -> CreditHold:
+    row = _customer_row(session, customer_id)
+    row.on_hold, row.hold_reason = on, reason if on else ""
+    return CreditHold(customer_id=customer_id, on_hold=on, reason=reason)
+
+
+def update_credit_limit(session: Session, customer_id: str, new_limit: Decimal) -> CreditLimit:
+    row = _customer_row(session, customer_id)
+    previous = row.credit_limit_cents
+    row.credit_limit_cents = check_amount(new_limit, "credit_limit", allow_zero=True)
+    return CreditLimit(
+        customer_id=customer_id,
+        credit_limit=from_cents(row.credit_limit_cents),
+        previous_limit=from_cents(previous),
+    )
+
+
+def _customer_open_invoices(session: Session, customer_id: str, invoice_ids: list[str]) -> None:
+    _customer_row(session, customer_id)
+    if not invoice_ids:
+        raise refuse("invalid_request", "invoice_ids must name at least one invoice")
+    for invoice_id in invoice_ids:
+        row = _invoice_row(session, invoice_id)
+        if row.customer_id != customer_id:
+            raise refuse("invoice_not_of_customer", f"invoice {invoice_id} is not {customer_id}'s")
+
+
+def record_payment_plan(
+    session: Session,
+    customer_id: str,
+    invoice_ids: list[str],
+    installments: list[Installment],
+    now: datetime,
+) -> PaymentPlan:
+    _customer_open_invoices(session, customer_id, invoice_ids)
+    if not installments:
+        raise refuse("invalid_request", "a payment plan needs at least one installment")
+    for n, installment in enumerate(installments):
+        check_amount(installment.amount, f"installments[{n}].amount")
+    open_cents = sum(_invoice_row(session, i).open_cents for i in invoice_ids)
+    planned = sum(to_cents(i.amount) for i in installments)
+    if planned != open_cents:
+        raise refuse(
+            "plan_does_not_cover_balance",
+            f"installments total {from_cents(planned)}, the open balance is "
+            f"{from_cents(open_cents)}",
+        )
+    plan = PaymentPlanRow(
+        id=f"PP-{uuid.uuid4().hex[:10].upper()}",
+        customer_id=customer_id,
+        invoice_ids=invoice_ids,
+        installments=[i.model_dump(mode="json") for i in installments],
+        created_at=now,
+    )
+    session.add(plan)
+    return PaymentPlan(
+        id=plan.id,
+        customer_id=customer_id,
+        invoice_ids=invoice_ids,
+        installments=installments,
+        created_at=now,
+    )
+
+
+def record_promise_to_pay(
+    session: Session,
+    customer_id: str,
+    invoice_ids: list[str],
+    promised_on: date,
+    amount: Decimal,
+    now: datetime,
+) -> PromiseToPay:
+    _customer_open_invoices(session, customer_id, invoice_ids)
+    promise = PromiseToPayRow(
+        id=f"PTP-{uuid.uuid4().hex[:10].upper()}",
+        customer_id=customer_id,
+        invoice_ids=invoice_ids,
+        promised_on=promised_on,
+        amount_cents=check_amount(amount),
+        created_at=now,
+    )
+    session.add(promise)
+    return PromiseToPay(
+        id=promise.id,
+        customer_id=customer_id,
+        invoice_ids=invoice_ids,
+        promised_on=promised_on,
+        amount=amount,
+        created_at=now,
+    )
+
+
+def record_payment(
+    session: Session, invoice_id: str, amount: Decimal, received_on: date, reference: str
+) -> Invoice:
+    """Cash received against an invoice (the bank feed of a real ERP)."""
+    invoice = _invoice_row(session, invoice_id)
+    cents = check_amount(amount)
+    if cents > invoice.open_cents:
+        raise refuse(
+            "amount_above_open_balance",
+            f"payment {amount} is above invoice {invoice_id}'s open balance "
+            f"{from_cents(invoice.open_cents)}",
+        )
+    invoice.open_cents -= cents
+    invoice.paid_cents += cents
+    if invoice.open_cents == 0:
+        invoice.settled_on = received_on
+    session.add(
+        PaymentRow(
+            invoice_id=invoice_id, amount_cents=cents, received_on=received_on, reference=reference
+        )
+    )
+    return _invoice(invoice, received_on)
+
+
+def put_customer(session: Session, value: Customer) -> Customer:
+    """Create or replace a customer's master data (loading, not a Casebook operation)."""
+    row = session.get(CustomerRow, value.id) or CustomerRow(id=value.id)
+    row.name, row.email, row.currency = value.name, value.email, value.currency
+    row.credit_limit_cents = check_amount(value.credit_limit, "credit_limit", allow_zero=True)
+    row.on_hold, row.hold_reason = value.on_hold, value.hold_reason
+    session.add(row)
+    return _customer(row)
+
+
+def put_invoice(
+    session: Session,
+    invoice_id: str,
+    customer_id: str,
+    issued_on: date,
+    due_on: date,
+    amount: Decimal,
+    open_balance: Decimal | None = None,
+) -> Invoice:
+    """Create an invoice, or update one nothing has been applied to yet (loading)."""
+    cust = _customer_row(session, customer_id)
+    cents = check_amount(amount)
+    open_cents = (
+        cents
+        if open_balance is None
+        else check_amount(open_balance, "open_balance", allow_zero=True)
+    )
+    if open_cents > cents:
+        raise refuse("invalid_amount", "open_balance is above the invoice amount")
+    if due_on < issued_on:
+        raise refuse("invalid_request", f"invoice {invoice_id} is due before it is issued")
+    row = session.get(InvoiceRow, invoice_id)
+    if row is not None and (row.paid_cents or row.credited_cents):
+        raise refuse(
+            "invoice_has_activity", f"invoice {invoice_id} already has payments or credits", 409
+        )
+    row = row or InvoiceRow(id=invoice_id, credited_cents=0, paid_cents=0)
+    row.customer_id, row.currency, row.issued_on, row.due_on = (
+        customer_id,
+        cust.currency,
+        issued_on,
+        due_on,
+    )
+    row.amount_cents, row.open_cents = cents, open_cents
+    # Loaded partly paid: what was paid before Casebook knew the invoice.
+    row.paid_cents = cents - open_cents
+    row.settled_on = due_on if open_cents == 0 else None
+    session.add(row)
+    return _invoice(row, issued_on)

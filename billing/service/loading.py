@@ -1,0 +1,174 @@
+"""Putting customers and invoices into the built-in ledger: a CSV file, or the demo book.
+
+The CSV has one row per invoice, with its customer's master data on the row (a customer
+without invoices has the invoice columns empty). A file with any bad row loads nothing and
+every bad row is reported with its line number.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+
+from billing.contract import BillingBusinessError, Customer
+from billing.service import ledger
+from billing.service.tables import Base, CustomerRow
+
+CSV_COLUMNS = (
+    "customer_id",
+    "customer_name",
+    "email",
+    "currency",
+    "credit_limit",
+    "invoice_id",
+    "issued_on",
+    "due_on",
+    "amount",
+    "open_balance",
+)
+INVOICE_COLUMNS = ("invoice_id", "issued_on", "due_on", "amount")
+
+
+class LoadError(ValueError):
+    """The file was refused; `problems` names each bad row and column."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class Loaded:
+    customers: int
+    invoices: int
+
+
+def create_schema(engine: Engine) -> None:
+    Base.metadata.create_all(engine)
+
+
+def _decimal(text: str, column: str) -> Decimal:
+    try:
+        return Decimal(text)
+    except InvalidOperation:
+        raise ValueError(f"{column}: {text!r} is not a decimal amount") from None
+
+
+def _date(text: str, column: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{column}: {text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _load_row(session: Session, row: dict[str, str]) -> bool:
+    """Put one row's customer (and invoice); True when the row carried an invoice."""
+    ledger.put_customer(
+        session,
+        Customer(
+            id=row["customer_id"],
+            name=row["customer_name"] or row["customer_id"],
+            email=row["email"],
+            currency=row["currency"].upper(),
+            credit_limit=_decimal(row["credit_limit"], "credit_limit"),
+        ),
+    )
+    if not any(row[c] for c in INVOICE_COLUMNS):
+        return False
+    missing = [c for c in INVOICE_COLUMNS if not row[c]]
+    if missing:
+        raise ValueError(f"an invoice row needs {', '.join(missing)}")
+    session.flush()
+    ledger.put_invoice(
+        session,
+        row["invoice_id"],
+        row["customer_id"],
+        _date(row["issued_on"], "issued_on"),
+        _date(row["due_on"], "due_on"),
+        _decimal(row["amount"], "amount"),
+        _decimal(row["open_balance"], "open_balance") if row["open_balance"] else None,
+    )
+    return True
+
+
+def load_csv(engine: Engine, path: Path) -> Loaded:
+    """Load every row, or none of them."""
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        absent = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
+        if absent:
+            raise LoadError([f"{path.name}: missing columns {', '.join(absent)}"])
+        rows = [(n, {k: (v or "").strip() for k, v in r.items()}) for n, r in enumerate(reader, 2)]
+    problems: list[str] = []
+    customers: set[str] = set()
+    invoices = 0
+    with Session(engine) as session:
+        for line, row in rows:
+            try:
+                with session.begin_nested():
+                    invoices += _load_row(session, row)
+                    customers.add(row["customer_id"])
+            except (ValueError, BillingBusinessError) as exc:
+                message = exc.message if isinstance(exc, BillingBusinessError) else str(exc)
+                problems.append(f"{path.name}:{line}: {message}")
+        if problems:
+            session.rollback()
+            raise LoadError(problems)
+        session.commit()
+    return Loaded(customers=len(customers), invoices=invoices)
+
+
+# (id, name, currency, limit, [(invoice, days since issue, days until due, amount)])
+DEMO_BOOK = [
+    (
+        "CUST-001",
+        "Acme Retail SAS",
+        "EUR",
+        "50000.00",
+        [("INV-1001", 45, -15, "12500.00"), ("INV-1002", 20, 10, "4200.00")],
+    ),
+    (
+        "CUST-002",
+        "Globex Trading Pte Ltd",
+        "SGD",
+        "80000.00",
+        [("INV-2001", 70, -40, "30250.00"), ("INV-2002", 40, -10, "8800.00")],
+    ),
+    ("CUST-003", "Initech Inc", "USD", "25000.00", [("INV-3001", 10, 20, "9900.00")]),
+    (
+        "CUST-004",
+        "Umbrella GmbH",
+        "EUR",
+        "100000.00",
+        [("INV-4001", 95, -65, "41000.00"), ("INV-4002", 35, -5, "2300.00")],
+    ),
+    ("CUST-005", "Stark Industries KK", "JPY", "5000000.00", [("INV-5001", 30, 0, "750000.00")]),
+]
+
+
+def seed_demo(engine: Engine, today: date) -> bool:
+    """Fill an empty ledger with the demo book (ages relative to `today`); False if not empty."""
+    with Session(engine) as session:
+        if session.scalar(select(func.count()).select_from(CustomerRow)):
+            return False
+        for cid, name, currency, limit, items in DEMO_BOOK:
+            email = f"ap@{cid.lower()}.example"
+            ledger.put_customer(
+                session,
+                Customer(
+                    id=cid, name=name, email=email, currency=currency, credit_limit=Decimal(limit)
+                ),
+            )
+            session.flush()
+            for invoice_id, age, due_in, amount in items:
+                issued = today - timedelta(days=age)
+                due = today + timedelta(days=due_in)
+                ledger.put_invoice(session, invoice_id, cid, issued, due, Decimal(amount))
+        session.commit()
+    return True

@@ -1,0 +1,99 @@
+"""The built-in billing service, served over real HTTP on loopback for tests.
+
+It can be stopped and started again on the same port: that is a billing outage.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from datetime import date
+from decimal import Decimal
+
+import httpx
+import uvicorn
+from sqlalchemy import Engine
+
+from billing.service.app import create_app
+from billing.service.loading import create_schema
+from store.db import make_engine
+
+START_TIMEOUT_S = 10.0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class BillingService:
+    """One ledger database; `start`/`stop` bring its HTTP server up and down."""
+
+    def __init__(self, database_url: str) -> None:
+        self.engine: Engine = make_engine(database_url)
+        create_schema(self.engine)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        config = uvicorn.Config(
+            create_app(self.engine), host="127.0.0.1", port=self.port, log_level="warning"
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError(f"billing service did not start on {self.url}")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self._server is not None and self._thread is not None:
+            self._server.should_exit = True
+            self._thread.join(timeout=10)
+            self._server = self._thread = None
+
+    def put_customer(
+        self, customer_id: str, *, limit: str = "50000.00", currency: str = "EUR"
+    ) -> None:
+        body = {
+            "name": customer_id,
+            "email": f"ap@{customer_id.lower()}.example",
+            "currency": currency,
+            "credit_limit": limit,
+        }
+        httpx.put(f"{self.url}/customers/{customer_id}", json=body).raise_for_status()
+
+    def put_invoice(
+        self, invoice_id: str, customer_id: str, amount: str, due_on: date, issued_on: date
+    ) -> None:
+        body = {
+            "customer_id": customer_id,
+            "issued_on": issued_on.isoformat(),
+            "due_on": due_on.isoformat(),
+            "amount": amount,
+        }
+        httpx.put(f"{self.url}/invoices/{invoice_id}", json=body).raise_for_status()
+
+    def pay(self, invoice_id: str, amount: str, key: str) -> None:
+        response = httpx.post(
+            f"{self.url}/invoices/{invoice_id}/payments",
+            json={"amount": amount},
+            headers={"Idempotency-Key": key},
+        )
+        response.raise_for_status()
+
+    def get(self, path: str) -> object:
+        response = httpx.get(f"{self.url}{path}")
+        response.raise_for_status()
+        return response.json()
+
+    def open_balance(self, invoice_id: str) -> Decimal:
+        invoice = self.get(f"/invoices/{invoice_id}")
+        assert isinstance(invoice, dict)
+        return Decimal(invoice["open_balance"])
