@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -26,6 +27,9 @@ class Services:
     settings: Settings
     engine: Engine
     temporal: Client
+    # Claim-next's claims in flight in this process, by task id: the future tells whether the
+    # claim won. Other claim-next requests pass over these tasks instead of racing for them.
+    claiming: dict[str, asyncio.Future[bool]] = field(default_factory=dict)
 
 
 def services(request: Request) -> Services:

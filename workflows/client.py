@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import random
 import time
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -83,6 +84,12 @@ async def get_case(client: Client, case_id: str) -> CaseSnapshot:
     return await read_case(client.get_workflow_handle(case_id))
 
 
+# Worth another try until the request's timeout: Temporal admits 10 Updates in flight per
+# workflow (a burst waits its turn), and aborts admitted Updates when it clears the
+# workflow's update registry (retryable, the server says).
+RETRYABLE_UPDATE_STATUS = (RPCStatusCode.RESOURCE_EXHAUSTED, RPCStatusCode.UNAVAILABLE)
+
+
 async def _update(
     client: Client,
     case_id: str,
@@ -94,13 +101,18 @@ async def _update(
 ) -> Any:
     handle = client.get_workflow_handle(case_id)
     deadline = time.monotonic() + timeout.total_seconds()
+    # One id for every attempt: an attempt that did land is answered, not applied twice.
+    update_id = update_id or str(uuid.uuid4())
     for attempt in itertools.count():
         try:
             return await _update_once(handle, update, cmd, timeout, update_id, result_type)
         except RPCError as exc:
-            # Temporal admits 10 Updates in flight per case: a burst waits for its turn.
-            if exc.status != RPCStatusCode.RESOURCE_EXHAUSTED or time.monotonic() > deadline:
+            if exc.status not in RETRYABLE_UPDATE_STATUS:
                 raise
+            if time.monotonic() > deadline:
+                raise CaseCommandError(
+                    "timeout", f"case {case_id} did not answer in time ({exc.message})"
+                ) from exc
             await asyncio.sleep(random.uniform(0.01, min(0.5, 0.02 * 2**attempt)))
     raise AssertionError("unreachable")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import timedelta
 
@@ -67,28 +68,50 @@ async def claim(svc: Services, actor: Actor, task_id: str, key: str | None = Non
 
 
 async def claim_next(svc: Services, actor: Actor, queue: str) -> Task | None:
-    """Claim the most urgent open task in `queue` the actor may take; None when there is none."""
+    """Claim the most urgent open task in `queue` the actor may take; None when there is none.
+
+    Tasks that another claim-next of this process is claiming right now come last, and are
+    tried only if that claim lost: many agents at once then spread over the queue instead of
+    all sending Updates to the same few cases (each a round trip to lose, and Temporal admits
+    only 10 in flight per case). Across API processes the case's validator still decides.
+    """
     if actor.role not in WORKING_ROLES:
         raise ApiError("forbidden", f"role {actor.role.value} may not work tasks")
     if actor.role not in ANY_QUEUE_ROLES and queue not in actor.queues:
         raise ApiError("forbidden", f"{actor.name} does not serve queue {queue}")
     tried: set[str] = set()
     for _ in range(CLAIM_NEXT_ROUNDS):
-        candidates = [
-            row.id
-            for row in await run_in_threadpool(_candidates, svc, actor, queue, len(tried))
-            if row.id not in tried
-        ]
+        skip = len(tried) + len(svc.claiming)
+        rows = await run_in_threadpool(_candidates, svc, actor, queue, skip)
+        candidates = [row.id for row in rows if row.id not in tried]
         if not candidates:
             return None
+        candidates.sort(key=lambda task_id: task_id in svc.claiming)  # stable: urgency kept
         for task_id in candidates:
             tried.add(task_id)
-            try:
-                return await claim(svc, actor, task_id)
-            except CaseCommandError as exc:
-                if exc.kind not in ("conflict", "forbidden", "not_found"):
-                    raise  # a timeout or outage is the caller's to see, not a lost race
+            task = await _claim_unless_taken(svc, actor, task_id)
+            if task is not None:
+                return task
     return None
+
+
+async def _claim_unless_taken(svc: Services, actor: Actor, task_id: str) -> Task | None:
+    """Claim `task_id` for claim-next; None if it went to someone else."""
+    while (pending := svc.claiming.get(task_id)) is not None:
+        if await asyncio.shield(pending):
+            return None  # the other claim-next won it
+    won = asyncio.get_running_loop().create_future()
+    svc.claiming[task_id] = won
+    task: Task | None = None
+    try:
+        task = await claim(svc, actor, task_id)
+    except CaseCommandError as exc:
+        if exc.kind not in ("conflict", "forbidden", "not_found"):
+            raise  # a timeout or outage is the caller's to see, not a lost race
+    finally:
+        del svc.claiming[task_id]
+        won.set_result(task is not None)
+    return task
 
 
 def _candidates(svc: Services, actor: Actor, queue: str, skip: int) -> Sequence[TaskRow]:
