@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from sqlalchemy import Engine, Table, or_
@@ -58,16 +59,19 @@ def project_escalation(engine: Engine, snapshot: EscalationSnapshot) -> None:
 
 def _upsert_all(engine: Engine, rows: list[tuple[Any, dict[str, Any]]]) -> None:
     with engine.begin() as connection:
-        insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+        dialect = connection.dialect.name
         for table, values in rows:
-            connection.execute(_upsert(insert, table, values))
+            connection.execute(_upsert(dialect, table, tuple(values)), values)
 
 
-def _upsert(insert: Any, table: Table, values: dict[str, Any]) -> Any:
-    stmt = insert(table).values(**values)
+@cache
+def _upsert(dialect: str, table: Table, columns: tuple[str, ...]) -> Any:
+    """The upsert of `columns` into `table`, built once: the values are bound at execution."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(table)
     return stmt.on_conflict_do_update(
         index_elements=["id"],
-        set_={k: stmt.excluded[k] for k in values if k != "id"},
+        set_={k: stmt.excluded[k] for k in columns if k != "id"},
         where=table.c.revision < stmt.excluded.revision,
     )
 
