@@ -10,14 +10,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from datetime import date
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-if TYPE_CHECKING:
-    from billing.contract import BillingSystem
+from billing.contract import BillingBusinessError, BillingSystem, Installment
+from billing.http_adapter import HttpBillingSystem
 
 BILLING_CALL = "billing_call"
 BUSINESS_ERROR = "BillingBusinessError"
@@ -30,28 +30,61 @@ class BillingRequest(BaseModel):
     case_id: str
 
 
-Call = Callable[["BillingSystem", BillingRequest], Awaitable[Any]]
+Call = Callable[[BillingSystem, BillingRequest], Awaitable[Any]]
+
+
+def _decimal(req: BillingRequest, name: str) -> Decimal:
+    return Decimal(str(req.args[name]))
+
+
+def _date(req: BillingRequest, name: str) -> date:
+    return date.fromisoformat(str(req.args[name])[:10])
+
+
+def _as_of(req: BillingRequest) -> date:
+    # Without `as_of`, today: the activity's result lands in history, so replays agree.
+    return _date(req, "as_of") if req.args.get("as_of") else date.today()
+
+
+def _installments(req: BillingRequest) -> list[Installment]:
+    return [Installment.model_validate(i) for i in req.args["installments"]]
+
+
+def _ids(req: BillingRequest) -> list[str]:
+    return [str(i) for i in req.args["invoice_ids"]]
+
+
+def _reason(req: BillingRequest) -> str:
+    return str(req.args.get("reason") or "")
+
 
 ACTIONS: dict[str, Call] = {
     "issue_credit_memo": lambda b, r: b.issue_credit_memo(
-        r.args["invoice_id"], Decimal(str(r.args["amount"])), str(r.args.get("reason", "")),
-        r.idempotency_key,
+        str(r.args["invoice_id"]), _decimal(r, "amount"), _reason(r), r.idempotency_key
     ),
     "set_credit_hold": lambda b, r: b.set_credit_hold(
-        r.args["customer_id"], True, str(r.args.get("reason", "")), r.idempotency_key
+        str(r.args["customer_id"]), True, _reason(r), r.idempotency_key
     ),
     "release_credit_hold": lambda b, r: b.set_credit_hold(
-        r.args["customer_id"], False, str(r.args.get("reason", "")), r.idempotency_key
+        str(r.args["customer_id"]), False, _reason(r), r.idempotency_key
     ),
     "update_credit_limit": lambda b, r: b.update_credit_limit(
-        r.args["customer_id"], Decimal(str(r.args["credit_limit"])), r.idempotency_key
+        str(r.args["customer_id"]), _decimal(r, "credit_limit"), r.idempotency_key
     ),
-    # Without `as_of`, today: the activity's result lands in history, so replays agree.
-    "get_exposure": lambda b, r: b.customer_exposure(
-        r.args["customer_id"],
-        date.fromisoformat(str(r.args["as_of"])) if r.args.get("as_of") else date.today(),
+    "record_promise_to_pay": lambda b, r: b.record_promise_to_pay(
+        str(r.args["customer_id"]),
+        _ids(r),
+        _date(r, "promised_on"),
+        _decimal(r, "amount"),
+        r.idempotency_key,
     ),
-}  # fmt: skip
+    "record_payment_plan": lambda b, r: b.record_payment_plan(
+        str(r.args["customer_id"]), _ids(r), _installments(r), r.idempotency_key
+    ),
+    "get_exposure": lambda b, r: b.customer_exposure(str(r.args["customer_id"]), _as_of(r)),
+    "get_customer": lambda b, r: b.customer(str(r.args["customer_id"])),
+    "payment_status": lambda b, r: b.payment_status(_ids(r)),
+}
 
 
 class BillingActivities:
@@ -63,20 +96,23 @@ class BillingActivities:
 
     def _system(self) -> BillingSystem:
         if self._billing is None:
-            from billing.http_adapter import HttpBillingSystem
-
             self._billing = HttpBillingSystem(self._url)
         return self._billing
 
     @activity.defn(name=BILLING_CALL)
     async def billing_call(self, req: BillingRequest) -> dict[str, Any]:
-        from billing.contract import BillingBusinessError
-
         try:
             result = await ACTIONS[req.action](self._system(), req)
+        except (KeyError, ValueError, ArithmeticError) as exc:
+            # The SOP gave this call an argument it cannot use: a person has to look.
+            error = {"code": "invalid_arguments", "message": f"{req.action}: {exc!r}", "status": 0}
+            raise ApplicationError(
+                error["message"], error, type=BUSINESS_ERROR, non_retryable=True
+            ) from exc
         except BillingBusinessError as exc:
             error = {"code": exc.code, "message": exc.message, "status": exc.status}
-            raise ApplicationError(exc.message, error, type=BUSINESS_ERROR,
-                                   non_retryable=True) from exc  # fmt: skip
+            raise ApplicationError(
+                exc.message, error, type=BUSINESS_ERROR, non_retryable=True
+            ) from exc
         # Outages (BillingUnavailableError) propagate: Temporal retries them with backoff.
         return result.model_dump(mode="json") if isinstance(result, BaseModel) else {}

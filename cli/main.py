@@ -53,9 +53,11 @@ def dev(
     port: Annotated[int, typer.Option(help="API port")] = 8000,
     temporal_port: Annotated[int, typer.Option(help="Temporal gRPC port")] = 7233,
     smtp_port: Annotated[int, typer.Option(help="loopback SMTP port")] = 1025,
+    billing_port: Annotated[int, typer.Option(help="built-in billing service port")] = 8001,
 ) -> None:
-    """Run the whole stack on localhost: Temporal, SMTP to a Maildir, a worker and the API."""
-    from devstack.supervisor import DevStack, child_env
+    """Run the whole stack on localhost: Temporal, SMTP to a Maildir, the built-in billing
+    service (seeded with demo customers), a worker and the API."""
+    from devstack.supervisor import DevStack, Ports, child_env
 
     data_dir = data_dir.resolve()
     settings = _settings(data_dir)
@@ -65,9 +67,11 @@ def dev(
         "CASEBOOK_TEMPORAL_ADDRESS": f"127.0.0.1:{temporal_port}",
         "CASEBOOK_SMTP_HOST": "127.0.0.1",
         "CASEBOOK_SMTP_PORT": str(smtp_port),
+        "CASEBOOK_BILLING_URL": f"http://127.0.0.1:{billing_port}",
     }
     _prepared_engine(settings).dispose()
-    stack = DevStack(data_dir, port, temporal_port, smtp_port, child_env(overrides))
+    ports = Ports(api=port, temporal=temporal_port, smtp=smtp_port, billing=billing_port)
+    stack = DevStack(data_dir, ports, child_env(overrides))
     try:
         stack.start()
     except (RuntimeError, KeyboardInterrupt) as exc:
@@ -76,7 +80,8 @@ def dev(
         raise typer.Exit(1) from None
     typer.echo(
         f"Casebook is up: API http://127.0.0.1:{port} (docs at /docs), Temporal UI "
-        f"http://127.0.0.1:{temporal_port + 1000}, mail in {data_dir / 'mail'}. Ctrl-C stops it."
+        f"http://127.0.0.1:{temporal_port + 1000}, billing http://127.0.0.1:{billing_port}, "
+        f"mail in {data_dir / 'mail'}. Ctrl-C stops it."
     )
     raise typer.Exit(stack.wait())
 

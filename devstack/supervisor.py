@@ -18,24 +18,32 @@ START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
 
 
+@dataclass(frozen=True)
+class Ports:
+    api: int
+    temporal: int
+    smtp: int
+    billing: int
+
+
 @dataclass
 class DevStack:
     data_dir: Path
-    api_port: int
-    temporal_port: int
-    smtp_port: int
+    ports: Ports
     env: dict[str, str]
     processes: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
 
     def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._spawn("temporal", temporal_command(self.data_dir, self.temporal_port))
-        wait_for_port("temporal", self.temporal_port, self.processes[-1][1])
+        self._spawn("temporal", temporal_command(self.data_dir, self.ports.temporal))
+        wait_for_port("temporal", self.ports.temporal, self.processes[-1][1])
         self._spawn("mail", self._casebook("mailserver"))
-        wait_for_port("mail", self.smtp_port, self.processes[-1][1])
+        wait_for_port("mail", self.ports.smtp, self.processes[-1][1])
+        self._spawn("billing", billing_command(self.data_dir, self.ports.billing))
+        wait_for_port("billing", self.ports.billing, self.processes[-1][1])
         self._spawn("worker", self._casebook("worker"))
         self._spawn("api", self._casebook("api"))
-        wait_for_port("api", self.api_port, self.processes[-1][1])
+        wait_for_port("api", self.ports.api, self.processes[-1][1])
 
     def _casebook(self, command: str) -> list[str]:
         return [sys.executable, "-m", "cli.main", command]
@@ -117,6 +125,12 @@ def temporal_command(data_dir: Path, port: int) -> list[str]:
         "warn",
         "--ui-disable-news-fetch",
     ]
+
+
+def billing_command(data_dir: Path, port: int) -> list[str]:
+    """The built-in billing service, its ledger in its own database beside Casebook's."""
+    ledger = f"sqlite:///{data_dir / 'billing.db'}"
+    return [sys.executable, "-m", "billing.service", "serve", "--db", ledger, "--port", str(port)]
 
 
 def wait_for_port(name: str, port: int, process: subprocess.Popen[bytes]) -> None:

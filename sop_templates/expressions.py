@@ -21,7 +21,7 @@ Language
     * ``and`` / ``or`` / ``not`` with Python truthiness and short-circuiting (``and``/``or``
       return an operand, as in Python);
     * arithmetic ``+ - * /`` and unary ``-``/``+`` on numbers only;
-    * calls to ``len``, ``abs``, ``lower`` and ``upper`` with exactly one argument.
+    * calls to ``len``, ``abs``, ``first``, ``lower`` and ``upper`` with exactly one argument.
 
     Everything else (other calls, ``**``, ``%``, ``//``, bit operators, conditional
     expressions, lambdas, comprehensions, f-strings, walrus, starred, slices, integer
@@ -362,8 +362,17 @@ def _string_function(method: Callable[[str], str]) -> Callable[[_Node, Any], str
     return apply
 
 
+def _first(node: _Node, value: Any) -> Any:
+    """The first element of a list (None for an empty one): `first(case.invoice_ids)`."""
+    value = node.require(value)
+    if not isinstance(value, list | tuple):
+        raise _Fail(f"first() needs a list, {node.text} is {_kind(value)}")
+    return value[0] if value else None
+
+
 _FUNCTIONS: dict[str, Callable[[_Node, Any], Any]] = {
     "len": _len,
+    "first": _first,
     "abs": _abs,
     "lower": _string_function(str.lower),
     "upper": _string_function(str.upper),

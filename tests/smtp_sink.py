@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import socket
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from tests.ports import free_port
 
 
 class Collector:
@@ -25,7 +26,7 @@ class SmtpSink:
     """A loopback SMTP server on a fixed port that the test can start late (an outage)."""
 
     def __init__(self) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.collector = Collector()
         self._controller: Controller | None = None
 
@@ -40,12 +41,6 @@ class SmtpSink:
 
     def messages(self) -> list[EmailMessage]:
         return [_parse(e) for e in self.collector.envelopes]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _parse(envelope: Envelope) -> EmailMessage:

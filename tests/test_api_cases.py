@@ -105,17 +105,22 @@ async def test_dispute_above_threshold_goes_through_lead_approval_to_close(api: 
     assert TIER2 in refused.json()["message"]
     await _claim_and_complete(api, lead, approval["id"], "approve")
 
-    detail = (await api.http.get(f"/cases/{case['id']}", headers=lead)).json()
+    detail = await api.settled_case(lead, case["id"])
     assert detail["status"] == "closed" and detail["resolution"] == "credited"
     assert [t["step"] for t in detail["tasks"]] == ["triage", "investigate", "lead_approval"]
     entered = [h["step"] for h in detail["history"] if h["event"] == "step_entered"]
     assert entered == [
+        "acknowledge",
         "triage",
         "investigate",
         "approval_route",
         "lead_approval",
+        "issue_credit",
+        "notify_credited",
         "closed_credited",
     ]
+    memo = detail["data"]["credit_memo"]
+    assert memo["invoice_id"] == "INV-1001" and memo["amount"] == "1250.00"
     completed = [h for h in detail["history"] if h["event"] == "task_completed"]
     assert completed[1]["outcome"] == "valid" and completed[1]["note"] == "confirmed with sales"
 
@@ -136,7 +141,7 @@ async def test_small_credit_is_auto_approved(api: Api) -> None:
     await _claim_and_complete(api, agent, triage["id"], "accept")
     investigate = await _open_task(api, agent, case["id"], "investigate")
     await _claim_and_complete(api, agent, investigate["id"], "valid")
-    detail = (await api.http.get(f"/cases/{case['id']}", headers=agent)).json()
+    detail = await api.settled_case(agent, case["id"])
     assert detail["status"] == "closed" and detail["resolution"] == "credited"
     assert "lead_approval" not in [t["step"] for t in detail["tasks"]]
 

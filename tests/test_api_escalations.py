@@ -80,7 +80,8 @@ async def test_breach_reaches_the_board_and_the_leads_inbox_then_leads_act(
     assert 0 <= lag < 5, lag  # escalated within seconds of the deadline
 
     def mails() -> list[Any]:
-        return [m for m in sink.messages() if case["id"] in m["Subject"]]
+        # The lead's notice (the customer's acknowledgement goes to the same sink).
+        return [m for m in sink.messages() if case["id"] in m["Subject"] and "lead@" in m["To"]]
 
     async def probe() -> list[Any]:
         return mails()

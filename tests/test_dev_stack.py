@@ -24,22 +24,19 @@ import yaml
 
 from sop_templates.registry import SHIPPED_DIR as SHIPPED
 from tests.harness import DISPUTE
+from tests.ports import free_port
 
 SHORT_SLA_S = 10
 
 CASEBOOK = [sys.executable, "-m", "cli.main"]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class Stack:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
-        self.api_port, self.temporal_port, self.smtp_port = (_free_port() for _ in range(3))
+        self.api_port, self.temporal_port, self.smtp_port, self.billing_port = (
+            free_port() for _ in range(4)
+        )
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -55,6 +52,8 @@ class Stack:
                 str(self.temporal_port),
                 "--smtp-port",
                 str(self.smtp_port),
+                "--billing-port",
+                str(self.billing_port),
             ],
             env=_clean_env(),
             stdout=subprocess.PIPE,
@@ -81,8 +80,12 @@ class Stack:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.api_port}"
 
+    @property
+    def ports(self) -> tuple[int, ...]:
+        return (self.api_port, self.temporal_port, self.smtp_port, self.billing_port)
+
     def ports_closed(self) -> bool:
-        return all(_closed(p) for p in (self.api_port, self.temporal_port, self.smtp_port))
+        return all(_closed(p) for p in self.ports)
 
 
 def _closed(port: int) -> bool:
@@ -127,6 +130,24 @@ def _wait_task(stack: Stack, headers: dict[str, str], case_id: str) -> dict[str,
     raise AssertionError(f"no open task on {case_id}")
 
 
+def _subjects_eventually(stack: Stack, count: int) -> list[str]:
+    deadline = time.monotonic() + 20
+    while True:
+        subjects = [m["Subject"] for m in mailbox.Maildir(stack.data_dir / "mail")]
+        if len(subjects) >= count or time.monotonic() > deadline:
+            return subjects
+        time.sleep(0.2)
+
+
+def _closed_eventually(stack: Stack, headers: dict[str, str], case_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 20
+    while True:
+        case = httpx.get(f"{stack.url}/cases/{case_id}", headers=headers).json()
+        if case["status"] == "closed" or time.monotonic() > deadline:
+            return case
+        time.sleep(0.2)
+
+
 def test_dev_stack_runs_a_dispute_survives_a_restart_and_stops_on_ctrl_c(stack: Stack) -> None:
     stack.start()
     agent = _user_add(stack.data_dir, "ana", "--role", "agent", "--queue", "disputes-tier1")
@@ -142,8 +163,8 @@ def test_dev_stack_runs_a_dispute_survives_a_restart_and_stops_on_ctrl_c(stack: 
     message.set_content("delivered")
     with smtplib.SMTP("127.0.0.1", stack.smtp_port) as smtp:
         smtp.send_message(message)
-    inbox = list(mailbox.Maildir(stack.data_dir / "mail"))
-    assert [m["Subject"] for m in inbox] == ["hello"]
+    subjects = _subjects_eventually(stack, 2)
+    assert sorted(subjects) == [f"We received your dispute {case_id}", "hello"]
 
     assert stack.interrupt() == 0
     assert stack.ports_closed()
@@ -161,8 +182,13 @@ def test_dev_stack_runs_a_dispute_survives_a_restart_and_stops_on_ctrl_c(stack: 
     httpx.post(
         f"{stack.url}/tasks/{investigate['id']}/complete", json={"outcome": "valid"}, headers=agent
     )
-    final = httpx.get(f"{stack.url}/cases/{case_id}", headers=agent).json()
+    final = _closed_eventually(stack, agent, case_id)
     assert final["status"] == "closed" and final["resolution"] == "credited"
+    # The credit memo went to the built-in billing service, against its demo invoice.
+    billing = f"http://127.0.0.1:{stack.billing_port}"
+    invoice = httpx.get(f"{billing}/invoices/INV-1001").json()
+    assert invoice["amount"] == "12500.00" and invoice["open_balance"] == "12420.00"
+    assert f"Your dispute {case_id}: credit memo issued" in _subjects_eventually(stack, 3)
     _audit_from_the_command_line(stack, case_id)
     assert stack.interrupt() == 0
     assert stack.ports_closed()
@@ -217,7 +243,11 @@ def test_a_short_sla_breaches_into_the_board_and_the_maildir(stack: Stack, tmp_p
 
     mails: list[Any] = []
     while time.monotonic() < deadline and not mails:
-        mails = [m for m in mailbox.Maildir(stack.data_dir / "mail") if case["id"] in m["Subject"]]
+        mails = [
+            m
+            for m in mailbox.Maildir(stack.data_dir / "mail")
+            if case["id"] in m["Subject"] and "lee@" in m["To"]
+        ]
         time.sleep(0.2)
     assert len(mails) == 1 and mails[0]["X-Envelope-To"] == "lee@o2c.test"
     assert stack.interrupt() == 0

@@ -9,7 +9,7 @@ from pathlib import Path
 import pm4py
 
 from audit.ocel import ocel_log
-from tests.harness import AGENT, dispute_input
+from tests.harness import AGENT, dispute_input, opened_dispute
 from workflows import case_logic
 from workflows.case_models import CaseSnapshot, ClaimTask, CompleteTask
 
@@ -18,7 +18,7 @@ START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
 def _worked_case(n: int) -> CaseSnapshot:
     inp = dispute_input("100.00", region="US", case_id=f"DSP-OCEL-{n}")
-    case = case_logic.open_case(inp, START + timedelta(hours=n))
+    case = opened_dispute(inp, START + timedelta(hours=n))
     task = f"{case.id}.t1"
     case_logic.claim(
         case, ClaimTask(task_id=task, actor=AGENT), START + timedelta(hours=n, minutes=5)

@@ -18,7 +18,7 @@ from store.read_model import (
     project_snapshot,
 )
 from store.tables import CaseRow, TaskRow
-from tests.harness import LEAD, dispute_input
+from tests.harness import LEAD, dispute_input, opened_dispute
 from workflows import case_logic
 from workflows.case_models import CaseSnapshot, ClaimTask
 from workflows.escalation_logic import open_escalation
@@ -28,7 +28,7 @@ NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 
 
 def _case() -> CaseSnapshot:
-    return case_logic.open_case(dispute_input("10.00", region="24x7"), NOW)
+    return opened_dispute(dispute_input("10.00", region="24x7"), NOW)
 
 
 def test_a_stale_or_repeated_write_never_replaces_a_newer_state(engine: Engine) -> None:

@@ -150,7 +150,7 @@ async def test_a_document_with_several_faults_gets_every_error_and_nothing_is_st
         "steps[0].sla.budget",
         "steps[0].sla.calendar",
         "steps[0].transitions.accept",
-        "steps[4].priority",
+        "steps[5].priority",  # lead_approval
     }
     assert errors["steps[0].transitions.accept"] == "unknown step 'investigte'"
     assert errors["steps[0].queue"].startswith("unknown queue 'dispute-tier1'")

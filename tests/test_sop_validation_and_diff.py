@@ -22,6 +22,11 @@ def _step(document: dict[str, Any], step_id: str) -> dict[str, Any]:
     return next(s for s in document["steps"] if s["id"] == step_id)
 
 
+def _at(document: dict[str, Any], step_id: str) -> str:
+    """The path of a step in the document, as errors name it."""
+    return f"steps[{[s['id'] for s in document['steps']].index(step_id)}]"
+
+
 def _errors(document: dict[str, Any]) -> dict[str, str]:
     """path -> message of every error (one error per path in these tests)."""
     with pytest.raises(InvalidTemplateError) as raised:
@@ -50,29 +55,33 @@ def test_a_document_with_several_faults_lists_every_error_with_its_path() -> Non
 
     errors = _errors(document)
 
+    triage, investigate = _at(document, "triage"), _at(document, "investigate")
+    awaiting, route = _at(document, "await_customer"), _at(document, "approval_route")
+    approval = _at(document, "lead_approval")
     assert set(errors) == {
-        "steps[0].queue",
-        "steps[0].sla.budget",
-        "steps[0].sla.calendar",
-        "steps[1].priority",
-        "steps[2].transitions.info_recieved",
-        "steps[3].branches[0].when",
-        "steps[4].transitions.approve",
+        f"{triage}.queue",
+        f"{triage}.sla.budget",
+        f"{triage}.sla.calendar",
+        f"{investigate}.priority",
+        f"{awaiting}.transitions.info_recieved",
+        f"{route}.branches[0].when",
+        f"{approval}.transitions.approve",
     }
-    assert errors["steps[0].queue"].startswith("unknown queue 'dispute-tier1'")
-    assert "'4 hours' does not parse" in errors["steps[0].sla.budget"]
-    assert errors["steps[0].sla.calendar"].startswith("unknown calendar 'MARS'")
-    assert "valid integer" in errors["steps[1].priority"]
-    assert errors["steps[2].transitions.info_recieved"] == "outcome 'info_recieved' is not declared"
-    assert "params has no field 'approval_treshold'" in errors["steps[3].branches[0].when"]
-    assert errors["steps[4].transitions.approve"] == "unknown step 'closed_credted'"
+    assert errors[f"{triage}.queue"].startswith("unknown queue 'dispute-tier1'")
+    assert "'4 hours' does not parse" in errors[f"{triage}.sla.budget"]
+    assert errors[f"{triage}.sla.calendar"].startswith("unknown calendar 'MARS'")
+    assert "valid integer" in errors[f"{investigate}.priority"]
+    message = errors[f"{awaiting}.transitions.info_recieved"]
+    assert message == "outcome 'info_recieved' is not declared"
+    assert "params has no field 'approval_treshold'" in errors[f"{route}.branches[0].when"]
+    assert errors[f"{approval}.transitions.approve"] == "unknown step 'closed_credted'"
 
 
 @pytest.mark.parametrize("budget", ["4x", "0h", "h4", "", "4 hours", "2h1d"])
 def test_an_sla_budget_that_does_not_parse_is_reported(budget: str) -> None:
     document = _dispute()
     _step(document, "investigate")["sla"] = {"budget": budget}
-    assert list(_errors(document)) == ["steps[1].sla.budget"]
+    assert list(_errors(document)) == [f"{_at(document, 'investigate')}.sla.budget"]
 
 
 @pytest.mark.parametrize("calendar", ["24x7", "SG", "US"])
@@ -95,7 +104,9 @@ def test_queues_matching_queues_yaml_are_known(queue: str) -> None:
 def test_other_queues_are_unknown(queue: str) -> None:
     document = _dispute()
     _step(document, "triage")["queue"] = queue
-    assert _errors(document)["steps[0].queue"].startswith(f"unknown queue {queue!r}")
+    assert _errors(document)[f"{_at(document, 'triage')}.queue"].startswith(
+        f"unknown queue {queue!r}"
+    )
 
 
 def test_a_malformed_queue_file_is_refused(tmp_path: Path) -> None:
@@ -108,7 +119,7 @@ def test_a_malformed_queue_file_is_refused(tmp_path: Path) -> None:
 def test_conditions_read_only_the_templates_own_parameters() -> None:
     document = _dispute()
     document["parameters"] = {"limit": 500}
-    assert list(_errors(document)) == ["steps[3].branches[0].when"]
+    assert list(_errors(document)) == [f"{_at(document, 'approval_route')}.branches[0].when"]
     _step(document, "approval_route")["branches"][0]["when"] = "case.amount > params.limit"
     parse_template(document)
 
@@ -122,10 +133,12 @@ def test_unknown_unreachable_and_dead_end_steps_are_reported() -> None:
     _step(document, "investigate")["transitions"]["invalid"] = "await_customer"
     _step(document, "investigate")["transitions"]["valid"] = "await_customer"
     errors = _errors(document)
-    assert errors["steps[8]"] == "step 'orphan' is unreachable from the start"
+    assert errors[_at(document, "orphan")] == "step 'orphan' is unreachable from the start"
     # investigate <-> await_customer now loop forever; nothing else reaches the credit path.
-    assert errors["steps[1]"] == "step 'investigate' has no way to an end step"
-    assert errors["steps[2]"] == "step 'await_customer' has no way to an end step"
+    dead = "has no way to an end step"
+    assert errors[_at(document, "investigate")] == f"step 'investigate' {dead}"
+    assert errors[_at(document, "await_customer")] == f"step 'await_customer' {dead}"
+    assert errors[_at(document, "notify_rejected")].endswith("is unreachable from the start")
 
 
 # ------------------------------------------------------------------------------ diff
@@ -213,7 +226,7 @@ def test_step_fields_slas_branches_reason_codes_and_a_rewritten_step() -> None:
         (
             "steps.approval_route.branches[0].when",
             "changed",
-            "'case.amount > params.approval_threshold'",
+            "'(case.data.finding.credit_amount or case.amount) > params.approval_threshold'",
             "'case.amount > 500'",
         ),
         ("steps.closed_not_a_dispute.title", "changed", "'Not a dispute'", "''"),
@@ -227,7 +240,7 @@ def test_a_removed_step_and_a_new_start() -> None:
         d["steps"] = [s for s in d["steps"] if s["id"] != "triage"]
 
     changes = diff_templates(*_v2(change))
-    assert changes[0] == Change("start", "changed", "triage", "investigate")
+    assert changes[0] == Change("start", "changed", "acknowledge", "investigate")
     assert [(c.path, c.change) for c in changes[1:]] == [("steps.triage", "removed")]
 
 

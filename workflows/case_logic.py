@@ -390,6 +390,13 @@ def evaluate(case: CaseSnapshot, template: SopTemplate, source: str) -> Any:
         raise CaseRuleError("invalid", f"step {case.current_step!r}: {exc}") from exc
 
 
+def recipients(value: Any) -> list[str]:
+    """An email step's `to`: one address, a list, or nothing (the case has no contact)."""
+    if value is None or value == "":
+        return []
+    return [str(v) for v in value] if isinstance(value, list | tuple) else [str(value)]
+
+
 def action_done(
     case: CaseSnapshot, template: SopTemplate, result: dict[str, Any], now: datetime
 ) -> None:
@@ -402,6 +409,23 @@ def action_done(
         case.data = {**case.data, step.store_as: result}
     record(case, now, f"{step.kind}_done", step=step.id, detail=result)
     _enter(case, template, step.next, now, last_task=last_completed_task(case))
+
+
+def email_queued(case: CaseSnapshot, template: SopTemplate, to: list[str], now: datetime) -> None:
+    """The pending email is on its way: the case moves on without waiting for SMTP."""
+    assert case.pending_action is not None
+    step = template.step(case.pending_action.step)
+    assert isinstance(step, EmailStep)
+    case.pending_action = None
+    record(case, now, "email_queued", step=step.id, detail={"template": step.template, "to": to})
+    _enter(case, template, step.next, now, last_task=last_completed_task(case))
+
+
+def email_finished(
+    case: CaseSnapshot, step_id: str, result: dict[str, Any], now: datetime, *, failed: bool = False
+) -> None:
+    """What became of a queued email: sent (or already sent), or failed for good."""
+    record(case, now, "email_failed" if failed else "email_done", step=step_id, detail=result)
 
 
 def action_refused(

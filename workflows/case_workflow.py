@@ -9,6 +9,7 @@ and starts an escalation workflow for every breach or raised escalation.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -66,17 +67,23 @@ class CaseWorkflow:
         self._input = inp
         self._case = case_logic.open_case(inp, workflow.now())
         self._projected_revision = 0
+        self._emails_in_flight = 0
 
     @workflow.run
     async def run(self, inp: CaseInput) -> CaseSnapshot:
         while True:
+            self._queue_pending_email()
             if self._read_model_behind():
                 await self._project()
             await self._start_escalations()
             if self._case.pending_action is not None:
                 await self._carry_out(self._case.pending_action)
                 continue
-            if self._case.status == CaseStatus.CLOSED and not self._read_model_behind():
+            if (
+                self._case.status == CaseStatus.CLOSED
+                and not self._read_model_behind()
+                and not self._emails_in_flight
+            ):
                 break
             await self._sleep_until_change_or_deadline()
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -136,25 +143,11 @@ class CaseWorkflow:
         template = self._input.template
         step = template.step(action.step)
         if isinstance(step, EmailStep):
-            result = await self._send(step, action)
+            result = await self._send(step, self._email_request(step, action))
         else:
             assert isinstance(step, BillingStep)
             try:
-                result = await workflow.execute_activity(
-                    BILLING_CALL,
-                    BillingRequest(
-                        action=step.action,
-                        idempotency_key=action.idempotency_key,
-                        case_id=self._case.id,
-                        args={
-                            k: case_logic.evaluate(self._case, template, v)
-                            for k, v in step.args.items()
-                        },
-                    ),
-                    start_to_close_timeout=timedelta(seconds=30),
-                    retry_policy=OUTAGE_RETRY,
-                    result_type=dict,
-                )
+                result = await self._call_billing(step, action)
             except ActivityError as exc:
                 cause = exc.cause
                 if isinstance(cause, ApplicationError) and cause.type == BUSINESS_ERROR:
@@ -164,17 +157,50 @@ class CaseWorkflow:
                 raise
         case_logic.action_done(self._case, template, result, workflow.now())
 
-    async def _send(self, step: EmailStep, action: PendingAction) -> dict[str, Any]:
+    def _queue_pending_email(self) -> None:
+        """Mail goes beside the case, never in its way: an SMTP outage must not hold up an
+        agent's task; the case only waits for its emails before it ends."""
+        template = self._input.template
+        while (action := self._case.pending_action) is not None and action.kind == "email":
+            # Patched: cases that waited on each email before going on must replay that way.
+            if not workflow.patched("email-in-background"):
+                return
+            step = template.step(action.step)
+            assert isinstance(step, EmailStep)
+            request = self._email_request(step, action)
+            case_logic.email_queued(self._case, template, request.to, workflow.now())
+            self._emails_in_flight += 1
+            asyncio.create_task(self._send_in_background(step, request))  # noqa: RUF006
+
+    async def _call_billing(self, step: BillingStep, action: PendingAction) -> dict[str, Any]:
+        template = self._input.template
+        request = BillingRequest(
+            action=step.action,
+            idempotency_key=action.idempotency_key,
+            case_id=self._case.id,
+            args={k: case_logic.evaluate(self._case, template, v) for k, v in step.args.items()},
+        )
+        return await workflow.execute_activity(
+            BILLING_CALL,
+            request,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=OUTAGE_RETRY,
+            result_type=dict,
+        )
+
+    def _email_request(self, step: EmailStep, action: PendingAction) -> EmailRequest:
         template = self._input.template
         email = template.emails[step.template]
-        request = EmailRequest(
+        return EmailRequest(
             idempotency_key=action.idempotency_key,
             case_id=self._case.id,
             template=f"{template.name}.v{template.version}.{step.template}",
             context=case_logic.action_context(self._case, template),
-            to=[str(case_logic.evaluate(self._case, template, step.to))],
+            to=case_logic.recipients(case_logic.evaluate(self._case, template, step.to)),
             inline=InlineTemplate(subject=email.subject, text=email.text, html=email.html),
         )
+
+    async def _send(self, step: EmailStep, request: EmailRequest) -> dict[str, Any]:
         result = await workflow.execute_activity(
             "send_email",
             request,
@@ -182,7 +208,20 @@ class CaseWorkflow:
             retry_policy=OUTAGE_RETRY,
             result_type=EmailResult,
         )
-        return {"template": step.template, "to": result.recipients}
+        return {"template": step.template, "to": result.recipients, "status": result.status}
+
+    async def _send_in_background(self, step: EmailStep, request: EmailRequest) -> None:
+        try:
+            result = await self._send(step, request)
+        except ActivityError as exc:
+            # Only a message that can never go (it does not render) ends here; it is on
+            # the case for a person to see, and the case goes on.
+            result = {"template": step.template, "to": request.to, "error": str(exc.cause)}
+            case_logic.email_finished(self._case, step.id, result, workflow.now(), failed=True)
+        else:
+            case_logic.email_finished(self._case, step.id, result, workflow.now())
+        finally:
+            self._emails_in_flight -= 1
 
     def _escalation_input(self, link: EscalationLink) -> EscalationInput:
         routes = self._input.escalation_routes or routes_for(

@@ -13,6 +13,7 @@ from activities.archive import ArchiveActivities
 from activities.billing import BillingActivities
 from activities.email import EmailActivities
 from activities.read_model import ReadModelActivities
+from billing.contract import BillingSystem
 from escalations.calendars import load_calendars
 from settings import Settings
 from workflows.archive_workflow import ArchiveCaseWorkflow
@@ -22,9 +23,13 @@ from workflows.escalation_workflow import EscalationWorkflow
 WORKFLOWS = [CaseWorkflow, EscalationWorkflow, ArchiveCaseWorkflow]
 # `holidays` imports lazily at call time (and dateutil reads the clock on import): both are
 # deterministic for our use, so they pass through the sandbox instead of re-importing in it.
+# The workflows' pure logic is imported under `imports_passed_through`, but a
+# `from workflows import case_logic` reaches the submodule past the sandbox's import hook:
+# named here, it is imported once, not re-run for every workflow the worker starts or replays.
+PURE_LOGIC = ("workflows.case_logic", "workflows.case_sla", "workflows.escalation_logic")
 SANDBOX = SandboxedWorkflowRunner(
     restrictions=SandboxRestrictions.default.with_passthrough_modules(
-        "holidays", "dateutil", "escalations"
+        "holidays", "dateutil", "escalations", *PURE_LOGIC
     )
 )
 # Holidays are computed outside the sandbox (the package reads locale data); SLA deadlines
@@ -39,9 +44,15 @@ def warm_calendars() -> None:
 
 
 def build_worker(
-    client: Client, task_queue: str, engine: Engine, settings: Settings | None = None
+    client: Client,
+    task_queue: str,
+    engine: Engine,
+    settings: Settings | None = None,
+    billing: BillingSystem | None = None,
 ) -> Worker:
-    """A worker for `task_queue`; scale out by running more of them (processes or hosts)."""
+    """A worker for `task_queue`; scale out by running more of them (processes or hosts).
+
+    `billing` replaces the HTTP adapter to `settings.billing_url` (another ERP's adapter)."""
     warm_calendars()
     read_model = ReadModelActivities(engine)
     settings = settings or Settings()
@@ -56,7 +67,7 @@ def build_worker(
             read_model.project_escalation,
             email.send_email,
             ArchiveActivities(engine).archive_case,
-            BillingActivities(settings.billing_url).billing_call,
+            BillingActivities(settings.billing_url, billing).billing_call,
         ],
         # Projection does blocking database I/O: it runs on threads, off the event loop.
         activity_executor=ThreadPoolExecutor(max_workers=16),
