@@ -54,7 +54,37 @@ def _prepare(
         _check_against_template(body, template)
         vendor = _case_vendor(actor, body.vendor)
         case_id, replayed = _case_id(session, actor, body, key)
-    inp = CaseInput(
+    return case_input(svc, actor, body, case_id, template, sop, vendor), replayed
+
+
+async def open_case_as(svc: Services, actor: Actor, body: CaseCreate, case_id: str) -> CaseSnapshot:
+    """Open a case under an id the caller derived (a second call joins the running case)."""
+
+    def prepare() -> CaseInput:
+        with session_scope(svc.engine) as session:
+            template, sop = _pinned_sop(session, body.type)
+        _check_against_template(body, template)
+        return case_input(
+            svc, actor, body, case_id, template, sop, _case_vendor(actor, body.vendor)
+        )
+
+    snapshot = await cases.start_case(
+        svc.temporal, svc.settings.task_queue, await run_in_threadpool(prepare)
+    )
+    await run_in_threadpool(project_snapshot, svc.engine, snapshot)
+    return snapshot
+
+
+def case_input(
+    svc: Services,
+    actor: Actor,
+    body: CaseCreate,
+    case_id: str,
+    template: SopTemplate,
+    sop: SopRef,
+    vendor: str | None,
+) -> CaseInput:
+    return CaseInput(
         case_id=case_id,
         case_type=body.type,
         customer_id=body.customer_id,
@@ -71,7 +101,6 @@ def _prepare(
         escalation_routes=routes_for(template.queues(), body.region, vendor),
         public_url=svc.settings.resolved_public_url(),
     )
-    return inp, replayed
 
 
 def _pinned_sop(session: Session, case_type: str) -> tuple[SopTemplate, SopRef]:

@@ -1,0 +1,112 @@
+"""The overdue scan opens one collection case per customer with overdue invoices, never two,
+however often and however concurrently it runs."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import date, timedelta
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from sqlalchemy import Engine
+from temporalio.testing import WorkflowEnvironment
+
+from tests.billing_harness import BillingService
+from tests.harness import Api, running_api, terminate_cases
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+TODAY = date.today()
+SCAN = "/collections/overdue-scan"
+
+
+@pytest.fixture(scope="module")
+def ledger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BillingService]:
+    billing = BillingService(f"sqlite:///{tmp_path_factory.mktemp('ledger') / 'billing.db'}")
+    billing.start()
+    yield billing
+    billing.stop()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def api(
+    dev_server: WorkflowEnvironment, engine: Engine, ledger: BillingService
+) -> AsyncIterator[Api]:
+    async with running_api(dev_server.client, engine, billing_url=ledger.url) as api:
+        yield api
+
+
+def _debtor(ledger: BillingService, *past_due: int) -> tuple[str, list[str]]:
+    """A customer with one 100.00 invoice per entry, that many days past due."""
+    customer = f"S-{uuid.uuid4().hex[:6]}"
+    ledger.put_customer(customer)
+    invoices = []
+    for n, days in enumerate(past_due):
+        due = TODAY - timedelta(days=days)
+        ledger.put_invoice(f"{customer}-{n}", customer, "100.00", due, due - timedelta(days=30))
+        invoices.append(f"{customer}-{n}")
+    return customer, invoices
+
+
+async def _scan(api: Api, headers: dict[str, str], **body: Any) -> dict[str, Any]:
+    response = await api.http.post(SCAN, json={"region": "24x7", **body}, headers=headers)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def _collections(api: Api, headers: dict[str, str], customer: str) -> list[dict[str, Any]]:
+    params = {"type": "collection", "customer_id": customer}
+    return (await api.http.get("/cases", params=params, headers=headers)).json()
+
+
+async def test_a_scan_run_twice_opens_no_duplicate(
+    api: Api, ledger: BillingService, dev_server: WorkflowEnvironment
+) -> None:
+    lead = api.user("lead")
+    two, two_invoices = _debtor(ledger, 40, 12, -5)  # the last one is not due yet
+    one, _ = _debtor(ledger, 3)
+    fine, _ = _debtor(ledger, -10)
+    first = await _scan(api, lead)
+    mine = {line["customer_id"]: line for line in first["lines"]}
+    assert mine[two]["status"] == "opened" and mine[one]["status"] == "opened"
+    assert fine not in mine
+    assert mine[two]["invoice_ids"] == two_invoices[:2]  # oldest first, only the overdue
+    assert mine[two]["overdue_amount"] == "200.00"
+
+    again = await _scan(api, lead)
+    assert again["opened"] == 0
+    repeat = {line["customer_id"]: line for line in again["lines"]}
+    assert repeat[two]["status"] == "already_open"
+    assert repeat[two]["case_id"] == mine[two]["case_id"]
+    [case] = await _collections(api, lead, two)
+    assert case["id"] == mine[two]["case_id"] and case["amount"] == "200.00"
+    assert case["sop"]["name"] == "collection"
+    await terminate_cases(dev_server.client, [mine[two]["case_id"], mine[one]["case_id"]])
+
+
+async def test_racing_scans_open_one_case(
+    api: Api, ledger: BillingService, dev_server: WorkflowEnvironment
+) -> None:
+    lead, admin = api.user("lead"), api.user("admin")
+    customer, _ = _debtor(ledger, 8)
+    results = await asyncio.gather(*(_scan(api, who) for who in (lead, admin, lead)))
+    case_ids = {
+        line["case_id"] for r in results for line in r["lines"] if line["customer_id"] == customer
+    }
+    assert len(case_ids) == 1
+    assert len(await _collections(api, lead, customer)) == 1
+    await terminate_cases(dev_server.client, list(case_ids))
+
+
+async def test_agents_cannot_scan_and_a_bad_region_opens_nothing(
+    api: Api, ledger: BillingService
+) -> None:
+    agent = api.user("agent", queues=["collections-tier1"])
+    assert (await api.http.post(SCAN, json={"region": "SG"}, headers=agent)).status_code == 403
+    lead = api.user("lead")
+    customer, _ = _debtor(ledger, 5)
+    refused = await api.http.post(SCAN, json={"region": "MARS"}, headers=lead)
+    assert refused.status_code == 422 and "region" in refused.json()["message"]
+    assert await _collections(api, lead, customer) == []
