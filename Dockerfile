@@ -13,8 +13,8 @@ WORKDIR /src
 COPY . /src
 RUN pip install --no-cache-dir . \
     && useradd --system --uid 10001 --user-group --home-dir /var/lib/casebook casebook \
-    && mkdir -p /var/lib/casebook \
-    && chown casebook:casebook /var/lib/casebook
+    && mkdir -p /var/lib/casebook/ledger \
+    && chown -R casebook:casebook /var/lib/casebook
 
 USER casebook
 WORKDIR /var/lib/casebook

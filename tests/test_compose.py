@@ -322,3 +322,18 @@ def test_docker_compose_validates_the_file():
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("subcommand", ["api", "worker"])
+def test_casebook_reaches_the_billing_service(services, subcommand):
+    env = _env(services[_running(services, subcommand)])
+    url = urlsplit(env["CASEBOOK_BILLING_URL"])
+    billing = services[url.hostname]
+    command = _command(billing)
+    assert command[:3] == ["python", "-m", "billing.service"]
+    assert command[command.index("--port") + 1] == str(url.port)
+    assert command[command.index("--host") + 1] == "0.0.0.0"
+    ledger = command[command.index("--db") + 1]
+    assert ledger.startswith("sqlite:////var/lib/casebook/ledger/")  # its own database
+    assert any(str(v).endswith(":/var/lib/casebook/ledger") for v in billing["volumes"])
+    assert _depends_on(services[_running(services, subcommand)])[url.hostname] == "service_healthy"
