@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.casebook_api import put_bench_invoice
 from bench.progress import say
 from bench.report import as_json, evaluate, figures_table, targets_table, write_json
 from bench.results import SCENARIOS, Results
@@ -70,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
 def _start(stack: ManagedStack) -> Target:
     say(f"starting casebook dev in {stack.data_dir}")
     target = stack.start()
+    put_bench_invoice(target.billing_url)
     say(f"stack up: API {target.api_url}, Temporal {target.temporal_address}")
     return target
 

@@ -3,23 +3,38 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 import httpx
 
 QUEUE = "disputes-tier1"
-# A dispute as tests/harness.py opens one, below the SOP's approval threshold (1000), so
-# triage(accept) -> investigate(valid) closes it as credited with no lead involved.
+# A dispute below the SOP's approval threshold (1000), so triage(accept) ->
+# investigate(valid) closes it as credited (a credit memo in billing) with no lead involved.
 DISPUTE = {
     "type": "dispute",
-    "customer_id": "CUST-001",
-    "invoice_ids": ["INV-1001"],
+    "customer_id": "BENCH-CUST",
+    "invoice_ids": ["BENCH-INV"],
     "amount": "500.00",
     "currency": "USD",
     "region": "US",
     "reason_code": "pricing",
     "data": {"contact": "ap@customer.example"},
 }
+# Every closed dispute credits 500.00 on the benchmark's invoice: a balance no run exhausts.
+BENCH_BALANCE = "1000000000.00"
+
+
+def put_bench_invoice(billing_url: str) -> None:
+    """The customer and invoice the benchmark's disputes credit, in the built-in billing."""
+    customer = {"name": "Benchmark", "currency": "USD", "credit_limit": BENCH_BALANCE}
+    _ok(httpx.put(f"{billing_url}/customers/BENCH-CUST", json=customer), 200)
+    today = date.today().isoformat()
+    invoice = {"customer_id": "BENCH-CUST", "issued_on": today, "due_on": today}
+    invoice["amount"] = BENCH_BALANCE
+    _ok(httpx.put(f"{billing_url}/invoices/BENCH-INV", json=invoice), 200)
+
+
 # The outcome an agent gives each step of the shipped dispute SOP on the way to a close.
 OUTCOMES = {"triage": "accept", "investigate": "valid"}
 Headers = dict[str, str]

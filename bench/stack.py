@@ -44,6 +44,7 @@ class Target:
     namespace: str
     task_queue: str
     database_url: str
+    billing_url: str
     data_dir: Path | None = None
     _engine: Engine | None = field(default=None, repr=False)
 
@@ -138,7 +139,9 @@ class ManagedStack:
 
     def __init__(self) -> None:
         self.data_dir = Path(tempfile.mkdtemp(prefix="casebook-bench-")) / "data"
-        self.api_port, self.temporal_port, self.smtp_port = (free_port() for _ in range(3))
+        self.api_port, self.temporal_port, self.smtp_port, self.billing_port = (
+            free_port() for _ in range(4)
+        )
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Target:
@@ -149,6 +152,7 @@ class ManagedStack:
             *("--port", str(self.api_port)),
             *("--temporal-port", str(self.temporal_port)),
             *("--smtp-port", str(self.smtp_port)),
+            *("--billing-port", str(self.billing_port)),
         ]
         log = (self.data_dir.parent / "dev.log").open("ab")
         self.process = subprocess.Popen(command, env=clean_env(), stdout=log, stderr=log)
@@ -160,6 +164,7 @@ class ManagedStack:
             namespace="default",
             task_queue=Settings.model_fields["task_queue"].default,
             database_url=f"sqlite:///{self.data_dir / 'casebook.db'}",
+            billing_url=f"http://127.0.0.1:{self.billing_port}",
             data_dir=self.data_dir,
         )
 
@@ -202,6 +207,7 @@ def external_target(api_url: str) -> Target:
         namespace=settings.temporal_namespace,
         task_queue=settings.task_queue,
         database_url=settings.resolved_database_url(),
+        billing_url=settings.billing_url,
         data_dir=settings.data_dir.resolve() if not settings.database_url else None,
     )
 
