@@ -155,6 +155,8 @@ def test_a_broken_promise_reopens_more_urgent_contact() -> None:
     assert case.pending_action is not None and case.pending_action.step == "overdue_notice"
     case_logic.action_done(case, template, {"to": ["ap@customer.test"]}, NOW)
     _work(case, template, "promise_to_pay", {"date": "2026-12-01", "amount": "500.00"})
+    assert case.pending_action is not None and case.pending_action.step == "record_promise"
+    case_logic.action_done(case, template, {"id": "PTP-1"}, NOW)  # recorded in billing
     # Start of 1 Dec in Singapore, plus two days' grace.
     assert case.waiting_until == datetime(2026, 12, 2, 16, tzinfo=UTC)
     case_logic.wait_over(case, template, case.waiting_until)
@@ -171,6 +173,7 @@ def test_a_kept_promise_closes_the_case() -> None:
     case_logic.action_done(case, template, {"overdue_amount": "500.00"}, NOW)
     case_logic.action_done(case, template, {}, NOW)
     _work(case, template, "promise_to_pay", {"date": "2026-12-01T12:00:00+00:00"})
+    case_logic.action_done(case, template, {"id": "PTP-1"}, NOW)  # recorded in billing
     assert case.waiting_until == datetime(2026, 12, 3, 12, tzinfo=UTC)
     case_logic.wait_over(case, template, case.waiting_until)
     case_logic.action_done(case, template, {"overdue_amount": "0"}, NOW)

@@ -257,6 +257,31 @@ async def test_a_kept_promise_to_pay_closes_the_collection_on_its_own(
     assert ledger.get(f"/customers/{customer}")["on_hold"] is False  # type: ignore[index]
 
 
+async def test_a_payment_plan_is_recorded_in_billing(
+    run: Callable[..., Any], ledger: BillingService, sink: SmtpSink
+) -> None:
+    customer, invoices = _customer(ledger, ("600.00", 15))
+    inp = case_input(
+        "collection",
+        "600.00",
+        customer_id=customer,
+        invoice_ids=invoices,
+        region="24x7",
+        data={"contact": CONTACT},
+    )
+    flow = await run(inp, sink)
+    months = [(TODAY + timedelta(days=30 * n)).isoformat() for n in (1, 2)]
+    plan = [{"due_on": day, "amount": "300.00"} for day in months]
+    await flow.work("contact_customer", "payment_plan", data={"installments": plan})
+    case = await flow.closed()
+    assert case.resolution == "payment_plan"
+    recorded = next(
+        h for h in case.history if h.event == "billing_done" and h.step == "record_plan"
+    )
+    assert recorded.detail["id"].startswith("PP-")
+    assert [i["amount"] for i in recorded.detail["installments"]] == ["300.00", "300.00"]
+
+
 class CrashAfterBilling(HttpBillingSystem):
     """The worker dies right after billing applied the credit memo, before Temporal hears."""
 
