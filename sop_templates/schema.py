@@ -56,6 +56,18 @@ class DecisionStep(_Strict):
     otherwise: StepId
 
 
+class ComputeStep(_Strict):
+    """Work values out with expressions (a score, a proposed limit) into case.data[store_as]:
+    the rule lives in the template, where the SOP owner can read and version it."""
+
+    kind: Literal["compute"]
+    id: StepId
+    title: str = ""
+    set: dict[str, str] = Field(min_length=1)
+    store_as: str
+    next: StepId
+
+
 class EndStep(_Strict):
     kind: Literal["end"]
     id: StepId
@@ -121,7 +133,7 @@ class EmailTemplate(_Strict):
     html: str | None = None
 
 
-AnyStep = HumanTaskStep | DecisionStep | EndStep | EmailStep | BillingStep | WaitStep
+AnyStep = HumanTaskStep | DecisionStep | ComputeStep | EndStep | EmailStep | BillingStep | WaitStep
 Step = Annotated[AnyStep, Field(discriminator="kind")]
 
 

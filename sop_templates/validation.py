@@ -19,6 +19,7 @@ from sop_templates.expressions import ExpressionError, check_names, compile_expr
 from sop_templates.schema import (
     AnyStep,
     BillingStep,
+    ComputeStep,
     DecisionStep,
     EmailStep,
     EmailTemplate,
@@ -64,6 +65,10 @@ class InvalidTemplateError(ValueError):
     def __init__(self, errors: list[TemplateError]) -> None:
         self.errors = errors
         super().__init__("; ".join(str(e) for e in errors))
+
+
+# Steps that carry on to one `next` step by themselves.
+ONWARD = (EmailStep, BillingStep, WaitStep, ComputeStep)
 
 
 def parse_template(document: Mapping[str, Any]) -> SopTemplate:
@@ -162,12 +167,18 @@ def _step_errors(
 ) -> Iterator[TemplateError]:
     if isinstance(step, WaitStep):
         yield from _wait_errors(path, step, roots)
-    if isinstance(step, EmailStep | BillingStep | WaitStep) and step.next not in known:
+    if (
+        isinstance(step, EmailStep | BillingStep | WaitStep | ComputeStep)
+        and step.next not in known
+    ):
         yield TemplateError(f"{path}.next", f"unknown step {step.next!r}")
     if isinstance(step, EmailStep):
         if emails is not None and step.template not in emails:
             yield TemplateError(f"{path}.template", f"no email {step.template!r} in `emails`")
         yield from _condition_errors(f"{path}.to", step.to, roots)
+    if isinstance(step, ComputeStep):
+        for name, source in step.set.items():
+            yield from _condition_errors(f"{path}.set.{name}", source, roots)
     if isinstance(step, BillingStep):
         yield from _queue_errors(f"{path}.error_queue", step.error_queue)
         for arg, source in step.args.items():
@@ -281,7 +292,7 @@ def _condition_errors(path: str, source: str, roots: Roots) -> Iterator[Template
 
 def successors(step: AnyStep) -> list[str]:
     """The steps a case can move to from `step`."""
-    if isinstance(step, EmailStep | BillingStep | WaitStep):
+    if isinstance(step, ONWARD):
         return [step.next]
     if isinstance(step, HumanTaskStep):
         return list(step.transitions.values())

@@ -52,10 +52,47 @@ def test_a_billing_step_waits_keeps_its_result_and_moves_on() -> None:
     case = case_logic.open_case(_input(template), NOW)
     assert case.pending_action is not None and case.tasks == []
     assert case.pending_action.idempotency_key == f"{case.id}:gather_exposure:1"
-    exposure = {"customer_id": "C1", "exposure": "1200.00", "overdue_amount": "0"}
+    exposure = _exposure(overdue_amount="0.00")
     case_logic.action_done(case, template, exposure, NOW)
     assert case.data["exposure"] == exposure and case.pending_action is None
     assert [t.step for t in case.tasks] == ["review"]
+
+
+def _exposure(**changes: Any) -> dict[str, Any]:
+    """What billing's exposure answer looks like (billing/contract.py `Exposure`)."""
+    return {
+        "customer_id": "C1",
+        "credit_limit": "25000.00",
+        "open_amount": "1200.00",
+        "overdue_amount": "0.00",
+        "max_days_past_due": 0,
+        "paid_invoices": 4,
+        "paid_late": 0,
+        "average_days_late": "0.0",
+        **changes,
+    }
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "score", "proposed"),
+    [
+        ({}, "100.0", "60000.00"),  # a good payer gets the limit asked for (the case amount)
+        (
+            {"max_days_past_due": 12, "paid_late": 2, "average_days_late": "9.5"},
+            "58.5",
+            "25000.00",
+        ),  # a late payer keeps its current limit
+    ],
+)
+def test_the_templates_scoring_rule_proposes_a_limit(
+    behaviour: dict[str, Any], score: Any, proposed: str
+) -> None:
+    template = _credit_review()
+    case = case_logic.open_case(_input(template), NOW)
+    case_logic.action_done(case, template, _exposure(**behaviour), NOW)
+    assert case.data["rating"]["score"] == score
+    assert case.data["scoring"]["proposed_limit"] == proposed
+    assert [h.event for h in case.history].count("computed") == 2
 
 
 def test_a_refusal_becomes_a_task_and_a_retry_gets_a_new_key() -> None:
@@ -77,7 +114,7 @@ def test_a_refusal_becomes_a_task_and_a_retry_gets_a_new_key() -> None:
 def test_a_decision_reads_what_billing_returned_and_what_a_person_proposed() -> None:
     template = _credit_review()
     case = case_logic.open_case(_input(template), NOW)
-    case_logic.action_done(case, template, {"overdue_amount": "350.00"}, NOW)
+    case_logic.action_done(case, template, _exposure(overdue_amount="350.00"), NOW)
     review = case.tasks[0]
     case_logic.claim(
         case,

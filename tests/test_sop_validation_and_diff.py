@@ -256,3 +256,15 @@ def test_the_text_rendering_marks_each_change() -> None:
         '  + reason_codes: "freight"',
         '  - steps.triage: {"kind": "human_task"}',
     ]
+
+
+def test_a_compute_steps_expressions_and_next_are_checked() -> None:
+    document = copy.deepcopy(next(d for d in shipped_documents() if d["name"] == "credit_review"))
+    score = _step(document, "score")
+    score["set"]["bonus"] = "params.no_such_parameter * 2"
+    score["next"] = "nowhere"
+    errors = _errors(document)
+    at = _at(document, "score")
+    assert {f"{at}.set.bonus", f"{at}.next"} <= set(errors)
+    assert errors[f"{at}.next"] == "unknown step 'nowhere'"
+    assert "no_such_parameter" in errors[f"{at}.set.bonus"]

@@ -7,6 +7,7 @@ and handlers (the mutating ones). No I/O, no clock: the caller passes `now`.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
 from typing import Any
 
 from escalations.calendars import get_calendar
@@ -14,6 +15,7 @@ from escalations.sla_clock import SlaClock, parse_budget
 from sop_templates.expressions import ExpressionError, compile_expression
 from sop_templates.schema import (
     BillingStep,
+    ComputeStep,
     DecisionStep,
     EmailStep,
     EndStep,
@@ -184,8 +186,28 @@ def _enter(
             key = f"{case.id}:{step.id}:{entered}"
             case.pending_action = PendingAction(step=step.id, kind=step.kind, idempotency_key=key)
             return
+        if isinstance(step, ComputeStep):
+            _compute(case, template, step, last_task, now)
+            step_id = step.next
+            continue
         step_id = _decide(case, template, step, last_task)
     raise CaseRuleError("invalid", f"more than {MAX_AUTOMATIC_STEPS} decision steps in a row")
+
+
+def _compute(
+    case: CaseSnapshot, template: SopTemplate, step: ComputeStep, last: Task | None, now: datetime
+) -> None:
+    context = condition_context(case, template, last)
+    values: dict[str, Any] = {}
+    for name, source in step.set.items():
+        try:
+            value = compile_expression(source).evaluate(context)
+        except ExpressionError as exc:
+            raise CaseRuleError("invalid", f"step {step.id!r}: {exc}") from exc
+        # Decimals travel as strings, as amounts do everywhere else.
+        values[name] = str(value) if isinstance(value, Decimal) else value
+    case.data = {**case.data, step.store_as: values}
+    record(case, now, "computed", step=step.id, detail=values)
 
 
 def _decide(
