@@ -219,11 +219,15 @@ async def test_a_collection_ends_in_a_credit_hold_and_a_hand_off(
     await flow.work("contact_customer", "no_contact")
     await flow.until(lambda c: c.waiting_until is not None, "the reminder wait")
     await flow.env.sleep(timedelta(days=7, minutes=1))  # the ladder's week without an answer
+    await flow.until(lambda c: c.current_step == "wait_before_final_demand", "the reminder")
+    assert ledger.get(f"/customers/{customer}")["on_hold"] is False  # type: ignore[index]
+    await flow.env.sleep(timedelta(days=14, minutes=1))
     await flow.until(lambda c: c.current_step == "hand_off", "the hand-off")
 
     assert ledger.get(f"/customers/{customer}")["on_hold"] is True  # type: ignore[index]
-    assert await _mail(sink, 2) == [
+    assert await _mail(sink, 3) == [
         f"Overdue invoices on your account ({customer})",
+        f"Reminder: overdue invoices ({customer})",
         f"Final demand before credit hold ({customer})",
     ]
     await flow.work("hand_off", "handed_off", actor=LEAD)
