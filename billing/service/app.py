@@ -130,8 +130,14 @@ def create_app(engine: Engine) -> FastAPI:
             return fn(session)
 
     def write(
-        key: str, operation: str, request: dict[str, Any], fn: Callable[[Session], Any]
+        key: str,
+        operation: str,
+        subject: dict[str, str],
+        body: BaseModel,
+        fn: Callable[[Session], Any],
     ) -> Any:
+        """An idempotent write; its request is the path's ids plus the body."""
+        request = {**subject, **body.model_dump(mode="json")}
         return once(engine, key, operation, request, fn)
 
     def load(fn: Callable[[Session], Any]) -> Any:
@@ -167,11 +173,11 @@ def create_app(engine: Engine) -> FastAPI:
     def put_credit_hold(
         customer_id: str, body: CreditHoldRequest, key: IdempotencyKey = ""
     ) -> CreditHold:
-        request = {"customer_id": customer_id, **body.model_dump(mode="json")}
         return write(
             key,
             "credit_hold",
-            request,
+            {"customer_id": customer_id},
+            body,
             lambda s: ledger.set_credit_hold(s, customer_id, body.on_hold, body.reason),
         )
 
@@ -179,11 +185,11 @@ def create_app(engine: Engine) -> FastAPI:
     def put_credit_limit(
         customer_id: str, body: CreditLimitRequest, key: IdempotencyKey = ""
     ) -> CreditLimit:
-        request = {"customer_id": customer_id, **body.model_dump(mode="json")}
         return write(
             key,
             "credit_limit",
-            request,
+            {"customer_id": customer_id},
+            body,
             lambda s: ledger.update_credit_limit(s, customer_id, body.credit_limit),
         )
 
@@ -191,12 +197,12 @@ def create_app(engine: Engine) -> FastAPI:
     def post_payment_plan(
         customer_id: str, body: PaymentPlanRequest, key: IdempotencyKey = ""
     ) -> PaymentPlan:
-        request = {"customer_id": customer_id, **body.model_dump(mode="json")}
         now = datetime.now(UTC)
         return write(
             key,
             "payment_plan",
-            request,
+            {"customer_id": customer_id},
+            body,
             lambda s: ledger.record_payment_plan(
                 s, customer_id, body.invoice_ids, body.installments, now
             ),
@@ -206,12 +212,12 @@ def create_app(engine: Engine) -> FastAPI:
     def post_promise_to_pay(
         customer_id: str, body: PromiseToPayRequest, key: IdempotencyKey = ""
     ) -> PromiseToPay:
-        request = {"customer_id": customer_id, **body.model_dump(mode="json")}
         now = datetime.now(UTC)
         return write(
             key,
             "promise_to_pay",
-            request,
+            {"customer_id": customer_id},
+            body,
             lambda s: ledger.record_promise_to_pay(
                 s, customer_id, body.invoice_ids, body.promised_on, body.amount, now
             ),
@@ -235,23 +241,23 @@ def create_app(engine: Engine) -> FastAPI:
     def post_credit_memo(
         invoice_id: str, body: CreditMemoRequest, key: IdempotencyKey = ""
     ) -> CreditMemo:
-        request = {"invoice_id": invoice_id, **body.model_dump(mode="json")}
         now = datetime.now(UTC)
         return write(
             key,
             "credit_memo",
-            request,
+            {"invoice_id": invoice_id},
+            body,
             lambda s: ledger.issue_credit_memo(s, invoice_id, body.amount, body.reason, now),
         )
 
     @app.post("/invoices/{invoice_id}/payments", status_code=201, tags=["loading"])
     def post_payment(invoice_id: str, body: PaymentRequest, key: IdempotencyKey = "") -> Invoice:
-        request = {"invoice_id": invoice_id, **body.model_dump(mode="json")}
         received = _today(body.received_on)
         return write(
             key,
             "payment",
-            request,
+            {"invoice_id": invoice_id},
+            body,
             lambda s: ledger.record_payment(s, invoice_id, body.amount, received, body.reference),
         )
 
