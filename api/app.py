@@ -12,7 +12,7 @@ from temporalio.client import Client
 from api.deps import Services
 from api.errors import install_error_handlers
 from api.metrics import install_metrics
-from api.routes import audit, cases, collections, escalations, health, sops, tasks
+from api.routes import audit, cases, escalations, health, sops, sweeps, tasks
 from settings import Settings, get_settings
 from store.db import make_engine
 from workflows.client import connect
@@ -45,6 +45,6 @@ def create_app(
     )
     install_error_handlers(app)
     install_metrics(app)
-    for routes in (health, cases, tasks, escalations, collections, audit, sops):
+    for routes in (health, cases, tasks, escalations, sweeps, audit, sops):
         app.include_router(routes.router)
     return app

@@ -38,6 +38,13 @@ class Customer(BaseModel):
     hold_reason: str = ""
 
 
+class CustomerStanding(Customer):
+    """A customer with what it owes now: the input of credit review sweeps."""
+
+    open_amount: Decimal
+    over_limit: bool
+
+
 class Invoice(BaseModel):
     id: str
     customer_id: str
@@ -138,6 +145,8 @@ class BillingSystem(Protocol):
     async def get_invoices(self, invoice_ids: list[str], as_of: date) -> list[Invoice]: ...
 
     async def customer(self, customer_id: str) -> Customer: ...
+
+    async def customers(self, over_limit_only: bool = False) -> list[CustomerStanding]: ...
 
     async def customer_exposure(self, customer_id: str, as_of: date) -> Exposure: ...
 

@@ -21,6 +21,7 @@ from billing.contract import (
     CreditLimit,
     CreditMemo,
     Customer,
+    CustomerStanding,
     Exposure,
     Installment,
     Invoice,
@@ -72,6 +73,10 @@ class HttpBillingSystem:
 
     async def customer(self, customer_id: str) -> Customer:
         return await self._call("GET", f"/customers/{customer_id}", Customer)
+
+    async def customers(self, over_limit_only: bool = False) -> list[CustomerStanding]:
+        params = {"over_limit": "true"} if over_limit_only else {}
+        return await self._call("GET", "/customers", list[CustomerStanding], params=params)
 
     async def customer_exposure(self, customer_id: str, as_of: date) -> Exposure:
         params = {"as_of": as_of.isoformat()}

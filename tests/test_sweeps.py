@@ -1,5 +1,5 @@
-"""The overdue scan opens one collection case per customer with overdue invoices, never two,
-however often and however concurrently it runs."""
+"""Sweeps over billing open one case per customer and purpose, never two, however often and
+however concurrently they run: the overdue scan (collections) and credit review sweeps."""
 
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ SCAN = "/collections/overdue-scan"
 
 
 @pytest.fixture(scope="module")
-def ledger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BillingService]:
+def ledger(tmp_path_factory: pytest.TempPathFactory, database_url: str) -> Iterator[BillingService]:
+    """A ledger per database run: sweeps see every customer in it."""
     billing = BillingService(f"sqlite:///{tmp_path_factory.mktemp('ledger') / 'billing.db'}")
     billing.start()
     yield billing
@@ -56,6 +57,10 @@ async def _scan(api: Api, headers: dict[str, str], **body: Any) -> dict[str, Any
     return response.json()
 
 
+def _opened(sweep: dict[str, Any]) -> list[str]:
+    return [line["case_id"] for line in sweep["lines"] if line["status"] == "opened"]
+
+
 async def _collections(api: Api, headers: dict[str, str], customer: str) -> list[dict[str, Any]]:
     params = {"type": "collection", "customer_id": customer}
     return (await api.http.get("/cases", params=params, headers=headers)).json()
@@ -73,7 +78,7 @@ async def test_a_scan_run_twice_opens_no_duplicate(
     assert mine[two]["status"] == "opened" and mine[one]["status"] == "opened"
     assert fine not in mine
     assert mine[two]["invoice_ids"] == two_invoices[:2]  # oldest first, only the overdue
-    assert mine[two]["overdue_amount"] == "200.00"
+    assert mine[two]["amount"] == "200.00"
 
     again = await _scan(api, lead)
     assert again["opened"] == 0
@@ -83,7 +88,7 @@ async def test_a_scan_run_twice_opens_no_duplicate(
     [case] = await _collections(api, lead, two)
     assert case["id"] == mine[two]["case_id"] and case["amount"] == "200.00"
     assert case["sop"]["name"] == "collection"
-    await terminate_cases(dev_server.client, [mine[two]["case_id"], mine[one]["case_id"]])
+    await terminate_cases(dev_server.client, _opened(first))
 
 
 async def test_racing_scans_open_one_case(
@@ -97,7 +102,7 @@ async def test_racing_scans_open_one_case(
     }
     assert len(case_ids) == 1
     assert len(await _collections(api, lead, customer)) == 1
-    await terminate_cases(dev_server.client, list(case_ids))
+    await terminate_cases(dev_server.client, [c for r in results for c in _opened(r)])
 
 
 async def test_agents_cannot_scan_and_a_bad_region_opens_nothing(
@@ -110,3 +115,45 @@ async def test_agents_cannot_scan_and_a_bad_region_opens_nothing(
     refused = await api.http.post(SCAN, json={"region": "MARS"}, headers=lead)
     assert refused.status_code == 422 and "region" in refused.json()["message"]
     assert await _collections(api, lead, customer) == []
+
+
+async def _reviews(api: Api, headers: dict[str, str], customer: str) -> list[dict[str, Any]]:
+    params = {"type": "credit_review", "customer_id": customer}
+    return (await api.http.get("/cases", params=params, headers=headers)).json()
+
+
+async def test_a_periodic_sweep_reviews_each_customer_once_a_period(
+    api: Api, ledger: BillingService, dev_server: WorkflowEnvironment
+) -> None:
+    system = api.user("system")
+    customer, _ = _debtor(ledger, -10)  # limit 50000.00, owes 100.00 not yet due
+    body = {"region": "24x7", "reason": "periodic", "as_of": "2026-11-23"}
+    first = await api.http.post("/credit-reviews/sweep", json=body, headers=system)
+    assert first.status_code == 200, first.text
+    [line] = [x for x in first.json()["lines"] if x["customer_id"] == customer]
+    assert line["status"] == "opened" and line["case_id"] == f"CRR-{customer}-periodic-2026Q4"
+    again = await api.http.post("/credit-reviews/sweep", json=body, headers=system)
+    [repeat] = [x for x in again.json()["lines"] if x["customer_id"] == customer]
+    assert repeat["status"] == "already_open" and repeat["case_id"] == line["case_id"]
+    [case] = await _reviews(api, system, customer)
+    assert case["amount"] == "50000.00"  # the limit under review
+    await terminate_cases(dev_server.client, _opened(first.json()))
+
+
+async def test_a_limit_breach_sweep_reviews_only_customers_above_their_limit(
+    api: Api, ledger: BillingService, dev_server: WorkflowEnvironment
+) -> None:
+    lead = api.user("lead")
+    within, _ = _debtor(ledger, 5)
+    above = f"S-{uuid.uuid4().hex[:6]}"
+    ledger.put_customer(above, limit="150.00")
+    ledger.put_invoice(f"{above}-0", above, "400.00", TODAY, TODAY - timedelta(days=30))
+    body = {"region": "24x7", "reason": "limit_breach"}
+    swept = await api.http.post("/credit-reviews/sweep", json=body, headers=lead)
+    assert swept.status_code == 200, swept.text
+    lines = {x["customer_id"]: x for x in swept.json()["lines"]}
+    assert above in lines and within not in lines
+    assert lines[above]["status"] == "opened" and lines[above]["amount"] == "400.00"
+    [case] = await _reviews(api, lead, above)
+    assert case["reason_code"] == "limit_breach"
+    await terminate_cases(dev_server.client, _opened(swept.json()))

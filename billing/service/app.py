@@ -25,6 +25,7 @@ from billing.contract import (
     CreditLimit,
     CreditMemo,
     Customer,
+    CustomerStanding,
     Exposure,
     Installment,
     Invoice,
@@ -151,6 +152,12 @@ def create_app(engine: Engine) -> FastAPI:
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))
         return {"status": "ok"}
+
+    @app.get("/customers")
+    def get_customers(
+        over_limit: Annotated[bool, Query(description="only those above their limit")] = False,
+    ) -> list[CustomerStanding]:
+        return read(lambda s: ledger.customers(s, over_limit))
 
     @app.get("/customers/{customer_id}")
     def get_customer(customer_id: str) -> Customer:

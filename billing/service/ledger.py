@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from billing.contract import (
@@ -20,6 +20,7 @@ from billing.contract import (
     CreditLimit,
     CreditMemo,
     Customer,
+    CustomerStanding,
     Exposure,
     Installment,
     Invoice,
@@ -101,6 +102,29 @@ def _customer(row: CustomerRow) -> Customer:
 
 def customer(session: Session, customer_id: str) -> Customer:
     return _customer(_customer_row(session, customer_id))
+
+
+def customers(session: Session, over_limit_only: bool = False) -> list[CustomerStanding]:
+    """Every customer with its open amount (those above their credit limit only, if asked)."""
+    open_cents = (
+        select(InvoiceRow.customer_id, func.sum(InvoiceRow.open_cents).label("open"))
+        .group_by(InvoiceRow.customer_id)
+        .subquery()
+    )
+    query = (
+        select(CustomerRow, func.coalesce(open_cents.c.open, 0))
+        .outerjoin(open_cents, open_cents.c.customer_id == CustomerRow.id)
+        .order_by(CustomerRow.id)
+    )
+    standings = [
+        CustomerStanding(
+            **_customer(row).model_dump(),
+            open_amount=from_cents(int(owed)),
+            over_limit=int(owed) > row.credit_limit_cents,
+        )
+        for row, owed in session.execute(query)
+    ]
+    return [s for s in standings if s.over_limit or not over_limit_only]
 
 
 def invoices(session: Session, invoice_ids: Iterable[str], as_of: date) -> list[Invoice]:

@@ -1,0 +1,78 @@
+"""Sweeps that open cases from what billing shows: overdue collections, credit reviews."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, Field
+
+from api.deps import ServicesDep, require_roles
+from api.services import collections, credit_reviews
+from api.services.sweeps import SweepLine, SweepStatus
+from workflows.case_models import Actor, Role
+
+router = APIRouter(tags=["sweeps"])
+
+Sweeper = Annotated[Actor, Depends(require_roles(Role.LEAD, Role.ADMIN, Role.SYSTEM))]
+
+
+class SweepBody(BaseModel):
+    region: str = Field(min_length=2, max_length=16, description="calendar of the new cases")
+    as_of: date | None = Field(default=None, description="the day to sweep as of; today")
+
+
+class OverdueScanBody(SweepBody):
+    min_days_past_due: int = Field(default=1, ge=0)
+
+
+class CreditReviewSweepBody(SweepBody):
+    reason: credit_reviews.SweepReason = "periodic"
+    period: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9._-]{1,32}$",
+        description="one case per customer and period; default the quarter (2026Q4), or "
+        "the day for limit breaches",
+    )
+
+
+class SweepLineOut(BaseModel):
+    customer_id: str
+    status: SweepStatus
+    case_id: str
+    invoice_ids: list[str]
+    amount: Decimal
+
+
+class SweepOut(BaseModel):
+    opened: int
+    lines: list[SweepLineOut]
+
+    @classmethod
+    def of(cls, lines: list[SweepLine]) -> SweepOut:
+        return cls(
+            opened=sum(1 for line in lines if line.status == "opened"),
+            lines=[SweepLineOut(**vars(line)) for line in lines],
+        )
+
+
+@router.post("/collections/overdue-scan", response_model=SweepOut)
+async def overdue_scan(body: OverdueScanBody, actor: Sweeper, svc: ServicesDep) -> SweepOut:
+    """One collection case per customer with overdue invoices; run it as often as you like."""
+    return SweepOut.of(
+        await collections.scan_overdue(svc, actor, body.region, body.as_of, body.min_days_past_due)
+    )
+
+
+@router.post("/credit-reviews/sweep", response_model=SweepOut)
+async def credit_review_sweep(
+    body: CreditReviewSweepBody, actor: Sweeper, svc: ServicesDep
+) -> SweepOut:
+    """A credit review per customer (periodic), or per customer above its limit."""
+    return SweepOut.of(
+        await credit_reviews.sweep_credit_reviews(
+            svc, actor, body.region, body.reason, body.period, body.as_of
+        )
+    )

@@ -1,0 +1,93 @@
+"""Sweeps over billing that open cases (overdue collections, credit reviews): one case per
+customer and purpose, never two, however often and however concurrently a sweep runs.
+
+A customer with an open case of the type is left alone. Otherwise the case id is derived
+from what the case is about (the debt, the review period), so a rerun or a racing sweep
+starts the same workflow once; a case of that id that already ended is not reopened by a
+sweep, even when only Temporal still remembers it: that is a person's call.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Literal
+
+from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from api.deps import Services
+from api.errors import ApiError
+from api.schemas import CaseCreate
+from api.services.cases import TYPE_PREFIX, open_case_as
+from billing.contract import BillingUnavailableError
+from billing.http_adapter import HttpBillingSystem
+from escalations.calendars import UnknownCalendarError, get_calendar
+from store.read_model import CaseFilter, get_case, list_cases
+from workflows.case_models import Actor
+
+SweepStatus = Literal["opened", "already_open", "handled_earlier"]
+
+
+@dataclass(frozen=True)
+class SweepLine:
+    customer_id: str
+    status: SweepStatus
+    case_id: str
+    invoice_ids: list[str]
+    amount: Decimal
+
+
+def derived_case_id(case_type: str, customer_id: str, about: str) -> str:
+    """The same purpose always maps to the same case id (a workflow id: no slashes)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", f"{TYPE_PREFIX[case_type]}-{customer_id}-{about}")
+
+
+def check_region(region: str) -> None:
+    """The new cases' SLAs run on the region's calendar: refuse before touching anything."""
+    try:
+        get_calendar(region)
+    except UnknownCalendarError as exc:
+        raise ApiError("invalid", f"region: {exc}", {"field": "region"}) from None
+
+
+@asynccontextmanager
+async def billing_of(svc: Services) -> AsyncIterator[HttpBillingSystem]:
+    billing = HttpBillingSystem(svc.settings.billing_url)
+    try:
+        yield billing
+    except BillingUnavailableError as exc:
+        raise ApiError("unavailable", f"billing did not answer: {exc}") from None
+    finally:
+        await billing.aclose()
+
+
+def _line(body: CaseCreate, status: SweepStatus, case_id: str) -> SweepLine:
+    return SweepLine(body.customer_id, status, case_id, body.invoice_ids, body.amount)
+
+
+def _known(svc: Services, body: CaseCreate, case_id: str) -> SweepLine | None:
+    with Session(svc.engine) as session:
+        running = list_cases(
+            session, CaseFilter(type=body.type, status="open", customer_id=body.customer_id)
+        )
+        if running:
+            return _line(body, "already_open", running[0].id)
+        earlier = get_case(session, case_id)
+    return _line(body, "handled_earlier", earlier.id) if earlier else None
+
+
+async def open_once(svc: Services, actor: Actor, body: CaseCreate, case_id: str) -> SweepLine:
+    known = await run_in_threadpool(_known, svc, body, case_id)
+    if known is not None:
+        return known
+    try:
+        snapshot = await open_case_as(svc, actor, body, case_id)
+    except WorkflowAlreadyStartedError:
+        # Temporal holds an ended case of this id that the read model does not show.
+        return _line(body, "handled_earlier", case_id)
+    return _line(body, "opened", snapshot.id)
