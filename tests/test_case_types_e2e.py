@@ -319,7 +319,7 @@ async def test_a_retried_credit_memo_call_issues_one_credit_memo(
     assert case.data["credit_memo"]["amount"] == "300.00"
 
 
-async def test_a_billing_refusal_becomes_a_task_with_the_error(
+async def test_a_billing_refusal_becomes_a_task_a_person_corrects(
     run: Callable[..., Any], ledger: BillingService, sink: SmtpSink
 ) -> None:
     customer, [invoice] = _customer(ledger, ("100.00", 3))
@@ -336,6 +336,12 @@ async def test_a_billing_refusal_becomes_a_task_with_the_error(
     assert task.queue == "disputes-tier1" and task.allowed_outcomes == ["retry", "skip"]
     assert ledger.open_balance(invoice) == Decimal("100.00") and _memos(ledger, invoice) == 0
     assert case.status == "open"
+
+    # The agent corrects the amount to what is open and retries: one memo, the case closes.
+    await flow.work("issue_credit", "retry", data={"credit_amount": "100.00"})
+    closed = await flow.closed()
+    assert closed.resolution == "credited" and closed.data["credit_memo"]["amount"] == "100.00"
+    assert ledger.open_balance(invoice) == Decimal("0.00") and _memos(ledger, invoice) == 1
 
 
 async def test_a_billing_outage_makes_the_case_wait_then_finish(
