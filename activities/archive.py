@@ -1,8 +1,10 @@
-"""The archive activity: once a case has closed, keep its full history in the database."""
+"""The archive activity: once a case has closed, keep its full history in the database
+(and, when `CASEBOOK_ARCHIVE_DIR` is set, a copy as a file there)."""
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
@@ -17,8 +19,9 @@ ARCHIVE_CASE = "archive_case"
 
 
 class ArchiveActivities:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, directory: Path | None = None) -> None:
         self._engine = engine
+        self._directory = directory
 
     @activity.defn(name=ARCHIVE_CASE)
     async def archive_case(self, case_id: str) -> str:
@@ -36,12 +39,20 @@ class ArchiveActivities:
     def _existing(self, case_id: str) -> str | None:
         with session_scope(self._engine) as session:
             row = archive.archived(session, case_id)
-            return row.chain_hash if row else None
+            if row is None:
+                return None
+            if self._directory is not None:  # a retry after the entry, before the file
+                archive.write_file(self._directory, row)
+            return row.chain_hash
 
     def _append(self, case_id: str, history_json: str) -> str:
         try:
             with session_scope(self._engine) as session:
-                return archive.append(session, case_id, history_json).chain_hash
+                row = archive.append(session, case_id, history_json)
         except IntegrityError as exc:
             # Another archiver took the same chain head (or this case): retry on the new head.
             raise ApplicationError(f"archive head moved while archiving {case_id}") from exc
+        # After the commit: a file only ever copies an entry of the chain.
+        if self._directory is not None:
+            archive.write_file(self._directory, row)
+        return row.chain_hash

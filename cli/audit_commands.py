@@ -84,9 +84,10 @@ def audit_verify() -> None:
     from store import archive
     from store.db import make_engine
 
-    engine = make_engine(get_settings().resolved_database_url())
+    settings = get_settings()
+    engine = make_engine(settings.resolved_database_url())
     with Session(engine) as session:
-        problems = archive.verify(session)
+        problems = archive.verify(session, settings.archive_dir)
         count = len(session.exec(select(archive.CaseArchiveRow)).all())
     for problem in problems:
         typer.echo(f"FAIL {problem}", err=True)

@@ -28,6 +28,10 @@ class Settings(BaseSettings):
     billing_url: str = Field(
         default="http://127.0.0.1:8001", description="the billing system's REST gateway"
     )
+    archive_dir: Path | None = Field(
+        default=None,
+        description="also keep each archived history as a file here (e.g. a WORM mount)",
+    )
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     public_url: str = Field(default="", description="Base URL used in links inside emails")

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 from sqlmodel import Session, col, select
 
 from store.tables import CaseArchiveRow, CaseRow
 
-__all__ = ["CaseArchiveRow", "append", "archived", "history_json", "verify"]
+__all__ = ["CaseArchiveRow", "append", "archived", "history_json", "verify", "write_file"]
 
 GENESIS = "genesis"
 
@@ -43,6 +46,21 @@ def append(session: Session, case_id: str, history_json: str) -> CaseArchiveRow:
     return row
 
 
+def file_name(row: CaseArchiveRow) -> str:
+    return f"{row.seq:08d}-{row.case_id}.history.json.gz"
+
+
+def write_file(directory: Path, row: CaseArchiveRow) -> Path:
+    """The entry's compressed history as a file (written whole, then renamed into place)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / file_name(row)
+    if not path.exists():
+        partial = path.with_name(f".{path.name}.partial")
+        partial.write_bytes(row.history_gz)
+        os.replace(partial, path)
+    return path
+
+
 def history_json(row: CaseArchiveRow) -> str:
     return gzip.decompress(row.history_gz).decode()
 
@@ -56,8 +74,9 @@ class ArchiveProblem:
         return f"{self.case_id or '-'}: {self.message}"
 
 
-def verify(session: Session) -> list[ArchiveProblem]:
-    """Every way the archive differs from an intact chain, naming the case concerned."""
+def verify(session: Session, directory: Path | None = None) -> list[ArchiveProblem]:
+    """Every way the archive differs from an intact chain, naming the case concerned; with
+    `directory`, also every way the file copies differ from the entries."""
     problems: list[ArchiveProblem] = []
     prev, expected_seq = GENESIS, None
     rows = session.exec(select(CaseArchiveRow).order_by(col(CaseArchiveRow.seq))).all()
@@ -79,6 +98,23 @@ def verify(session: Session) -> list[ArchiveProblem]:
             problems.append(ArchiveProblem(row.case_id, "entry altered: chain hash mismatch"))
         prev, expected_seq = row.chain_hash, (row.seq or 0) + 1
     problems += _closed_but_missing(session, {r.case_id for r in rows})
+    if directory is not None:
+        problems += _file_problems(directory, rows)
+    return problems
+
+
+def _file_problems(directory: Path, rows: Sequence[CaseArchiveRow]) -> list[ArchiveProblem]:
+    problems = []
+    expected = {file_name(r): r for r in rows}
+    for name, row in expected.items():
+        path = directory / name
+        if not path.exists():
+            problems.append(ArchiveProblem(row.case_id, f"archive file {name} is missing"))
+        elif hashlib.sha256(path.read_bytes()).hexdigest() != row.history_sha256:
+            problems.append(ArchiveProblem(row.case_id, f"archive file {name} altered"))
+    for path in sorted(directory.glob("*.history.json.gz")):
+        if path.name not in expected:
+            problems.append(ArchiveProblem(None, f"archive file {path.name} has no entry"))
     return problems
 
 

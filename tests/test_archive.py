@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import gzip
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 from temporalio.testing import WorkflowEnvironment
 
@@ -116,3 +120,33 @@ async def test_verify_names_an_altered_or_a_missing_archive(api: Api) -> None:
         ).first()
     assert ids[1] in named and ids[2] in named  # the hole, and the link that no longer fits
     assert last_seq is not None
+
+
+async def test_an_archive_directory_keeps_a_copy_that_verify_checks(
+    dev_server: WorkflowEnvironment, engine: Engine, tmp_path: Path
+) -> None:
+    async with running_api(dev_server.client, engine, archive_dir=tmp_path) as api:
+        cid = await _closed_case(api, api.user("agent", queues=[TIER1]))
+        row = await _archived(api, cid)
+    path = tmp_path / archive.file_name(row)
+
+    async def written() -> bool:  # right after the entry's commit
+        return path.exists()
+
+    assert await eventually(written, bool)
+    assert path.read_bytes() == row.history_gz
+    assert json.loads(gzip.decompress(path.read_bytes()))["events"]
+
+    def problems() -> list[str]:
+        """This case's problems, and files with no entry (other tests' cases have no file)."""
+        with Session(engine) as session:
+            found = archive.verify(session, tmp_path)
+        return [p.message for p in found if p.case_id in (cid, None)]
+
+    assert problems() == []
+    path.write_bytes(row.history_gz[:-1] + bytes([row.history_gz[-1] ^ 1]))
+    assert problems() == [f"archive file {path.name} altered"]
+    path.unlink()
+    assert problems() == [f"archive file {path.name} is missing"]
+    (tmp_path / "99999999-DSP-X.history.json.gz").write_bytes(b"forged")
+    assert "archive file 99999999-DSP-X.history.json.gz has no entry" in problems()

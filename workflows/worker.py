@@ -66,7 +66,7 @@ def build_worker(
             read_model.project_case,
             read_model.project_escalation,
             email.send_email,
-            ArchiveActivities(engine).archive_case,
+            ArchiveActivities(engine, settings.archive_dir).archive_case,
             BillingActivities(settings.billing_url, billing).billing_call,
         ],
         # Projection does blocking database I/O: it runs on threads, off the event loop.
