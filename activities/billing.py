@@ -90,13 +90,15 @@ ACTIONS: dict[str, Call] = {
 class BillingActivities:
     """Holds the billing system the calls go to (the HTTP adapter to `billing_url`)."""
 
-    def __init__(self, billing_url: str, billing: BillingSystem | None = None) -> None:
-        self._url = billing_url
+    def __init__(
+        self, billing_url: str, billing: BillingSystem | None = None, token: str = ""
+    ) -> None:
+        self._url, self._token = billing_url, token
         self._billing = billing
 
     def _system(self) -> BillingSystem:
         if self._billing is None:
-            self._billing = HttpBillingSystem(self._url)
+            self._billing = HttpBillingSystem(self._url, self._token)
         return self._billing
 
     @activity.defn(name=BILLING_CALL)

@@ -37,8 +37,11 @@ DEFAULT_TIMEOUT_S = 10.0
 
 
 class HttpBillingSystem:
-    def __init__(self, base_url: str, timeout: float = DEFAULT_TIMEOUT_S) -> None:
-        self._client = httpx.AsyncClient(base_url=base_url.rstrip("/"), timeout=timeout)
+    def __init__(self, base_url: str, token: str = "", timeout: float = DEFAULT_TIMEOUT_S) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._client = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"), timeout=timeout, headers=headers
+        )
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -28,6 +28,7 @@ class Settings(BaseSettings):
     billing_url: str = Field(
         default="http://127.0.0.1:8001", description="the billing system's REST gateway"
     )
+    billing_token: str = Field(default="", description="bearer token for the billing gateway")
     archive_dir: Path | None = Field(
         default=None,
         description="also keep each archived history as a file here (e.g. a WORM mount)",

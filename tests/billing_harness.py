@@ -25,7 +25,8 @@ START_TIMEOUT_S = 10.0
 class BillingService:
     """One ledger database; `start`/`stop` bring its HTTP server up and down."""
 
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, token: str = "") -> None:
+        self.token = token
         self.engine: Engine = make_engine(database_url)
         create_schema(self.engine)
         self.port = free_port()
@@ -35,7 +36,10 @@ class BillingService:
 
     def start(self) -> None:
         config = uvicorn.Config(
-            create_app(self.engine), host="127.0.0.1", port=self.port, log_level="warning"
+            create_app(self.engine, self.token),
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)

@@ -202,3 +202,25 @@ def test_the_documented_contract_is_the_served_one() -> None:
     assert printed == documented, (
         "regenerate: python -m billing.service openapi > docs/billing-openapi.yaml"
     )
+
+
+async def test_a_gateway_with_a_token_refuses_callers_without_it(tmp_path: Path) -> None:
+    guarded = BillingService(f"sqlite:///{tmp_path / 'ledger.db'}", token="s3cret")
+    guarded.start()
+    try:
+        assert httpx.get(f"{guarded.url}/healthz").status_code == 200  # probes need no token
+        anonymous = HttpBillingSystem(guarded.url)
+        with pytest.raises(BillingBusinessError) as refused:
+            await anonymous.customer("C-A")
+        assert (refused.value.code, refused.value.status) == ("unauthorized", 401)
+        wrong = HttpBillingSystem(guarded.url, token="guess")
+        with pytest.raises(BillingBusinessError):
+            await wrong.customer("C-A")
+        trusted = HttpBillingSystem(guarded.url, token="s3cret")
+        with pytest.raises(BillingBusinessError) as unknown:
+            await trusted.customer("C-A")  # through the gate: an empty ledger answers 404
+        assert unknown.value.code == "customer_not_found"
+        for adapter in (anonymous, wrong, trusted):
+            await adapter.aclose()
+    finally:
+        guarded.stop()

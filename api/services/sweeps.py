@@ -57,7 +57,7 @@ def check_region(region: str) -> None:
 
 @asynccontextmanager
 async def billing_of(svc: Services) -> AsyncIterator[HttpBillingSystem]:
-    billing = HttpBillingSystem(svc.settings.billing_url)
+    billing = HttpBillingSystem(svc.settings.billing_url, svc.settings.billing_token)
     try:
         yield billing
     except BillingUnavailableError as exc:

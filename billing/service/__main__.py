@@ -26,6 +26,9 @@ def serve(
     port: int = 8001,
     seed: Annotated[bool, typer.Option(help="load the demo book into an empty ledger")] = True,
     csv: Annotated[Path | None, typer.Option(help="load this CSV before serving")] = None,
+    token: Annotated[
+        str, typer.Option(envvar="BILLING_TOKEN", help="require this bearer token")
+    ] = "",
 ) -> None:
     """Serve the billing REST contract on HOST:PORT."""
     engine = make_engine(db)
@@ -34,7 +37,7 @@ def serve(
         load(csv, db)
     if seed and seed_demo(engine, datetime.now(UTC).date()):
         typer.echo("billing: demo customers and invoices loaded")
-    uvicorn.run(create_app(engine), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(engine, token), host=host, port=port, log_level="warning")
 
 
 @cli.command()

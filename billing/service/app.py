@@ -7,6 +7,7 @@ write. Every write needs an `Idempotency-Key` header; repeating it repeats the f
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -101,17 +102,30 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+def _same(given: str, expected: str) -> bool:
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
 def _today(as_of: date | None) -> date:
     return as_of or datetime.now(UTC).date()
 
 
-def create_app(engine: Engine) -> FastAPI:
+def create_app(engine: Engine, token: str = "") -> FastAPI:
+    """The service; with `token`, every call but /healthz needs `Authorization: Bearer`."""
     app = FastAPI(
         title="Casebook billing contract",
         version="1.0.0",
         description=__doc__,
         responses=ERRORS,
     )
+
+    @app.middleware("http")
+    async def _authenticate(request: Request, call_next: Any) -> Any:
+        given = request.headers.get("Authorization", "")
+        if token and request.url.path != "/healthz" and not _same(given, f"Bearer {token}"):
+            body = {"error": {"code": "unauthorized", "message": "a valid bearer token is needed"}}
+            return JSONResponse(body, status_code=401)
+        return await call_next(request)
 
     @app.exception_handler(BillingBusinessError)
     async def _business(_: Request, exc: BillingBusinessError) -> JSONResponse:
