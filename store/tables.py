@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, LargeBinary, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, LargeBinary, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 
@@ -39,7 +39,17 @@ class TaskRow(SQLModel, table=True):
 
     __tablename__ = "task_view"
     __table_args__ = (
-        Index("ix_task_inbox", "queue", "status", "priority", "sla_due", "created_at"),
+        # The inbox's whole ORDER BY (store/read_model.list_tasks); migration 0004.
+        Index(
+            "ix_task_inbox_order",
+            "queue",
+            "status",
+            text("priority DESC"),
+            text("(sla_due IS NULL)"),
+            "sla_due",
+            "created_at",
+            "id",
+        ),
     )
 
     id: str = Field(primary_key=True)
