@@ -19,6 +19,7 @@ from temporalio.client import WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from audit.replay import replay_case
 from billing.contract import CreditMemo
 from billing.http_adapter import HttpBillingSystem
 from billing.service.tables import CreditMemoRow
@@ -94,7 +95,12 @@ class Flow:
         )
 
     async def closed(self, seconds: float = 15) -> CaseSnapshot:
-        return await self.until(lambda c: c.status == "closed", "the close", seconds)
+        """The case once closed; its workflow then ends, and its history replays."""
+        case = await self.until(lambda c: c.status == "closed", "the close", seconds)
+        await asyncio.wait_for(self.handle.result(), timeout=seconds)
+        verdict = await replay_case(await self.handle.fetch_history())
+        assert verdict.deterministic, verdict
+        return case
 
 
 @pytest_asyncio.fixture(loop_scope="session")

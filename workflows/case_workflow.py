@@ -67,7 +67,8 @@ class CaseWorkflow:
         self._input = inp
         self._case = case_logic.open_case(inp, workflow.now())
         self._projected_revision = 0
-        self._emails_in_flight = 0
+        # Emails on their way, in the order they were queued: (step id, the sending task).
+        self._emails: list[tuple[str, asyncio.Task[dict[str, Any]]]] = []
 
     @workflow.run
     async def run(self, inp: CaseInput) -> CaseSnapshot:
@@ -79,12 +80,11 @@ class CaseWorkflow:
             if self._case.pending_action is not None:
                 await self._carry_out(self._case.pending_action)
                 continue
-            if (
-                self._case.status == CaseStatus.CLOSED
-                and not self._read_model_behind()
-                and not self._emails_in_flight
-            ):
-                break
+            if self._case.status == CaseStatus.CLOSED and not self._read_model_behind():
+                if not self._emails:
+                    break
+                await self._collect_emails()
+                continue
             await self._sleep_until_change_or_deadline()
         await workflow.wait_condition(workflow.all_handlers_finished)
         # Patched: cases closed before archiving existed must replay without this child.
@@ -169,8 +169,7 @@ class CaseWorkflow:
             assert isinstance(step, EmailStep)
             request = self._email_request(step, action)
             case_logic.email_queued(self._case, template, request.to, workflow.now())
-            self._emails_in_flight += 1
-            asyncio.create_task(self._send_in_background(step, request))  # noqa: RUF006
+            self._emails.append((step.id, asyncio.create_task(self._send_quietly(step, request))))
 
     async def _call_billing(self, step: BillingStep, action: PendingAction) -> dict[str, Any]:
         template = self._input.template
@@ -210,18 +209,23 @@ class CaseWorkflow:
         )
         return {"template": step.template, "to": result.recipients, "status": result.status}
 
-    async def _send_in_background(self, step: EmailStep, request: EmailRequest) -> None:
+    async def _send_quietly(self, step: EmailStep, request: EmailRequest) -> dict[str, Any]:
+        """Send beside the case, touching nothing of it: only the main loop changes the case
+        (when it collects the results), so a replay takes the very same path."""
         try:
-            result = await self._send(step, request)
+            return await self._send(step, request)
         except ActivityError as exc:
-            # Only a message that can never go (it does not render) ends here; it is on
+            # Only a message that can never go (it does not render) ends here; it is put on
             # the case for a person to see, and the case goes on.
-            result = {"template": step.template, "to": request.to, "error": str(exc.cause)}
-            case_logic.email_finished(self._case, step.id, result, workflow.now(), failed=True)
-        else:
-            case_logic.email_finished(self._case, step.id, result, workflow.now())
-        finally:
-            self._emails_in_flight -= 1
+            return {"template": step.template, "to": request.to, "error": str(exc.cause)}
+
+    async def _collect_emails(self) -> None:
+        """Before the case ends: wait for its emails and record what became of each."""
+        emails, self._emails = self._emails, []
+        for step_id, sending in emails:
+            result = await sending
+            failed = "error" in result
+            case_logic.email_finished(self._case, step_id, result, workflow.now(), failed=failed)
 
     def _escalation_input(self, link: EscalationLink) -> EscalationInput:
         routes = self._input.escalation_routes or routes_for(
