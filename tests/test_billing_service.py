@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from billing.contract import BillingBusinessError, BillingUnavailableError, Installment
 from billing.http_adapter import HttpBillingSystem
-from billing.service.loading import CSV_COLUMNS, LoadError, load_csv
+from billing.service.loading import CSV_COLUMNS, LoadError, load_csv, seed_demo
 from billing.service.tables import CreditMemoRow, CustomerRow
 from tests.billing_harness import BillingService
 
@@ -224,3 +224,20 @@ async def test_a_gateway_with_a_token_refuses_callers_without_it(tmp_path: Path)
             await adapter.aclose()
     finally:
         guarded.stop()
+
+
+async def test_the_demo_book_has_overdue_debt_and_a_customer_above_its_limit(
+    tmp_path: Path,
+) -> None:
+    demo = BillingService(f"sqlite:///{tmp_path / 'ledger.db'}")
+    assert seed_demo(demo.engine, TODAY) and not seed_demo(demo.engine, TODAY)  # once
+    demo.start()
+    adapter = HttpBillingSystem(demo.url)
+    try:
+        above = await adapter.customers(over_limit_only=True)
+        assert [(c.id, c.open_amount) for c in above] == [("CUST-006", Decimal("8200.00"))]
+        overdue = {line.customer_id for line in await adapter.overdue_customers(TODAY)}
+        assert {"CUST-001", "CUST-002", "CUST-004"} <= overdue
+    finally:
+        await adapter.aclose()
+        demo.stop()

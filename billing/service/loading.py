@@ -149,6 +149,8 @@ DEMO_BOOK = [
         [("INV-4001", 95, -65, "41000.00"), ("INV-4002", 35, -5, "2300.00")],
     ),
     ("CUST-005", "Stark Industries KK", "JPY", "5000000.00", [("INV-5001", 30, 0, "750000.00")]),
+    # Above its credit limit: what a limit-breach credit review sweep finds.
+    ("CUST-006", "Wayne Trading Ltd", "GBP", "5000.00", [("INV-6001", 12, 18, "8200.00")]),
 ]
 
 
