@@ -41,6 +41,9 @@ class HumanTaskStep(_Strict):
     transitions: dict[str, StepId]
     sla: StepSla | None = None
     store_as: str | None = None  # keep the completing person's data in case.data[store_as]
+    # An approval: the case also puts it on the lead board (an escalation of kind approval),
+    # where approve/reject decide it.
+    approval: bool = False
 
 
 class DecisionBranch(_Strict):

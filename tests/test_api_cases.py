@@ -121,6 +121,9 @@ async def test_dispute_above_threshold_goes_through_lead_approval_to_close(api: 
     ]
     memo = detail["data"]["credit_memo"]
     assert memo["invoice_id"] == "INV-1001" and memo["amount"] == "1250.00"
+    # The approval was on the lead board too; deciding the task settled it there.
+    [approval_esc] = await _board(api, lead, case["id"], lambda b: b[0]["status"] == "resolved")
+    assert approval_esc["kind"] == "approval" and approval_esc["task_id"] == approval["id"]
     completed = [h for h in detail["history"] if h["event"] == "task_completed"]
     assert completed[1]["outcome"] == "valid" and completed[1]["note"] == "confirmed with sales"
 
@@ -132,6 +135,43 @@ async def test_dispute_above_threshold_goes_through_lead_approval_to_close(api: 
 
     listed = await eventually(closed_list, lambda cs: any(c["id"] == case["id"] for c in cs))
     assert any(c["id"] == case["id"] and c["resolution"] == "credited" for c in listed)
+
+
+async def _board(
+    api: Api, lead: dict[str, str], case_id: str, accept: Any = bool
+) -> list[dict[str, Any]]:
+    async def probe() -> list[dict[str, Any]]:
+        params = {"case_id": case_id}
+        return (await api.http.get("/escalations", params=params, headers=lead)).json()
+
+    return await eventually(probe, lambda b: bool(b) and accept(b))
+
+
+async def test_a_lead_approves_a_large_credit_on_the_escalation_board(api: Api) -> None:
+    agent = api.user("agent", queues=[TIER1])
+    lead = api.user("lead", queues=[TIER2])
+    case = await api.open_dispute(agent, amount="4000.00")
+    await _claim_and_complete(
+        api, agent, (await _open_task(api, agent, case["id"], "triage"))["id"], "accept"
+    )
+    investigate = await _open_task(api, agent, case["id"], "investigate")
+    await _claim_and_complete(api, agent, investigate["id"], "valid")
+
+    [esc] = await _board(api, lead, case["id"])
+    assert esc["kind"] == "approval" and esc["status"] == "open" and esc["step"] == "lead_approval"
+    refused = await api.http.post(f"/escalations/{esc['id']}/approve", headers=agent, json={})
+    assert refused.status_code == 403
+    approved = await api.http.post(
+        f"/escalations/{esc['id']}/approve", headers=lead, json={"note": "customer of 10 years"}
+    )
+    assert approved.status_code == 200, approved.text
+    assert approved.json()["status"] == "resolved"
+    detail = await api.settled_case(lead, case["id"])
+    assert (
+        detail["resolution"] == "credited" and detail["data"]["credit_memo"]["amount"] == "4000.00"
+    )
+    decided = next(t for t in detail["tasks"] if t["step"] == "lead_approval")
+    assert decided["outcome"] == "approve" and decided["assignee"] == approved.json()["owner"]
 
 
 async def test_small_credit_is_auto_approved(api: Api) -> None:

@@ -31,6 +31,7 @@ from workflows.case_models import (
     CaseStatus,
     ClaimTask,
     CompleteTask,
+    EscalationLink,
     HistoryEntry,
     MigrateSop,
     PendingAction,
@@ -255,7 +256,34 @@ def _open_task_for(case: CaseSnapshot, step: HumanTaskStep, now: datetime) -> Ta
         refresh_sla(task)
     case.tasks.append(task)
     record(case, now, "task_opened", task=task, detail={"queue": step.queue})
+    if step.approval:
+        reason = f"approval: {step.title or step.id}"
+        add_escalation(case, task, "approval", reason, "casebook", now, 0)
     return task
+
+
+def add_escalation(
+    case: CaseSnapshot,
+    task: Task | None,
+    kind: str,
+    reason: str,
+    by: str,
+    now: datetime,
+    late_by_seconds: float,
+) -> EscalationLink:
+    link = EscalationLink(
+        id=f"{case.id}.e{len(case.escalations) + 1}",
+        kind=kind,
+        reason=reason,
+        task_id=task.id if task else None,
+        step=task.step if task else None,
+        queue=task.queue if task else "*",
+        opened_at=now,
+        opened_by=by,
+        late_by_seconds=late_by_seconds,
+    )
+    case.escalations.append(link)
+    return link
 
 
 def refresh_sla(task: Task) -> None:

@@ -120,6 +120,8 @@ class EscalationLink(BaseModel):
     late_by_seconds: float = 0
     status: str = "open"
     started: bool = False
+    # An approval's task was decided and its escalation told so (see CaseWorkflow).
+    settled: bool = False
 
 
 class PendingAction(BaseModel):

@@ -13,6 +13,7 @@ from escalations.sla_clock import SlaClock
 from workflows.case_logic import (
     ANY_QUEUE_ROLES,
     CaseRuleError,
+    add_escalation,
     check_assignee,
     live_task,
     record,
@@ -87,7 +88,7 @@ def fire_deadlines(case: CaseSnapshot, now: datetime) -> None:
             task.sla_state = SlaState.BREACHED
             late = (now - task.sla_due).total_seconds()
             record(case, now, "sla_breached", task=task, detail={"late_by_seconds": late})
-            _add_escalation(
+            add_escalation(
                 case, task, "sla_breach", f"SLA of step {task.step} breached", "casebook", now, late
             )
 
@@ -214,31 +215,7 @@ def check_escalate(case: CaseSnapshot, cmd: EscalateCase) -> Task | None:
 def escalate(case: CaseSnapshot, cmd: EscalateCase, now: datetime) -> EscalationLink:
     task = check_escalate(case, cmd)
     record(case, now, "escalation_requested", task=task, actor=cmd.actor.name, note=cmd.reason)
-    return _add_escalation(case, task, "manual", cmd.reason, cmd.actor.name, now, 0)
-
-
-def _add_escalation(
-    case: CaseSnapshot,
-    task: Task | None,
-    kind: str,
-    reason: str,
-    by: str,
-    now: datetime,
-    late_by_seconds: float,
-) -> EscalationLink:
-    link = EscalationLink(
-        id=f"{case.id}.e{len(case.escalations) + 1}",
-        kind=kind,
-        reason=reason,
-        task_id=task.id if task else None,
-        step=task.step if task else None,
-        queue=task.queue if task else "*",
-        opened_at=now,
-        opened_by=by,
-        late_by_seconds=late_by_seconds,
-    )
-    case.escalations.append(link)
-    return link
+    return add_escalation(case, task, "manual", cmd.reason, cmd.actor.name, now, 0)
 
 
 def record_escalation_event(case: CaseSnapshot, event: EscalationEvent, now: datetime) -> None:

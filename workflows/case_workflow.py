@@ -42,8 +42,9 @@ with workflow.unsafe.imports_passed_through():
         ReassignTask,
         ReleaseTask,
         ResumeTask,
+        TaskStatus,
     )
-    from workflows.escalation_models import EscalationInput, EscalationKind
+    from workflows.escalation_models import EscalationInput, EscalationKind, TaskDecision
 
 # The read model must catch up after any outage, so projection retries without end.
 PROJECTION_RETRY = RetryPolicy(
@@ -77,6 +78,7 @@ class CaseWorkflow:
             if self._read_model_behind():
                 await self._project()
             await self._start_escalations()
+            await self._settle_decided_approvals()
             if self._case.pending_action is not None:
                 await self._carry_out(self._case.pending_action)
                 continue
@@ -137,6 +139,25 @@ class CaseWorkflow:
                 parent_close_policy=ParentClosePolicy.ABANDON,
             )
             link.started = True
+
+    async def _settle_decided_approvals(self) -> None:
+        """An approval decided as a task resolves its escalation on the lead board too."""
+        for link in self._case.escalations:
+            task = self._case.task(link.task_id) if link.task_id else None
+            if link.kind != EscalationKind.APPROVAL or not link.started or link.settled:
+                continue
+            if task is None or task.status != TaskStatus.DONE:
+                continue
+            link.settled = True
+            decision = TaskDecision(
+                by=task.assignee or "", outcome=task.outcome or "", note=task.note
+            )
+            try:
+                await workflow.get_external_workflow_handle(link.id).signal(
+                    "task_decided", decision
+                )
+            except Exception:
+                workflow.logger.info("escalation %s no longer takes signals", link.id)
 
     async def _carry_out(self, action: PendingAction) -> None:
         """An automatic step: send the SOP's email, or call billing; then move on."""

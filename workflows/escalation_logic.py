@@ -100,6 +100,16 @@ def apply_action(esc: EscalationSnapshot, action: LeadAction, now: datetime) -> 
     _record(esc, now, f"escalation_{action.action}", action.actor.name, action.note, action.detail)
 
 
+def settle(esc: EscalationSnapshot, by: str, outcome: str, note: str | None, now: datetime) -> None:
+    """The escalated task was decided on the case itself (an approval completed as a task):
+    the escalation is resolved with that decision, unless a lead resolved it already."""
+    if esc.status == EscalationStatus.RESOLVED:
+        return
+    esc.status, esc.owner = EscalationStatus.RESOLVED, esc.owner or by
+    esc.resolved_at, esc.resolution_note = now, note
+    _record(esc, now, f"escalation_{outcome}", by, note, {"decided_on": "task"})
+
+
 def _record(
     esc: EscalationSnapshot,
     now: datetime,

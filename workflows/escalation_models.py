@@ -15,6 +15,7 @@ from workflows.case_models import Actor, HistoryEntry
 class EscalationKind(StrEnum):
     SLA_BREACH = "sla_breach"
     MANUAL = "manual"
+    APPROVAL = "approval"
 
 
 class EscalationStatus(StrEnum):
@@ -62,6 +63,14 @@ class EscalationSnapshot(BaseModel):
     resolution_note: str | None = None
     history: list[HistoryEntry] = Field(default_factory=list)
     revision: int = 0
+
+
+class TaskDecision(BaseModel):
+    """Signal from a case: the escalated task (an approval) was decided on the case."""
+
+    by: str
+    outcome: str
+    note: str | None = None
 
 
 class LeadAction(BaseModel):

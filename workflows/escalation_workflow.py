@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
         EscalationSnapshot,
         EscalationStatus,
         LeadAction,
+        TaskDecision,
     )
 
 # Email never blocks the escalation: it is sent alongside, retried for about a day.
@@ -140,6 +141,12 @@ class EscalationWorkflow:
     @workflow.query(name="snapshot")
     def snapshot(self) -> EscalationSnapshot:
         return self._esc
+
+    @workflow.signal(name="task_decided")
+    def task_decided(self, decision: TaskDecision) -> None:
+        escalation_logic.settle(
+            self._esc, decision.by, decision.outcome, decision.note, workflow.now()
+        )
 
     @workflow.update(name="act")
     def act(self, action: LeadAction) -> EscalationSnapshot:

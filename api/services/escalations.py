@@ -22,7 +22,8 @@ from workflows.case_models import (
     ReassignTask,
     TaskStatus,
 )
-from workflows.escalation_models import EscalationSnapshot, LeadAction
+from workflows.client import CaseCommandError
+from workflows.escalation_models import EscalationKind, EscalationSnapshot, LeadAction
 
 DECISIONS = ("approve", "reject")
 
@@ -44,10 +45,20 @@ async def read(svc: Services, escalation_id: str) -> EscalationSnapshot:
 
 async def act(svc: Services, escalation_id: str, action: LeadAction) -> EscalationSnapshot:
     """Acknowledge or resolve; reassign and approve/reject act on the escalated task first."""
+    settled_by_case = False
     if action.action == "reassign" or action.action in DECISIONS:
         esc = await read(svc, escalation_id)
         await _act_on_task(svc, esc, action)
-    esc = await temporal.act_on_escalation(svc.temporal, escalation_id, action, tasks.timeout(svc))
+        # Deciding an approval's task settles the escalation from the case as well.
+        settled_by_case = esc.kind == EscalationKind.APPROVAL and action.action in DECISIONS
+    try:
+        esc = await temporal.act_on_escalation(
+            svc.temporal, escalation_id, action, tasks.timeout(svc)
+        )
+    except CaseCommandError as exc:
+        if not (settled_by_case and exc.kind == "conflict"):
+            raise
+        esc = await read(svc, escalation_id)  # the case's word arrived first: same decision
     await run_in_threadpool(project_escalation, svc.engine, esc)
     return esc
 
