@@ -41,38 +41,34 @@ async def open_case(
 ) -> OpenedCase:
     """Start a case on the latest published SOP; a repeated Idempotency-Key returns it again."""
     inp, replayed = await run_in_threadpool(_prepare, svc, actor, body, idempotency_key)
-    snapshot = await cases.start_case(svc.temporal, svc.settings.task_queue, inp)
-    await run_in_threadpool(project_snapshot, svc.engine, snapshot)
-    return OpenedCase(snapshot, replayed)
-
-
-def _prepare(
-    svc: Services, actor: Actor, body: CaseCreate, key: str | None
-) -> tuple[CaseInput, bool]:
-    with session_scope(svc.engine) as session:
-        template, sop = _pinned_sop(session, body.type)
-        _check_against_template(body, template)
-        vendor = _case_vendor(actor, body.vendor)
-        case_id, replayed = _case_id(session, actor, body, key)
-    return case_input(svc, actor, body, case_id, template, sop, vendor), replayed
+    return OpenedCase(await _start(svc, inp), replayed)
 
 
 async def open_case_as(svc: Services, actor: Actor, body: CaseCreate, case_id: str) -> CaseSnapshot:
     """Open a case under an id the caller derived (a second call joins the running case)."""
+    inp, _ = await run_in_threadpool(_prepare, svc, actor, body, None, case_id)
+    return await _start(svc, inp)
 
-    def prepare() -> CaseInput:
-        with session_scope(svc.engine) as session:
-            template, sop = _pinned_sop(session, body.type)
-        _check_against_template(body, template)
-        return case_input(
-            svc, actor, body, case_id, template, sop, _case_vendor(actor, body.vendor)
-        )
 
-    snapshot = await cases.start_case(
-        svc.temporal, svc.settings.task_queue, await run_in_threadpool(prepare)
-    )
+async def _start(svc: Services, inp: CaseInput) -> CaseSnapshot:
+    snapshot = await cases.start_case(svc.temporal, svc.settings.task_queue, inp)
     await run_in_threadpool(project_snapshot, svc.engine, snapshot)
     return snapshot
+
+
+def _prepare(
+    svc: Services, actor: Actor, body: CaseCreate, key: str | None, case_id: str | None = None
+) -> tuple[CaseInput, bool]:
+    """The workflow input: the pinned SOP, checks, vendor, and the id (given, or derived from
+    the Idempotency-Key, or new)."""
+    with session_scope(svc.engine) as session:
+        template, sop = _pinned_sop(session, body.type)
+        _check_against_template(body, template)
+        vendor = _case_vendor(actor, body.vendor)
+        replayed = False
+        if case_id is None:
+            case_id, replayed = _case_id(session, actor, body, key)
+    return case_input(svc, actor, body, case_id, template, sop, vendor), replayed
 
 
 def case_input(

@@ -46,6 +46,10 @@ def refuse(code: str, message: str, status: int = 422) -> BillingBusinessError:
     return BillingBusinessError(code, message, status)
 
 
+def _new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10].upper()}"
+
+
 def check_amount(amount: Decimal, name: str = "amount", *, allow_zero: bool = False) -> int:
     """The amount in cents; refused if negative (or zero) or finer than a cent."""
     if not amount.is_finite() or amount.as_tuple().exponent < -2:  # type: ignore[operator]
@@ -226,7 +230,7 @@ def issue_credit_memo(
     invoice.open_cents -= cents
     invoice.credited_cents += cents
     memo = CreditMemoRow(
-        id=f"CM-{uuid.uuid4().hex[:10].upper()}",
+        id=_new_id("CM"),
         invoice_id=invoice_id,
         amount_cents=cents,
         reason=reason,
@@ -291,7 +295,7 @@ def record_payment_plan(
             f"{from_cents(open_cents)}",
         )
     plan = PaymentPlanRow(
-        id=f"PP-{uuid.uuid4().hex[:10].upper()}",
+        id=_new_id("PP"),
         customer_id=customer_id,
         invoice_ids=invoice_ids,
         installments=[i.model_dump(mode="json") for i in installments],
@@ -317,7 +321,7 @@ def record_promise_to_pay(
 ) -> PromiseToPay:
     _customer_open_invoices(session, customer_id, invoice_ids)
     promise = PromiseToPayRow(
-        id=f"PTP-{uuid.uuid4().hex[:10].upper()}",
+        id=_new_id("PTP"),
         customer_id=customer_id,
         invoice_ids=invoice_ids,
         promised_on=promised_on,
