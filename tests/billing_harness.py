@@ -50,6 +50,13 @@ class BillingService:
                 raise RuntimeError(f"billing service did not start on {self.url}")
             time.sleep(0.02)
 
+    def __enter__(self) -> BillingService:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
     def stop(self) -> None:
         if self._server is not None and self._thread is not None:
             self._server.should_exit = True

@@ -79,12 +79,16 @@ async def time_skipping() -> AsyncIterator[WorkflowEnvironment]:
     Seen here: after a case closes and starts its (abandoned) archive child, that server no
     longer skips time for later sleeps; a fresh server per module keeps modules apart.
     """
-    env = await WorkflowEnvironment.start_time_skipping(
+    env = await start_time_skipping()
+    yield env
+    await env.shutdown()
+
+
+async def start_time_skipping() -> WorkflowEnvironment:
+    return await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=binary("temporal-test-server"),
         data_converter=pydantic_data_converter,
     )
-    yield env
-    await env.shutdown()
 
 
 def _postgres_url() -> Iterator[str]:

@@ -205,9 +205,7 @@ def test_the_documented_contract_is_the_served_one() -> None:
 
 
 async def test_a_gateway_with_a_token_refuses_callers_without_it(tmp_path: Path) -> None:
-    guarded = BillingService(f"sqlite:///{tmp_path / 'ledger.db'}", token="s3cret")
-    guarded.start()
-    try:
+    with BillingService(f"sqlite:///{tmp_path / 'ledger.db'}", token="s3cret") as guarded:
         assert httpx.get(f"{guarded.url}/healthz").status_code == 200  # probes need no token
         anonymous = HttpBillingSystem(guarded.url)
         with pytest.raises(BillingBusinessError) as refused:
@@ -222,8 +220,6 @@ async def test_a_gateway_with_a_token_refuses_callers_without_it(tmp_path: Path)
         assert unknown.value.code == "customer_not_found"
         for adapter in (anonymous, wrong, trusted):
             await adapter.aclose()
-    finally:
-        guarded.stop()
 
 
 async def test_the_demo_book_has_overdue_debt_and_a_customer_above_its_limit(

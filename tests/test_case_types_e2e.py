@@ -16,7 +16,6 @@ import pytest_asyncio
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 from temporalio.client import WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from audit.replay import replay_case
@@ -25,7 +24,7 @@ from billing.http_adapter import HttpBillingSystem
 from billing.service.tables import CreditMemoRow
 from settings import Settings
 from tests.billing_harness import BillingService
-from tests.conftest import binary
+from tests.conftest import start_time_skipping
 from tests.harness import AGENT, LEAD, case_input, terminate_cases
 from tests.smtp_sink import SmtpSink
 from workflows.case_models import Actor, CaseInput, CaseSnapshot, ClaimTask, CompleteTask
@@ -39,10 +38,8 @@ CONTACT = "ap@customer.test"
 
 @pytest.fixture(scope="module")
 def ledger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BillingService]:
-    billing = BillingService(f"sqlite:///{tmp_path_factory.mktemp('ledger') / 'billing.db'}")
-    billing.start()
-    yield billing
-    billing.stop()
+    with BillingService(f"sqlite:///{tmp_path_factory.mktemp('ledger') / 'billing.db'}") as billing:
+        yield billing
 
 
 def _customer(ledger: BillingService, *invoices: tuple[str, int]) -> tuple[str, list[str]]:
@@ -107,10 +104,7 @@ class Flow:
 async def time_skipping() -> AsyncIterator[WorkflowEnvironment]:
     """A time-skipping server per test: these cases close and sleep for days, and a closed
     case's archive child left behind stops a shared server from skipping (tests/conftest)."""
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=binary("temporal-test-server"),
-        data_converter=pydantic_data_converter,
-    )
+    env = await start_time_skipping()
     yield env
     await env.shutdown()
 

@@ -25,10 +25,8 @@ SCAN = "/collections/overdue-scan"
 @pytest.fixture(scope="module")
 def ledger(tmp_path_factory: pytest.TempPathFactory, database_url: str) -> Iterator[BillingService]:
     """A ledger per database run: sweeps see every customer in it."""
-    billing = BillingService(f"sqlite:///{tmp_path_factory.mktemp('ledger') / 'billing.db'}")
-    billing.start()
-    yield billing
-    billing.stop()
+    with BillingService(f"sqlite:///{tmp_path_factory.mktemp('ledger') / 'billing.db'}") as billing:
+        yield billing
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
