@@ -28,6 +28,10 @@ class BillingRequest(BaseModel):
     args: dict[str, Any]
     idempotency_key: str
     case_id: str
+    # The case's own customer and currency (never from the SOP's expressions): billing
+    # refuses a write for another customer or in another currency than the invoice's.
+    case_customer_id: str | None = None
+    case_currency: str | None = None
 
 
 Call = Callable[[BillingSystem, BillingRequest], Awaitable[Any]]

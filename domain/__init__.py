@@ -1,0 +1,1 @@
+"""The values every room shares (ids, amounts, currencies): defined once, checked alike."""
