@@ -16,6 +16,11 @@ from pathlib import Path
 # How long each part may take to start listening before the stack gives up.
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
+# A part that dies is started again after a pause that doubles up to a cap; one that stayed
+# up this long counts as healthy again and its next restart comes quickly.
+RESTART_FIRST_DELAY_S = 1.0
+RESTART_MAX_DELAY_S = 30.0
+HEALTHY_AFTER_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -27,11 +32,23 @@ class Ports:
 
 
 @dataclass
+class Restarts:
+    """When a dead part is started again, and how long the pause after its next death is."""
+
+    count: int = 0
+    delay_s: float = RESTART_FIRST_DELAY_S
+    due_at: float | None = None  # monotonic instant of the pending restart
+    started_at: float = 0.0
+
+
+@dataclass
 class DevStack:
     data_dir: Path
     ports: Ports
     env: dict[str, str]
     processes: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
+    commands: dict[str, list[str]] = field(default_factory=dict)
+    restarts: dict[str, Restarts] = field(default_factory=dict)
 
     def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -49,6 +66,11 @@ class DevStack:
         return [sys.executable, "-m", "cli.main", command]
 
     def _spawn(self, name: str, command: list[str]) -> None:
+        self.commands[name] = command
+        self.restarts.setdefault(name, Restarts())
+        self.processes.append((name, self._popen(name, command)))
+
+    def _popen(self, name: str, command: list[str]) -> subprocess.Popen[bytes]:
         log = (self.data_dir / f"{name}.log").open("ab")
         # Own session: Ctrl-C reaches only the supervisor, which stops children in order.
         process = subprocess.Popen(
@@ -59,10 +81,13 @@ class DevStack:
             start_new_session=True,
             preexec_fn=_die_with_parent,
         )
-        self.processes.append((name, process))
+        # Operators (and fault drills) find each part's process here.
+        (self.data_dir / f"{name}.pid").write_text(f"{process.pid}\n")
+        self.restarts[name].started_at = time.monotonic()
+        return process
 
     def wait(self) -> int:
-        """Block until a signal arrives or a part dies; then stop everything."""
+        """Block until a signal arrives, starting again any part that dies; then stop all."""
         stopping = {"now": False}
 
         def _stop(_signum: int, _frame: object) -> None:
@@ -71,18 +96,35 @@ class DevStack:
         signal.signal(signal.SIGINT, _stop)
         signal.signal(signal.SIGTERM, _stop)
         while not stopping["now"]:
-            for name, process in self.processes:
-                if process.poll() is not None:
-                    print(
-                        f"casebook dev: {name} exited with {process.returncode}; "
-                        f"see {self.data_dir / (name + '.log')}",
-                        file=sys.stderr,
-                    )
-                    self.stop()
-                    return 1
+            self.supervise(time.monotonic())
             time.sleep(0.3)
         self.stop()
         return 0
+
+    def supervise(self, now: float) -> None:
+        """One round: schedule a restart for each part found dead, start those that are due.
+
+        A dead part must not take the others down: a worker killed mid-case, or Temporal
+        itself, comes back on the same data directory and the cases go on.
+        """
+        for index, (name, process) in enumerate(self.processes):
+            state = self.restarts[name]
+            if process.poll() is None:
+                continue
+            if state.due_at is None:
+                if now - state.started_at >= HEALTHY_AFTER_S:
+                    state.delay_s = RESTART_FIRST_DELAY_S
+                state.due_at = now + state.delay_s
+                _say(
+                    f"{name} exited with {process.returncode}; restarting in "
+                    f"{state.delay_s:.0f}s (see {self.data_dir / (name + '.log')})"
+                )
+            elif now >= state.due_at:
+                state.count += 1
+                state.due_at = None
+                state.delay_s = min(state.delay_s * 2, RESTART_MAX_DELAY_S)
+                self.processes[index] = (name, self._popen(name, self.commands[name]))
+                _say(f"{name} restarted (restart {state.count})")
 
     def stop(self) -> None:
         """Stop in reverse order of start: API and worker first, Temporal last."""
@@ -95,6 +137,10 @@ class DevStack:
                     process.kill()
                     process.wait()
         self.processes.clear()
+
+
+def _say(message: str) -> None:
+    print(f"casebook dev: {message}", file=sys.stderr, flush=True)
 
 
 def _die_with_parent() -> None:

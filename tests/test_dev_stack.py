@@ -172,6 +172,8 @@ def test_dev_stack_runs_a_dispute_survives_a_restart_and_stops_on_ctrl_c(stack: 
     stack.start()  # same data directory: every case is still there, mid-flight
     detail = httpx.get(f"{stack.url}/cases/{case_id}", headers=agent).json()
     assert detail["tasks"][0]["status"] == "claimed"
+    # A worker killed outright is started again by the supervisor; the case goes on.
+    os.kill(int((stack.data_dir / "worker.pid").read_text()), signal.SIGKILL)
     done = httpx.post(
         f"{stack.url}/tasks/{triage['id']}/complete", json={"outcome": "accept"}, headers=agent
     )
@@ -192,6 +194,8 @@ def test_dev_stack_runs_a_dispute_survives_a_restart_and_stops_on_ctrl_c(stack: 
     _audit_from_the_command_line(stack, case_id)
     assert stack.interrupt() == 0
     assert stack.ports_closed()
+    said = stack.process.stdout.read().decode()  # type: ignore[union-attr]
+    assert "worker exited with -9; restarting" in said and "worker restarted" in said
 
 
 def test_a_short_sla_breaches_into_the_board_and_the_maildir(stack: Stack, tmp_path: Path) -> None:
