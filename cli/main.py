@@ -183,29 +183,36 @@ def user_add(
 
 @store_app.command("rebuild")
 def store_rebuild(data_dir: DataDir = None) -> None:
-    """Rebuild the case/task read model from Temporal."""
+    """Rebuild the case/task read model from Temporal and the archive (nothing is deleted)."""
     count = asyncio.run(_rebuild(_settings(data_dir)))
     typer.echo(f"rebuilt the read model from {count} cases")
 
 
 async def _rebuild(settings: Settings) -> int:
-    from store.db import session_scope
-    from store.read_model import delete_all, project_snapshot
-    from workflows.client import all_case_ids, final_or_current
+    """Re-project every case Temporal lists or the archive holds, each replacing its rows.
+
+    Cases closed past Temporal's retention are only in the archive: their final state is
+    rebuilt by replaying the archived history. A case in neither is left as it is.
+    """
+    from sqlmodel import Session
+
+    from audit.sources import current_state
+    from store.archive import archived_case_ids
+    from store.read_model import replace_case
+    from workflows.client import all_case_ids
     from workflows.worker import build_worker
 
     engine = _prepared_engine(settings)
     client = await _connect_with_retry(settings, attempts=1)
+    with Session(engine) as session:
+        archived = archived_case_ids(session)
+    live = await all_case_ids(client, settings.task_queue)
+    case_ids = list(dict.fromkeys([*live, *archived]))
     # Queries need a worker; run one here so a rebuild works with no worker running.
     async with build_worker(client, settings.task_queue, engine, settings):
-        snapshots = [
-            await final_or_current(client, cid)
-            for cid in await all_case_ids(client, settings.task_queue)
-        ]
-    with session_scope(engine) as session:
-        delete_all(session)
+        snapshots = [await current_state(client, engine, cid) for cid in case_ids]
     for snapshot in snapshots:
-        project_snapshot(engine, snapshot)
+        replace_case(engine, snapshot)
     return len(snapshots)
 
 

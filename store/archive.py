@@ -27,6 +27,10 @@ def archived(session: Session, case_id: str) -> CaseArchiveRow | None:
     return session.exec(select(CaseArchiveRow).where(CaseArchiveRow.case_id == case_id)).first()
 
 
+def archived_case_ids(session: Session) -> list[str]:
+    return list(session.exec(select(CaseArchiveRow.case_id).order_by(col(CaseArchiveRow.seq))))
+
+
 def append(session: Session, case_id: str, history_json: str) -> CaseArchiveRow:
     """Add a case's history at the head of the chain (the caller retries on a lost race)."""
     data = gzip.compress(history_json.encode(), mtime=0)

@@ -207,12 +207,19 @@ def open_tasks_in_queue(
     return list_tasks(session, f)
 
 
-def delete_all(session: Session) -> None:
-    """Empty the read model (before a rebuild from Temporal)."""
-    for row in session.exec(select(TaskRow)).all():
-        session.delete(row)
-    for case in session.exec(select(CaseRow)).all():
-        session.delete(case)
+def replace_case(engine: Engine, snapshot: CaseSnapshot) -> None:
+    """Make the read model show exactly `snapshot`, whatever revision it held.
+
+    For a rebuild from the source of truth: a row written from a state Temporal never
+    persisted may carry a higher revision than the true one, and must still give way.
+    """
+    tasks, cases = TaskRow.__table__, CaseRow.__table__
+    with engine.begin() as connection:
+        connection.execute(tasks.delete().where(tasks.c.case_id == snapshot.id))
+        connection.execute(cases.delete().where(cases.c.id == snapshot.id))
+        connection.execute(CaseRow.__table__.insert(), _case_values(snapshot))
+        for task in snapshot.tasks:
+            connection.execute(TaskRow.__table__.insert(), _task_values(snapshot, task))
 
 
 @dataclass(frozen=True)

@@ -150,3 +150,48 @@ async def test_an_archive_directory_keeps_a_copy_that_verify_checks(
     assert problems() == [f"archive file {path.name} is missing"]
     (tmp_path / "99999999-DSP-X.history.json.gz").write_bytes(b"forged")
     assert "archive file 99999999-DSP-X.history.json.gz has no entry" in problems()
+
+
+async def test_store_rebuild_replaces_phantoms_and_restores_archived_cases_deleting_nothing(
+    api: Api, dev_server: WorkflowEnvironment
+) -> None:
+    from cli.main import _rebuild
+    from settings import Settings
+    from store.tables import CaseRow, TaskRow
+
+    agent = api.user("agent", queues=[TIER1])
+    closed = await _closed_case(api, agent)
+    await _archived(api, closed)
+    live = (await api.open_dispute(agent))["id"]
+    with session_scope(api.engine) as session:
+        for row in session.exec(select(TaskRow).where(TaskRow.case_id == closed)).all():
+            session.delete(row)
+        session.delete(session.get(CaseRow, closed))
+        # A state Temporal never kept, written ahead of the truth with a higher revision.
+        phantom = session.get(TaskRow, f"{live}.t1")
+        assert phantom is not None
+        phantom.status, phantom.revision = "done", 10_000
+
+    def settings(namespace: str) -> Settings:
+        return Settings(
+            database_url=api.engine.url.render_as_string(hide_password=False),
+            temporal_address=dev_server.client.service_client.config.target_host,
+            temporal_namespace=namespace,
+            task_queue=api.settings.task_queue,
+        )
+
+    def task_status(task_id: str) -> str | None:
+        with Session(api.engine) as session:
+            row = session.get(TaskRow, task_id)
+            return row.status if row else None
+
+    # A Temporal past its retention lists none of these cases: the archive still has one.
+    assert await _rebuild(settings(FORGETFUL_NAMESPACE)) >= 1
+    with Session(api.engine) as session:
+        restored = session.get(CaseRow, closed)
+        assert restored is not None and restored.status == "closed"
+    assert task_status(f"{closed}.t2") == "done"
+    assert task_status(f"{live}.t1") == "done"  # not in that Temporal: kept, not deleted
+
+    assert await _rebuild(settings("default")) >= 2
+    assert task_status(f"{live}.t1") == "open"  # the truth wins over the phantom's revision

@@ -214,12 +214,3 @@ async def all_case_ids(client: Client, task_queue: str) -> list[str]:
     """Every case workflow of this deployment (its task queue) Temporal knows, open or closed."""
     query = f"WorkflowType = 'CaseWorkflow' AND TaskQueue = '{task_queue}'"
     return [wf.id async for wf in client.list_workflows(query)]
-
-
-async def final_or_current(client: Client, case_id: str) -> CaseSnapshot:
-    """A closed case's result, else its live state: what a rebuild projects."""
-    handle = client.get_workflow_handle_for(CaseWorkflow.run, case_id)
-    description = await handle.describe()
-    if description.status == WorkflowExecutionStatus.COMPLETED:
-        return await handle.result()
-    return await read_case(handle)
