@@ -110,7 +110,7 @@ async def _run_worker(settings: Settings) -> None:
     from workflows.worker import build_worker
 
     engine = _prepared_engine(settings)
-    client = await _connect_with_retry(settings)
+    client = await _connect_with_retry(settings, serve_metrics=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -119,12 +119,14 @@ async def _run_worker(settings: Settings) -> None:
         await stop.wait()
 
 
-async def _connect_with_retry(settings: Settings, attempts: int = 60):
-    from workflows.client import connect
+async def _connect_with_retry(settings: Settings, attempts: int = 60, serve_metrics: bool = False):
+    from workflows.client import connect, metrics_runtime
 
+    address = settings.worker_metrics_address
+    runtime = metrics_runtime(address) if serve_metrics and address else None
     for attempt in range(attempts):
         try:
-            return await connect(settings.temporal_address, settings.temporal_namespace)
+            return await connect(settings.temporal_address, settings.temporal_namespace, runtime)
         except RuntimeError:
             if attempt == attempts - 1:
                 raise

@@ -37,6 +37,11 @@ class Settings(BaseSettings):
     api_port: int = 8000
     public_url: str = Field(default="", description="Base URL used in links inside emails")
     update_timeout_seconds: float = 10.0
+    worker_metrics_address: str = Field(
+        default="",
+        description="host:port where a worker serves Temporal SDK metrics to Prometheus "
+        "(`/metrics`); empty: not served",
+    )
 
     def resolved_database_url(self) -> str:
         """The configured URL, or a SQLite file inside the data directory."""

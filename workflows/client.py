@@ -20,6 +20,7 @@ from temporalio.client import (
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError, RPCStatusCode
 
 from workflows.case_models import (
@@ -50,11 +51,18 @@ class CaseCommandError(Exception):
         self.details = details
 
 
-async def connect(address: str, namespace: str) -> Client:
+async def connect(address: str, namespace: str, runtime: Runtime | None = None) -> Client:
     """A client using the one data converter every Casebook process shares."""
     return await Client.connect(
-        address, namespace=namespace, data_converter=pydantic_data_converter
+        address, namespace=namespace, data_converter=pydantic_data_converter, runtime=runtime
     )
+
+
+def metrics_runtime(bind_address: str) -> Runtime:
+    """A Temporal runtime serving the SDK's own metrics (workflow task latency, slots,
+    polls, activity failures) at `bind_address` for Prometheus: what an operator watches
+    on a worker. One per process: it holds the port."""
+    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=bind_address)))
 
 
 async def start_case(client: Client, task_queue: str, inp: CaseInput) -> CaseSnapshot:
