@@ -11,6 +11,7 @@ from typing import Annotated, NoReturn
 import typer
 
 from cli.audit_commands import audit_app
+from cli.calendar_commands import calendars_app
 from settings import Settings, get_settings
 from workflows.case_models import Role
 
@@ -24,6 +25,7 @@ app.add_typer(user_app, name="user")
 app.add_typer(store_app, name="store")
 app.add_typer(sop_app, name="sop")
 app.add_typer(audit_app, name="audit")
+app.add_typer(calendars_app, name="calendars")
 
 DataDir = Annotated[Path | None, typer.Option(help="data directory (CASEBOOK_DATA_DIR)")]
 USER_ROLES = [r.value for r in Role]

@@ -12,6 +12,7 @@ is counted in half-open windows [opens, closes) of local working hours.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -21,6 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays
 import yaml
+from pydantic import BaseModel, ConfigDict
 
 CALENDARS_FILE = Path(__file__).with_name("calendars.yaml")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -172,6 +174,107 @@ class BusinessCalendar:
             f"calendar {self.name}: no working time within {MAX_DAYS_SCANNED} days of "
             f"{instant.isoformat()}"
         )
+
+
+# --- pinning: the facts a case's deadlines were computed from ---------------------------
+
+
+class CalendarFacts(BaseModel):
+    """Everything a calendar answers with, for the years `first_year`..`last_year`.
+
+    A case carries these in its workflow input (and gets new ones only when someone applies
+    a calendar change), so replaying it years later never reads `calendars.yaml`, the
+    `holidays` package or tzdata's future rules: its deadlines cannot move under it.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    timezone: str
+    working_days: tuple[int, ...]
+    opens_minute: int
+    closes_minute: int
+    first_year: int
+    last_year: int
+    # Public holidays and closures on working weekdays within the years above.
+    days_off: tuple[date, ...] = ()
+
+    def digest(self) -> str:
+        """The content hash that names these facts (the same facts, the same name)."""
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
+
+
+# How far ahead a case's pinned calendar reaches; later dates fall back to weekdays only.
+PINNED_YEARS_AHEAD = 3
+
+
+def calendar_facts(calendar: BusinessCalendar, years: range) -> CalendarFacts:
+    """What `calendar` says over `years` (computes holidays: call outside a workflow)."""
+    days_off = [
+        day
+        for year in years
+        for day in _dates_of(year)
+        if day.weekday() in calendar.working_days and not calendar.is_working_date(day)
+    ]
+    return CalendarFacts(
+        name=calendar.name,
+        timezone=calendar.timezone,
+        working_days=tuple(sorted(calendar.working_days)),
+        opens_minute=calendar.opens_minute,
+        closes_minute=calendar.closes_minute,
+        first_year=years.start,
+        last_year=years.stop - 1,
+        days_off=tuple(days_off),
+    )
+
+
+def facts_for(names: Iterable[str], around: date) -> list[CalendarFacts]:
+    """Pinned facts for each named calendar, from `around`'s year to a few years on."""
+    years = range(around.year, around.year + PINNED_YEARS_AHEAD + 1)
+    return [calendar_facts(get_calendar(name), years) for name in sorted(set(names))]
+
+
+def _dates_of(year: int) -> Iterator[date]:
+    day = date(year, 1, 1)
+    while day.year == year:
+        yield day
+        day += timedelta(days=1)
+
+
+# Pinned calendars by digest. Keyed by content, so a worker that replays many cases with
+# many calendar versions keeps each once and can never hand one case another's facts.
+_PINNED: dict[str, BusinessCalendar] = {}
+_PINNED_FACTS: dict[str, CalendarFacts] = {}
+
+
+def pin(facts: CalendarFacts) -> str:
+    """Make `facts` resolvable by their digest (pure: no I/O, no holidays computed)."""
+    digest = facts.digest()
+    if digest not in _PINNED:
+        _PINNED_FACTS[digest] = facts
+        _PINNED[digest] = BusinessCalendar(
+            name=facts.name,
+            zone=ZoneInfo(facts.timezone),
+            working_days=frozenset(facts.working_days),
+            opens_minute=facts.opens_minute,
+            closes_minute=facts.closes_minute,
+            closures=frozenset(facts.days_off),
+        )
+    return digest
+
+
+def pinned_facts(digest: str) -> CalendarFacts:
+    try:
+        return _PINNED_FACTS[digest]
+    except KeyError:
+        raise UnknownCalendarError(f"pinned calendar {digest} was never pinned") from None
+
+
+def pinned_calendar(digest: str) -> BusinessCalendar:
+    try:
+        return _PINNED[digest]
+    except KeyError:
+        raise UnknownCalendarError(f"pinned calendar {digest} was never pinned") from None
 
 
 # --- loading ---------------------------------------------------------------------------

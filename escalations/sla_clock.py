@@ -25,7 +25,13 @@ from pydantic import (
     model_validator,
 )
 
-from escalations.calendars import BusinessCalendar, UnknownCalendarError, as_utc, get_calendar
+from escalations.calendars import (
+    BusinessCalendar,
+    UnknownCalendarError,
+    as_utc,
+    get_calendar,
+    pinned_calendar,
+)
 
 # Units in a fixed order, each at most once: "1d4h" parses, "4h1d" and "1h1h" do not.
 _BUDGET = re.compile(r"(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?")
@@ -118,6 +124,10 @@ class SlaClock(BaseModel):
     started_at: UtcDatetime
     warning_ratio: float = Field(default=0.8, gt=0, lt=1)
     pauses: tuple[Pause, ...] = ()
+    # The digest of the calendar facts the case pinned (`escalations.calendars.pin`): the
+    # clock then answers from them, never from today's calendar file. None: the named
+    # shipped calendar (clocks of cases opened before calendars were pinned).
+    calendar_digest: str | None = None
 
     @classmethod
     def start(
@@ -126,26 +136,35 @@ class SlaClock(BaseModel):
         budget: str | Budget,
         started_at: datetime,
         warning_ratio: float = 0.8,
+        calendar_digest: str | None = None,
     ) -> SlaClock:
         """A running clock; a bad calendar or budget raises its own error, not a generic one."""
-        get_calendar(calendar)
+        if calendar_digest is None:
+            get_calendar(calendar)
         if isinstance(budget, str):
             budget = parse_budget(budget)
         return cls(
-            calendar=calendar, budget=budget, started_at=started_at, warning_ratio=warning_ratio
+            calendar=calendar,
+            budget=budget,
+            started_at=started_at,
+            warning_ratio=warning_ratio,
+            calendar_digest=calendar_digest,
         )
 
     # --- validation and serialization ---
 
-    @field_validator("calendar")
-    @classmethod
-    def _known_calendar(cls, name: str) -> str:
+    @model_validator(mode="after")
+    def _known_calendar(self) -> SlaClock:
+        # A pinned clock is read anywhere (the API reads snapshots): only its case's
+        # workflow, which pinned the facts, ever computes with it.
+        if self.calendar_digest is not None:
+            return self
         try:
-            get_calendar(name)
+            get_calendar(self.calendar)
         except UnknownCalendarError as error:
             # pydantic reports ValueErrors as validation errors; a KeyError would escape raw.
             raise ValueError(str(error)) from None
-        return name
+        return self
 
     @field_validator("budget", mode="before")
     @classmethod
@@ -195,7 +214,13 @@ class SlaClock(BaseModel):
     # --- queries ---
 
     def business_calendar(self) -> BusinessCalendar:
+        if self.calendar_digest is not None:
+            return pinned_calendar(self.calendar_digest)
         return get_calendar(self.calendar)
+
+    def on_calendar(self, digest: str) -> SlaClock:
+        """The same clock counted on other pinned facts of its calendar (a change applied)."""
+        return self._rebuilt(self.pauses, digest)
 
     def total(self) -> timedelta:
         """The whole budget in business time on this clock's calendar."""
@@ -242,6 +267,9 @@ class SlaClock(BaseModel):
         return last.paused_at if last.resumed_at is None else last.resumed_at
 
     def _with_pauses(self, pauses: tuple[Pause, ...]) -> SlaClock:
+        return self._rebuilt(pauses, self.calendar_digest)
+
+    def _rebuilt(self, pauses: tuple[Pause, ...], digest: str | None) -> SlaClock:
         # Built anew, not model_copy'd, so the new clock is validated like any other.
         return SlaClock(
             calendar=self.calendar,
@@ -249,6 +277,7 @@ class SlaClock(BaseModel):
             started_at=self.started_at,
             warning_ratio=self.warning_ratio,
             pauses=pauses,
+            calendar_digest=digest,
         )
 
     def _segments(self) -> list[_Segment]:

@@ -163,3 +163,8 @@ class SopTemplate(_Strict):
 
     def queues(self) -> set[str]:
         return {s.queue for s in self.steps if isinstance(s, HumanTaskStep)}
+
+    def calendars(self, region: str) -> set[str]:
+        """The business calendars a case of `region` counts its SLAs on."""
+        named = {s.sla.calendar for s in self.steps if isinstance(s, HumanTaskStep) and s.sla}
+        return {region} | {c for c in named if c}

@@ -1,4 +1,4 @@
-"""`casebook dev`'s supervisor: a part that dies is started again, with backoff; the rest runs on."""
+"""`casebook dev`'s supervisor: a dead part starts again, with backoff; the rest runs on."""
 
 from __future__ import annotations
 

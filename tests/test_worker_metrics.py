@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -41,10 +42,8 @@ async def test_the_worker_serves_temporal_sdk_metrics(
         deadline = time.monotonic() + 60
         while WORKER_METRIC not in text and time.monotonic() < deadline:
             assert worker.poll() is None, worker.stderr.read()  # type: ignore[union-attr]
-            try:
+            with contextlib.suppress(httpx.HTTPError):
                 text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
-            except httpx.HTTPError:
-                pass
             time.sleep(0.5)
         # The worker's own series (its pollers), not only the client's request counters.
         assert WORKER_METRIC in text, text

@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from escalations.calendars import get_calendar
+from escalations.calendars import get_calendar, pin
 from escalations.sla_clock import SlaClock, parse_budget
 from sop_templates.expressions import ExpressionError, compile_expression
 from sop_templates.schema import (
@@ -75,6 +75,7 @@ def open_case(inp: CaseInput, now: datetime) -> CaseSnapshot:
         sop=inp.sop,
         opened_by=inp.opened_by.name,
         opened_at=now,
+        calendars={facts.name: pin(facts) for facts in inp.calendars},
     )
     record(
         case,
@@ -252,7 +253,8 @@ def _open_task_for(case: CaseSnapshot, step: HumanTaskStep, now: datetime) -> Ta
     )
     if step.sla:
         calendar = step.sla.calendar or case.region
-        task.sla = SlaClock.start(calendar, step.sla.budget, now, step.sla.warning)
+        pinned = case.calendars.get(calendar)
+        task.sla = SlaClock.start(calendar, step.sla.budget, now, step.sla.warning, pinned)
         refresh_sla(task)
     case.tasks.append(task)
     record(case, now, "task_opened", task=task, detail={"queue": step.queue})

@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from escalations.calendars import CalendarFacts
 from escalations.matrix import EscalationRoute
 from escalations.sla_clock import SlaClock
 from sop_templates.schema import SopTemplate
@@ -61,6 +62,9 @@ class CaseInput(BaseModel):
     # so a replay years later routes exactly as the case did.
     escalation_routes: dict[str, EscalationRoute] = Field(default_factory=dict)
     public_url: str = ""
+    # The business calendars its SLAs count on, as they stood at intake: replays never
+    # read the calendar file or the holidays package (see `ApplyCalendars` for changes).
+    calendars: list[CalendarFacts] = Field(default_factory=list)
 
 
 class CaseStatus(StrEnum):
@@ -169,6 +173,8 @@ class CaseSnapshot(BaseModel):
     waiting_until: datetime | None = None
     history: list[HistoryEntry] = Field(default_factory=list)
     revision: int = 0
+    # Calendar name -> digest of the pinned facts its clocks count on.
+    calendars: dict[str, str] = Field(default_factory=dict)
 
     def task(self, task_id: str) -> Task | None:
         return next((t for t in self.tasks if t.id == task_id), None)
@@ -236,3 +242,10 @@ class MigrateSop(BaseModel):
     actor: Actor
     sop: SopRef
     template: SopTemplate
+
+
+class ApplyCalendars(BaseModel):
+    """Move a running case's clocks onto changed calendars (holidays, closures, hours)."""
+
+    actor: Actor
+    calendars: list[CalendarFacts]

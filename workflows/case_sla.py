@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from escalations.calendars import pin
 from escalations.sla_clock import SlaClock
 from workflows.case_logic import (
     ANY_QUEUE_ROLES,
@@ -21,6 +22,7 @@ from workflows.case_logic import (
 )
 from workflows.case_models import (
     Actor,
+    ApplyCalendars,
     CaseSnapshot,
     CaseStatus,
     EscalateCase,
@@ -29,6 +31,7 @@ from workflows.case_models import (
     PauseTask,
     ReassignTask,
     ResumeTask,
+    Role,
     SlaState,
     Task,
     TaskStatus,
@@ -181,7 +184,9 @@ def reassign(case: CaseSnapshot, cmd: ReassignTask, now: datetime) -> Task:
         task.queue = cmd.to_queue
     if task.sla is not None:
         old = task.sla
-        task.sla = SlaClock.start(old.calendar, old.budget, now, old.warning_ratio)
+        task.sla = SlaClock.start(
+            old.calendar, old.budget, now, old.warning_ratio, old.calendar_digest
+        )
         task.sla_state, task.pause_reason, task.paused_until = SlaState.ON_TIME, None, None
         refresh_sla(task)
     record(
@@ -244,3 +249,43 @@ def format_late(seconds: float) -> str:
         f"{secs}s" if secs and not hours else "",
     ]
     return " ".join(p for p in parts if p) or "0s"
+
+
+def check_apply_calendars(case: CaseSnapshot, cmd: ApplyCalendars) -> None:
+    if cmd.actor.role != Role.ADMIN:
+        raise CaseRuleError("forbidden", f"role {cmd.actor.role.value} may not change calendars")
+    if case.status == CaseStatus.CLOSED:
+        raise CaseRuleError("conflict", f"case {case.id} is closed")
+
+
+def apply_calendars(case: CaseSnapshot, cmd: ApplyCalendars, now: datetime) -> list[str]:
+    """Count the case's clocks on changed calendars; the names of the calendars that moved.
+
+    Each change is on the case's history (which calendar, from which facts to which, each
+    live task's new deadline), and the workflow re-arms its timer on the new deadlines.
+    """
+    check_apply_calendars(case, cmd)
+    changed = []
+    for facts in cmd.calendars:
+        before = case.calendars.get(facts.name)
+        digest = pin(facts)
+        if before is None or before == digest:
+            continue  # a calendar this case does not count on, or no change
+        case.calendars = {**case.calendars, facts.name: digest}
+        moved = {}
+        for task in case.tasks:
+            if task.status == TaskStatus.DONE or task.sla is None:
+                continue
+            if task.sla.calendar == facts.name and task.sla.calendar_digest is not None:
+                task.sla = task.sla.on_calendar(digest)
+                refresh_sla(task)
+                moved[task.id] = task.sla_due.isoformat() if task.sla_due else None
+        record(
+            case,
+            now,
+            "calendar_applied",
+            actor=cmd.actor.name,
+            detail={"calendar": facts.name, "from": before, "to": digest, "sla_due": moved},
+        )
+        changed.append(facts.name)
+    return changed

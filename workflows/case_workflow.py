@@ -23,11 +23,13 @@ with workflow.unsafe.imports_passed_through():
     from activities.billing import BILLING_CALL, BUSINESS_ERROR, BillingRequest
     from activities.email import EmailRequest, EmailResult, InlineTemplate
     from activities.read_model import PROJECT_CASE
+    from escalations.calendars import CalendarFacts, pinned_facts
     from escalations.matrix import routes_for
     from sop_templates.schema import BillingStep, EmailStep
     from workflows import case_logic, case_sla
     from workflows.case_logic import CaseRuleError
     from workflows.case_models import (
+        ApplyCalendars,
         CaseInput,
         CaseSnapshot,
         CaseStatus,
@@ -267,7 +269,12 @@ class CaseWorkflow:
             late_by_seconds=link.late_by_seconds,
             route=route,
             public_url=self._input.public_url,
+            calendar=self._pinned(self._case.region),
         )
+
+    def _pinned(self, calendar: str) -> CalendarFacts | None:
+        digest = self._case.calendars.get(calendar)
+        return pinned_facts(digest) if digest else None
 
     @workflow.query(name="snapshot")
     def snapshot(self) -> CaseSnapshot:
@@ -337,6 +344,20 @@ class CaseWorkflow:
     @migrate_sop.validator
     def _validate_migrate(self, cmd: MigrateSop) -> None:
         self._check(lambda: case_logic.check_migrate(self._case, cmd))
+
+    @workflow.update(name="apply_calendars")
+    def apply_calendars(self, cmd: ApplyCalendars) -> list[str]:
+        changed: list[str] = []
+
+        def change() -> None:
+            changed.extend(case_sla.apply_calendars(self._case, cmd, workflow.now()))
+
+        self._apply(change)
+        return changed
+
+    @apply_calendars.validator
+    def _validate_apply_calendars(self, cmd: ApplyCalendars) -> None:
+        self._check(lambda: case_sla.check_apply_calendars(self._case, cmd))
 
     @workflow.update(name="escalate")
     def escalate(self, cmd: EscalateCase) -> CaseSnapshot:

@@ -24,6 +24,7 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError, RPCStatusCode
 
 from workflows.case_models import (
+    ApplyCalendars,
     CaseInput,
     CaseSnapshot,
     ClaimTask,
@@ -216,6 +217,22 @@ def case_id_of(task_id: str) -> str:
     if not sep or not case_id or not number.isdigit():
         raise CaseCommandError("not_found", f"task {task_id} not found")
     return case_id
+
+
+async def apply_calendars(
+    client: Client, case_id: str, cmd: ApplyCalendars, timeout: timedelta
+) -> list[str]:
+    """Move the case's clocks onto changed calendars; the names of those that moved."""
+    return await _update(client, case_id, "apply_calendars", cmd, timeout, None, list[str])
+
+
+async def open_case_ids(client: Client, task_queue: str) -> list[str]:
+    """The cases of this deployment that are still running."""
+    query = (
+        f"WorkflowType = 'CaseWorkflow' AND TaskQueue = '{task_queue}' "
+        "AND ExecutionStatus = 'Running'"
+    )
+    return [wf.id async for wf in client.list_workflows(query)]
 
 
 async def all_case_ids(client: Client, task_queue: str) -> list[str]:

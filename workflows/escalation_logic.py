@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from escalations.calendars import pin
 from escalations.sla_clock import SlaClock
 from workflows.case_logic import ANY_QUEUE_ROLES, CaseRuleError
 from workflows.case_models import HistoryEntry
@@ -48,7 +49,8 @@ def open_escalation(inp: EscalationInput, now: datetime) -> EscalationSnapshot:
 
 def _start_level_clock(esc: EscalationSnapshot, inp: EscalationInput, now: datetime) -> None:
     level = inp.route.levels[esc.level]
-    esc.due_at = SlaClock.start(inp.region, level.sla, now).due_at()
+    digest = pin(inp.calendar) if inp.calendar else None
+    esc.due_at = SlaClock.start(inp.region, level.sla, now, calendar_digest=digest).due_at()
     esc.level_breached = False
 
 

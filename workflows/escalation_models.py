@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from escalations.calendars import CalendarFacts
 from escalations.matrix import EscalationRoute
 from workflows.case_models import Actor, HistoryEntry
 
@@ -38,6 +39,8 @@ class EscalationInput(BaseModel):
     late_by_seconds: float = 0
     route: EscalationRoute
     public_url: str = ""
+    # The region's calendar as the case pinned it (None: the shipped one, older cases).
+    calendar: CalendarFacts | None = None
 
 
 class EscalationSnapshot(BaseModel):

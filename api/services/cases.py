@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import Services
 from api.errors import ApiError
 from api.schemas import CaseCreate
-from escalations.calendars import UnknownCalendarError, get_calendar
+from escalations.calendars import UnknownCalendarError, facts_for, get_calendar
 from escalations.matrix import routes_for
 from sop_templates.registry import NoPublishedVersionError, latest_published
 from sop_templates.schema import SopTemplate
@@ -96,6 +96,7 @@ def case_input(
         template=template,
         escalation_routes=routes_for(template.queues(), body.region, vendor),
         public_url=svc.settings.resolved_public_url(),
+        calendars=facts_for(template.calendars(body.region), datetime.now(UTC).date()),
     )
 
 
