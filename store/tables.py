@@ -116,6 +116,28 @@ class IdempotencyKeyRow(SQLModel, table=True):
     created_at: datetime
 
 
+class CommandKeyRow(SQLModel, table=True):
+    """A task command's or escalation's Idempotency-Key: which request it named (by hash)
+    and, once known, the answer a retry repeats. Migration 0005_command_keys."""
+
+    __tablename__ = "command_keys"
+    __table_args__ = (
+        UniqueConstraint("user_id", "key"),
+        # Another user's use of the same key on the same target is refused, not answered.
+        Index("ix_command_keys_target_key", "target", "key"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int
+    key: str
+    command: str  # the Update's name: complete_task, escalate, ...
+    target: str  # the task id, or the case id for an escalation
+    request_hash: str
+    answer: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    created_at: datetime
+    answered_at: datetime | None = None
+
+
 class EscalationRow(SQLModel, table=True):
     """Read model of an escalation: the lead board orders by status, then how overdue."""
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
+import json
 import random
 import time
 import uuid
@@ -166,6 +168,13 @@ TASK_UPDATES: dict[type[Any], str] = {
 }
 
 
+def derived_update_id(user_id: int, command: str, target: str, key: str) -> str:
+    """The Update id of a keyed request: bound to who sent which command to what, so one
+    user's key can never join (and read the answer of) another's command."""
+    material = json.dumps([user_id, command, target, key])
+    return "key-" + hashlib.sha256(material.encode()).hexdigest()
+
+
 async def command_task(
     client: Client, cmd: TaskCommand, timeout: timedelta, update_id: str | None = None
 ) -> CaseSnapshot:
@@ -175,9 +184,13 @@ async def command_task(
 
 
 async def escalate_case(
-    client: Client, case_id: str, cmd: EscalateCase, timeout: timedelta
+    client: Client,
+    case_id: str,
+    cmd: EscalateCase,
+    timeout: timedelta,
+    update_id: str | None = None,
 ) -> CaseSnapshot:
-    return await _update(client, case_id, "escalate", cmd, timeout, None)
+    return await _update(client, case_id, "escalate", cmd, timeout, update_id)
 
 
 async def migrate_case(
