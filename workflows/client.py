@@ -59,14 +59,20 @@ async def connect(address: str, namespace: str) -> Client:
     )
 
 
-async def start_case(client: Client, task_queue: str, inp: CaseInput) -> CaseSnapshot:
-    """Start the case workflow (a second start with the same id joins the first)."""
+async def start_case(
+    client: Client, task_queue: str, inp: CaseInput, *, join_running: bool = True
+) -> CaseSnapshot:
+    """Start the case workflow. A second start with the same id joins the running first
+    one; with `join_running=False` it raises `WorkflowAlreadyStartedError` instead, so the
+    caller knows whether it was this call that started the case."""
     handle = await client.start_workflow(
         CaseWorkflow.run,
         inp,
         id=inp.case_id,
         task_queue=task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING
+        if join_running
+        else WorkflowIDConflictPolicy.FAIL,
         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
     )
     return await read_case(handle)
@@ -146,6 +152,18 @@ async def _update_once(
                 raise CaseCommandError("conflict", f"{case_id} is closed") from exc
             raise CaseCommandError("not_found", f"{case_id} not found") from exc
         raise
+
+
+async def is_running(client: Client, case_id: str) -> bool:
+    """Whether Temporal runs a workflow of this id now (False for an ended or unknown one)."""
+    handle = client.get_workflow_handle(case_id)
+    try:
+        description = await handle.describe()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+    return description.status == WorkflowExecutionStatus.RUNNING
 
 
 async def _is_closed(handle: WorkflowHandle[Any, Any]) -> bool:

@@ -43,13 +43,16 @@ async def open_case(
 
 
 async def open_case_as(svc: Services, actor: Actor, body: CaseCreate, case_id: str) -> CaseSnapshot:
-    """Open a case under an id the caller derived (a second call joins the running case)."""
+    """Open a case under an id the caller derived; `WorkflowAlreadyStartedError` if a case of
+    that id exists (running or ended), so the caller knows this call did not open it."""
     inp, _ = await run_in_threadpool(_prepare, svc, actor, body, None, case_id)
-    return await _start(svc, inp)
+    return await _start(svc, inp, join_running=False)
 
 
-async def _start(svc: Services, inp: CaseInput) -> CaseSnapshot:
-    snapshot = await cases.start_case(svc.temporal, svc.settings.task_queue, inp)
+async def _start(svc: Services, inp: CaseInput, join_running: bool = True) -> CaseSnapshot:
+    snapshot = await cases.start_case(
+        svc.temporal, svc.settings.task_queue, inp, join_running=join_running
+    )
     await run_in_threadpool(project_snapshot, svc.engine, snapshot)
     return snapshot
 
