@@ -85,6 +85,11 @@ class UserRow(SQLModel, table=True):
     queues: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     token_hash: str = Field(unique=True)
     created_at: datetime
+    # Token lifecycle (migration 0005_command_keys_user_tokens): a disabled or expired
+    # token answers 401; `last_used_at` is written at most once a minute per user.
+    disabled_at: datetime | None = None
+    expires_at: datetime | None = None
+    last_used_at: datetime | None = None
 
 
 class SopVersionRow(SQLModel, table=True):
@@ -118,7 +123,7 @@ class IdempotencyKeyRow(SQLModel, table=True):
 
 class CommandKeyRow(SQLModel, table=True):
     """A task command's or escalation's Idempotency-Key: which request it named (by hash)
-    and, once known, the answer a retry repeats. Migration 0005_command_keys."""
+    and, once known, the answer a retry repeats. Migration 0005_command_keys_user_tokens."""
 
     __tablename__ = "command_keys"
     __table_args__ = (

@@ -99,7 +99,12 @@ def _known(svc: Services, body: CaseCreate, case_id: str) -> SweepLine | None:
         if running:
             return _line(body, "already_open", running[0].id)
         earlier = get_case(session, case_id)
-    return _line(body, "handled_earlier", earlier.id) if earlier else None
+    if earlier is None:
+        return None
+    # Projected between the two reads by a racing sweep: open, not handled earlier.
+    return _line(
+        body, "already_open" if earlier.status == "open" else "handled_earlier", earlier.id
+    )
 
 
 async def open_once(svc: Services, actor: Actor, body: CaseCreate, case_id: str) -> SweepLine:
