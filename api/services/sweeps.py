@@ -78,7 +78,9 @@ def check_region(region: str) -> None:
 
 @asynccontextmanager
 async def billing_of(svc: Services) -> AsyncIterator[HttpBillingSystem]:
-    billing = HttpBillingSystem(svc.settings.billing_url, svc.settings.billing_token)
+    billing = HttpBillingSystem(
+        svc.settings.billing_url, svc.settings.billing_token.get_secret_value()
+    )
     try:
         yield billing
     except BillingUnavailableError as exc:
