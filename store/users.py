@@ -7,16 +7,19 @@ once, the old one stops working at once).
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import or_, update
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, select
 
 from store.tables import UserRow
 from workflows.case_models import Actor, Role
 
+log = logging.getLogger(__name__)
 TOKEN_PREFIX = "cb_"
 # A hot token writes its last use at most this often (not on every request).
 LAST_USED_EVERY = timedelta(minutes=1)
@@ -95,15 +98,21 @@ def _record_use(session: Session, user: UserRow, now: datetime) -> None:
     stale = now - LAST_USED_EVERY
     if user.last_used_at is not None and aware(user.last_used_at) > stale:
         return
-    session.execute(
-        update(UserRow)
-        .where(
-            col(UserRow.id) == user.id,
-            or_(col(UserRow.last_used_at).is_(None), col(UserRow.last_used_at) <= stale),
+    try:
+        session.execute(
+            update(UserRow)
+            .where(
+                col(UserRow.id) == user.id,
+                or_(col(UserRow.last_used_at).is_(None), col(UserRow.last_used_at) <= stale),
+            )
+            .values(last_used_at=now)
         )
-        .values(last_used_at=now)
-    )
-    session.commit()
+        session.commit()
+    except OperationalError:
+        # A busy database must not turn a valid token away: the next request records it.
+        session.rollback()
+        log.warning("could not record the last use of user %s", user.name, exc_info=True)
+        return
     user.last_used_at = now
 
 
