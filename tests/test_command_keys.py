@@ -109,3 +109,20 @@ async def test_an_escalation_sent_twice_with_its_key_escalates_once(
     assert len(case["escalations"]) == 1
     for esc in case["escalations"]:
         await dev_server.client.get_workflow_handle(esc["id"]).terminate("test over")
+
+
+async def test_every_keyed_route_reads_the_idempotency_key_header(api: Api) -> None:
+    # The header once reached no task route (a parameter named `key` read a `key` header).
+    spec = (await api.http.get("/openapi.json")).json()
+    for path in (
+        "/tasks/{task_id}/claim",
+        "/tasks/{task_id}/release",
+        "/tasks/{task_id}/complete",
+        "/tasks/{task_id}/pause",
+        "/tasks/{task_id}/resume",
+        "/cases/{case_id}/escalate",
+    ):
+        headers = [
+            p["name"] for p in spec["paths"][path]["post"]["parameters"] if p["in"] == "header"
+        ]
+        assert headers == ["Idempotency-Key"], (path, headers)
