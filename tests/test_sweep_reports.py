@@ -122,3 +122,21 @@ async def test_a_malformed_billing_record_is_reported_and_the_rest_opened(
     assert response.json()["skipped"] >= 2
     assert _collections_of(api.engine, prefix) == 1
     await terminate_cases(dev_server.client, [lines[good]["case_id"]])
+
+
+async def test_a_credit_review_sweep_skips_a_malformed_customer(
+    api: Api, ledger: BillingService, dev_server: WorkflowEnvironment
+) -> None:
+    prefix = f"C{uuid.uuid4().hex[:5]}"
+    good, bad = f"{prefix}-ok", f"{prefix}-zzz"
+    ledger.put_customer(good, limit="150.00")
+    ledger.put_invoice(f"{good}-I", good, "400.00", TODAY, TODAY - timedelta(days=30))
+    _malformed(ledger, bad, "ZZZ")  # owes 50.00 on a 1.00 limit: above it too
+    body = {"region": "24x7", "reason": "limit_breach"}
+    response = await api.http.post("/credit-reviews/sweep", json=body, headers=api.user("lead"))
+    assert response.status_code == 200, response.text
+    lines = {line["customer_id"]: line for line in _mine(response.json(), prefix)}
+    assert lines[good]["status"] == "opened"
+    assert lines[bad]["status"] == "skipped" and "currency" in lines[bad]["reason"]
+    assert lines[bad]["case_id"] is None
+    await terminate_cases(dev_server.client, [lines[good]["case_id"]])
