@@ -211,7 +211,7 @@ class EmailActivities:
             hostname=s.smtp_host,
             port=s.smtp_port,
             username=s.smtp_username or None,
-            password=s.smtp_password or None,
+            password=s.smtp_password.get_secret_value() or None,
             # Implicit TLS and STARTTLS exclude each other; without TLS, upgrade if offered.
             use_tls=s.smtp_use_tls,
             start_tls=False if s.smtp_use_tls else None,

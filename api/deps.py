@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -16,7 +17,7 @@ from temporalio.client import Client
 from api.errors import ApiError
 from settings import Settings
 from store.tables import UserRow
-from store.users import actor_of, user_for_token
+from store.users import TokenRefusedError, actor_of, authenticate
 from workflows.case_models import Actor, Role
 
 
@@ -48,10 +49,10 @@ def current_user(
     # A short session: a connection held for the whole request would starve the pool while
     # requests wait on Temporal.
     with Session(svc.engine, expire_on_commit=False) as session:
-        user = user_for_token(session, credentials.credentials)
-    if user is None:
-        raise ApiError("unauthorized", "invalid or revoked token")
-    return user
+        try:
+            return authenticate(session, credentials.credentials, datetime.now(UTC))
+        except TokenRefusedError as exc:
+            raise ApiError("unauthorized", str(exc)) from None
 
 
 def current_actor(user: Annotated[UserRow, Depends(current_user)]) -> Actor:

@@ -7,13 +7,15 @@ first answer and changes nothing; the same key with a different request is refus
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Literal, Protocol
+from typing import Generic, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, Field
 
 InvoiceStatus = Literal["open", "paid", "credited"]
+T = TypeVar("T")
 
 
 class BillingBusinessError(Exception):
@@ -139,6 +141,22 @@ class PaymentStatus(BaseModel):
     settled: bool
 
 
+class MalformedRecord(BaseModel):
+    """A listing record Casebook cannot take (a bad id, currency or shape): reported, skipped."""
+
+    customer_id: str  # as the record gave it, "" when it gave none
+    reason: str
+
+
+@dataclass(frozen=True)
+class Listing(Generic[T]):
+    """A listing's usable records, and the ones that were not (one bad record never hides
+    the others, nor fails the sweep reading them)."""
+
+    records: list[T]
+    malformed: list[MalformedRecord]
+
+
 class BillingSystem(Protocol):
     """What Casebook's activities call. Reads are safe to retry; writes carry a key."""
 
@@ -146,11 +164,13 @@ class BillingSystem(Protocol):
 
     async def customer(self, customer_id: str) -> Customer: ...
 
-    async def customers(self, over_limit_only: bool = False) -> list[CustomerStanding]: ...
+    async def customers(self, over_limit_only: bool = False) -> Listing[CustomerStanding]: ...
 
     async def customer_exposure(self, customer_id: str, as_of: date) -> Exposure: ...
 
-    async def overdue_customers(self, as_of: date, min_days: int = 1) -> list[OverdueCustomer]: ...
+    async def overdue_customers(
+        self, as_of: date, min_days: int = 1
+    ) -> Listing[OverdueCustomer]: ...
 
     async def payment_status(self, invoice_ids: list[str]) -> PaymentStatus: ...
 

@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 import httpx
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from billing.contract import (
     BillingBusinessError,
@@ -25,13 +25,17 @@ from billing.contract import (
     Exposure,
     Installment,
     Invoice,
+    Listing,
+    MalformedRecord,
     OverdueCustomer,
     PaymentPlan,
     PaymentStatus,
     PromiseToPay,
 )
+from domain.values import is_currency, is_id
 
 T = TypeVar("T")
+R = TypeVar("R", bound=BaseModel)
 RETRYABLE_STATUSES = {408, 425, 429}
 DEFAULT_TIMEOUT_S = 10.0
 
@@ -77,9 +81,10 @@ class HttpBillingSystem:
     async def customer(self, customer_id: str) -> Customer:
         return await self._call("GET", f"/customers/{customer_id}", Customer)
 
-    async def customers(self, over_limit_only: bool = False) -> list[CustomerStanding]:
+    async def customers(self, over_limit_only: bool = False) -> Listing[CustomerStanding]:
         params = {"over_limit": "true"} if over_limit_only else {}
-        return await self._call("GET", "/customers", list[CustomerStanding], params=params)
+        raw = await self._call("GET", "/customers", list[Any], params=params)
+        return _listing(raw, CustomerStanding, "id")
 
     async def customer_exposure(self, customer_id: str, as_of: date) -> Exposure:
         params = {"as_of": as_of.isoformat()}
@@ -87,9 +92,10 @@ class HttpBillingSystem:
             "GET", f"/customers/{customer_id}/exposure", Exposure, params=params
         )
 
-    async def overdue_customers(self, as_of: date, min_days: int = 1) -> list[OverdueCustomer]:
+    async def overdue_customers(self, as_of: date, min_days: int = 1) -> Listing[OverdueCustomer]:
         params = {"as_of": as_of.isoformat(), "min_days": min_days}
-        return await self._call("GET", "/overdue", list[OverdueCustomer], params=params)
+        raw = await self._call("GET", "/overdue", list[Any], params=params)
+        return _listing(raw, OverdueCustomer, "customer_id")
 
     async def payment_status(self, invoice_ids: list[str]) -> PaymentStatus:
         return await self._call("GET", "/payment-status", PaymentStatus, params={"id": invoice_ids})
@@ -144,6 +150,43 @@ class HttpBillingSystem:
         }
         path = f"/customers/{customer_id}/promises-to-pay"
         return await self._call("POST", path, PromiseToPay, key=idempotency_key, body=body)
+
+
+def _listing(raw: list[Any], model: type[R], id_field: str) -> Listing[R]:
+    """Each record parsed on its own: a malformed one is set aside with its reason."""
+    records: list[R] = []
+    malformed: list[MalformedRecord] = []
+    for item in raw:
+        try:
+            record = model.model_validate(item)
+            problem = _unusable(record.model_dump(), id_field)
+        except ValidationError as exc:
+            problem = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'record'}: {e['msg']}" for e in exc.errors()
+            )
+        if problem is None:
+            records.append(record)
+        else:
+            given = item.get(id_field, "") if isinstance(item, dict) else ""
+            malformed.append(MalformedRecord(customer_id=str(given)[:128], reason=problem))
+    return Listing(records=records, malformed=malformed)
+
+
+def _unusable(values: dict[str, Any], id_field: str) -> str | None:
+    """Why a well-shaped record still cannot open a case (its ids go into URLs and workflow
+    ids, its currency onto money), or None."""
+    if not is_id(values[id_field]):
+        return f"{id_field}: {values[id_field]!r} is not a valid id"
+    invoice_ids = values.get("invoice_ids")
+    if invoice_ids is not None:
+        if not invoice_ids:
+            return "invoice_ids: no invoice given"
+        bad = next((i for i in invoice_ids if not is_id(i)), None)
+        if bad is not None:
+            return f"invoice_ids: {bad!r} is not a valid id"
+    if not is_currency(values["currency"]):
+        return f"currency: {values['currency']!r} is not an ISO 4217 code"
+    return None
 
 
 def _business_error(response: httpx.Response) -> BillingBusinessError:

@@ -5,14 +5,18 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+from collections.abc import Callable
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, NoReturn, TypeVar
 
 import typer
+from sqlmodel import Session
 
 from cli.audit_commands import audit_app
 from cli.calendar_commands import calendars_app
 from settings import Settings, get_settings
+from store.users import aware
 from workflows.case_models import Role
 
 app = typer.Typer(
@@ -29,6 +33,7 @@ app.add_typer(calendars_app, name="calendars")
 
 DataDir = Annotated[Path | None, typer.Option(help="data directory (CASEBOOK_DATA_DIR)")]
 USER_ROLES = [r.value for r in Role]
+T = TypeVar("T")
 
 
 def _settings(data_dir: Path | None = None) -> Settings:
@@ -159,6 +164,13 @@ def user_add(
     vendor: Annotated[str | None, typer.Option(help="BPO vendor the user works for")] = None,
     queue: Annotated[list[str] | None, typer.Option(help="a queue the user serves")] = None,
     email: Annotated[str | None, typer.Option(help="where escalation notices go")] = None,
+    expires_in: Annotated[
+        str | None, typer.Option(help="the token expires after this long: 90d, 12h, 30m")
+    ] = None,
+    expires_at: Annotated[
+        str | None,
+        typer.Option(help="the token expires at this ISO date (00:00 UTC) or time with zone"),
+    ] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Create a user; prints its API token alone on the last line (shown only once)."""
@@ -169,11 +181,18 @@ def user_add(
         raise typer.BadParameter(
             f"unknown role {role!r}; one of: {', '.join(USER_ROLES)}", param_hint="--role"
         )
+    expiry = _expiry(expires_in, expires_at)
     engine = _prepared_engine(_settings(data_dir))
     try:
         with session_scope(engine) as session:
             user, token = create_user(
-                session, name=name, role=Role(role), vendor=vendor, queues=queue or [], email=email
+                session,
+                name=name,
+                role=Role(role),
+                vendor=vendor,
+                queues=queue or [],
+                email=email,
+                expires_at=expiry,
             )
     except UserExistsError as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -183,6 +202,124 @@ def user_add(
         f"queues {', '.join(user.queues) or '-'})"
     )
     typer.echo(token)
+
+
+_DURATION_UNITS = {"d": "days", "h": "hours", "m": "minutes"}
+
+
+def _expiry(expires_in: str | None, expires_at: str | None) -> datetime | None:
+    """When a new token expires (None: never); a bad or past value names its option."""
+    if expires_in and expires_at:
+        raise typer.BadParameter("give --expires-in or --expires-at, not both")
+    now = datetime.now(UTC)
+    if expires_in:
+        number, unit = expires_in[:-1], expires_in[-1:]
+        if unit not in _DURATION_UNITS or not number.isascii() or not number.isdigit():
+            raise typer.BadParameter(
+                f"{expires_in!r}: a whole number of d, h or m (e.g. 90d)", param_hint="--expires-in"
+            )
+        return now + timedelta(**{_DURATION_UNITS[unit]: int(number)})
+    if expires_at:
+        moment = _moment(expires_at)
+        if moment <= now:
+            raise typer.BadParameter(
+                f"{expires_at!r} is not in the future", param_hint="--expires-at"
+            )
+        return moment
+    return None
+
+
+def _moment(text: str) -> datetime:
+    try:
+        if len(text) == 10:  # a date: the token works until that day begins (UTC)
+            return datetime.combine(date.fromisoformat(text), time(), UTC)
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r} is not an ISO date or time", param_hint="--expires-at"
+        ) from None
+    if moment.tzinfo is None:
+        raise typer.BadParameter(
+            f"{text!r} has no time zone (e.g. 2027-03-31T18:00:00+00:00)",
+            param_hint="--expires-at",
+        )
+    return moment
+
+
+def _at(moment: datetime | None) -> str:
+    return aware(moment).isoformat(timespec="seconds") if moment else "-"
+
+
+@user_app.command("list")
+def user_list(
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per user")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Every user: role, vendor, queues, token status (active, disabled, expired), expiry and
+    last use (recorded at most once a minute)."""
+    from store.users import list_users, token_status
+
+    now = datetime.now(UTC)
+    with Session(_prepared_engine(_settings(data_dir))) as session:
+        users = list_users(session)
+    for user in users:
+        line = {
+            "name": user.name,
+            "role": user.role,
+            "vendor": user.vendor,
+            "queues": user.queues,
+            "status": token_status(user, now),
+            "expires_at": _at(user.expires_at),
+            "last_used_at": _at(user.last_used_at),
+        }
+        if as_json:
+            typer.echo(json.dumps(line))
+        else:
+            typer.echo(
+                f"{user.name}  {user.role}  vendor {user.vendor or '-'}  "
+                f"queues {', '.join(user.queues) or '-'}  {line['status']}  "
+                f"expires {line['expires_at']}  last used {line['last_used_at']}"
+            )
+
+
+@user_app.command("disable")
+def user_disable(name: str, data_dir: DataDir = None) -> None:
+    """Disable a user: its token answers 401 from now on (`user enable` undoes it)."""
+    from store.users import disable_user
+
+    _change_user(lambda session: disable_user(session, name), data_dir)
+    typer.echo(f"disabled user {name}")
+
+
+@user_app.command("enable")
+def user_enable(name: str, data_dir: DataDir = None) -> None:
+    """Let a disabled user's token in again."""
+    from store.users import enable_user
+
+    _change_user(lambda session: enable_user(session, name), data_dir)
+    typer.echo(f"enabled user {name}")
+
+
+@user_app.command("rotate")
+def user_rotate(name: str, data_dir: DataDir = None) -> None:
+    """A new token for a user, alone on the last line (shown once); the old one stops working."""
+    from store.users import rotate_token
+
+    _, token = _change_user(lambda session: rotate_token(session, name), data_dir)
+    typer.echo(f"rotated the token of {name}; the old one no longer works")
+    typer.echo(token)
+
+
+def _change_user(change: Callable[[Session], T], data_dir: Path | None) -> T:
+    from store.db import session_scope
+    from store.users import UnknownUserError
+
+    try:
+        with session_scope(_prepared_engine(_settings(data_dir))) as session:
+            return change(session)
+    except UnknownUserError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
 
 
 @store_app.command("rebuild")

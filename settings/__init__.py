@@ -1,9 +1,15 @@
-"""The one place Casebook reads its settings: `CASEBOOK_*` environment variables."""
+"""The one place Casebook reads its settings: `CASEBOOK_*` environment variables.
+
+Secrets never print: the SMTP password and the billing token are `SecretStr` (read them
+with `.get_secret_value()` where they are sent), and the database URL, which may carry a
+password, is a plain string left out of the settings' repr and dumps; never log it (an
+SQLAlchemy engine's repr masks its password).
+"""
 
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -14,7 +20,10 @@ class Settings(BaseSettings):
 
     data_dir: Path = Path(".casebook")
     database_url: str = Field(
-        default="", description="SQLAlchemy URL; default: SQLite file in the data directory"
+        default="",
+        description="SQLAlchemy URL; default: SQLite file in the data directory",
+        repr=False,  # may carry a password
+        exclude=True,
     )
     temporal_address: str = "localhost:7233"
     temporal_namespace: str = "default"
@@ -22,13 +31,15 @@ class Settings(BaseSettings):
     smtp_host: str = "localhost"
     smtp_port: int = 1025
     smtp_username: str = ""
-    smtp_password: str = ""
+    smtp_password: SecretStr = SecretStr("")
     smtp_use_tls: bool = False
     mail_from: str = "casebook@localhost"
     billing_url: str = Field(
         default="http://127.0.0.1:8001", description="the billing system's REST gateway"
     )
-    billing_token: str = Field(default="", description="bearer token for the billing gateway")
+    billing_token: SecretStr = Field(
+        default=SecretStr(""), description="bearer token for the billing gateway"
+    )
     archive_dir: Path | None = Field(
         default=None,
         description="also keep each archived history as a file here (e.g. a WORM mount)",

@@ -85,6 +85,11 @@ class UserRow(SQLModel, table=True):
     queues: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     token_hash: str = Field(unique=True)
     created_at: datetime
+    # Token lifecycle (migration 0005_command_keys_user_tokens): a disabled or expired
+    # token answers 401; `last_used_at` is written at most once a minute per user.
+    disabled_at: datetime | None = None
+    expires_at: datetime | None = None
+    last_used_at: datetime | None = None
 
 
 class SopVersionRow(SQLModel, table=True):
@@ -114,6 +119,28 @@ class IdempotencyKeyRow(SQLModel, table=True):
     request_hash: str
     case_id: str
     created_at: datetime
+
+
+class CommandKeyRow(SQLModel, table=True):
+    """A task command's or escalation's Idempotency-Key: which request it named (by hash)
+    and, once known, the answer a retry repeats. Migration 0005_command_keys_user_tokens."""
+
+    __tablename__ = "command_keys"
+    __table_args__ = (
+        UniqueConstraint("user_id", "key"),
+        # Another user's use of the same key on the same target is refused, not answered.
+        Index("ix_command_keys_target_key", "target", "key"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int
+    key: str
+    command: str  # the Update's name: complete_task, escalate, ...
+    target: str  # the task id, or the case id for an escalation
+    request_hash: str
+    answer: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    created_at: datetime
+    answered_at: datetime | None = None
 
 
 class EscalationRow(SQLModel, table=True):

@@ -59,12 +59,13 @@ async def test_exposure_open_items_and_overdue_scan(system: HttpBillingSystem) -
     assert exposure.available_credit == Decimal("18500.00")
     assert exposure.max_days_past_due == 10
     assert [i.id for i in exposure.open_items] == ["A-1", "A-2"]
-    overdue = await system.overdue_customers(TODAY, min_days=1)
+    overdue = (await system.overdue_customers(TODAY, min_days=1)).records
     assert [(o.customer_id, o.invoice_ids) for o in overdue] == [
         ("C-A", ["A-1"]),
         ("C-B", ["B-1"]),
     ]
-    assert [o.customer_id for o in await system.overdue_customers(TODAY, min_days=5)] == ["C-A"]
+    later = await system.overdue_customers(TODAY, min_days=5)
+    assert [o.customer_id for o in later.records] == ["C-A"]
 
 
 async def test_a_credit_memo_is_issued_once_per_key(
@@ -230,9 +231,9 @@ async def test_the_demo_book_has_overdue_debt_and_a_customer_above_its_limit(
     demo.start()
     adapter = HttpBillingSystem(demo.url)
     try:
-        above = await adapter.customers(over_limit_only=True)
+        above = (await adapter.customers(over_limit_only=True)).records
         assert [(c.id, c.open_amount) for c in above] == [("CUST-006", Decimal("8200.00"))]
-        overdue = {line.customer_id for line in await adapter.overdue_customers(TODAY)}
+        overdue = {line.customer_id for line in (await adapter.overdue_customers(TODAY)).records}
         assert {"CUST-001", "CUST-002", "CUST-004"} <= overdue
     finally:
         await adapter.aclose()

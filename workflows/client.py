@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
+import json
 import random
 import time
 import uuid
@@ -66,14 +68,20 @@ def metrics_runtime(bind_address: str) -> Runtime:
     return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=bind_address)))
 
 
-async def start_case(client: Client, task_queue: str, inp: CaseInput) -> CaseSnapshot:
-    """Start the case workflow (a second start with the same id joins the first)."""
+async def start_case(
+    client: Client, task_queue: str, inp: CaseInput, *, join_running: bool = True
+) -> CaseSnapshot:
+    """Start the case workflow. A second start with the same id joins the running first
+    one; with `join_running=False` it raises `WorkflowAlreadyStartedError` instead, so the
+    caller knows whether it was this call that started the case."""
     handle = await client.start_workflow(
         CaseWorkflow.run,
         inp,
         id=inp.case_id,
         task_queue=task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING
+        if join_running
+        else WorkflowIDConflictPolicy.FAIL,
         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
     )
     return await read_case(handle)
@@ -155,6 +163,18 @@ async def _update_once(
         raise
 
 
+async def is_running(client: Client, case_id: str) -> bool:
+    """Whether Temporal runs a workflow of this id now (False for an ended or unknown one)."""
+    handle = client.get_workflow_handle(case_id)
+    try:
+        description = await handle.describe()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+    return description.status == WorkflowExecutionStatus.RUNNING
+
+
 async def _is_closed(handle: WorkflowHandle[Any, Any]) -> bool:
     """An Update to a finished workflow is refused as NOT_FOUND: tell it from a missing one."""
     try:
@@ -175,6 +195,13 @@ TASK_UPDATES: dict[type[Any], str] = {
 }
 
 
+def derived_update_id(user_id: int, command: str, target: str, key: str) -> str:
+    """The Update id of a keyed request: bound to who sent which command to what, so one
+    user's key can never join (and read the answer of) another's command."""
+    material = json.dumps([user_id, command, target, key])
+    return "key-" + hashlib.sha256(material.encode()).hexdigest()
+
+
 async def command_task(
     client: Client, cmd: TaskCommand, timeout: timedelta, update_id: str | None = None
 ) -> CaseSnapshot:
@@ -184,9 +211,13 @@ async def command_task(
 
 
 async def escalate_case(
-    client: Client, case_id: str, cmd: EscalateCase, timeout: timedelta
+    client: Client,
+    case_id: str,
+    cmd: EscalateCase,
+    timeout: timedelta,
+    update_id: str | None = None,
 ) -> CaseSnapshot:
-    return await _update(client, case_id, "escalate", cmd, timeout, None)
+    return await _update(client, case_id, "escalate", cmd, timeout, update_id)
 
 
 async def migrate_case(

@@ -67,7 +67,9 @@ def build_worker(
             read_model.project_escalation,
             email.send_email,
             ArchiveActivities(engine, settings.archive_dir).archive_case,
-            BillingActivities(settings.billing_url, billing, settings.billing_token).billing_call,
+            BillingActivities(
+                settings.billing_url, billing, settings.billing_token.get_secret_value()
+            ).billing_call,
         ],
         # Projection does blocking database I/O: it runs on threads, off the event loop.
         activity_executor=ThreadPoolExecutor(max_workers=16),

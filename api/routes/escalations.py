@@ -8,8 +8,15 @@ from fastapi import APIRouter, Depends, Query
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import ServicesDep, require_roles
-from api.schemas import ActionBody, CaseOut, EscalateBody, EscalationOut, ReassignBody
+from api.schemas import (
+    ActionBody,
+    CaseOut,
+    EscalateBody,
+    EscalationOut,
+    ReassignBody,
+)
 from api.services import escalations as service
+from api.services.idempotency import IdempotencyKey
 from store.read_model import EscalationFilter
 from workflows.case_models import Actor, EscalateCase, Role
 from workflows.escalation_models import EscalationSnapshot, LeadAction
@@ -22,10 +29,13 @@ BoardReader = Annotated[Actor, Depends(require_roles(Role.LEAD, Role.ADMIN, Role
 
 
 @router.post("/cases/{case_id}/escalate", response_model=CaseOut)
-async def escalate(case_id: str, body: EscalateBody, actor: Raiser, svc: ServicesDep) -> CaseOut:
-    """Raise the case to tier-2 by hand, with a reason."""
+async def escalate(
+    case_id: str, body: EscalateBody, actor: Raiser, svc: ServicesDep, key: IdempotencyKey = None
+) -> CaseOut:
+    """Raise the case to tier-2 by hand, with a reason; an `Idempotency-Key` makes a retry
+    repeat the first answer (409 if the key was used for another request or by another user)."""
     cmd = EscalateCase(actor=actor, reason=body.reason, task_id=body.task_id)
-    return CaseOut.of(await service.escalate(svc, actor, case_id, cmd))
+    return CaseOut.of(await service.escalate(svc, actor, case_id, cmd, key))
 
 
 @router.get("/escalations", response_model=list[EscalationOut])

@@ -41,19 +41,22 @@ class CreditReviewSweepBody(SweepBody):
 class SweepLineOut(BaseModel):
     customer_id: str
     status: SweepStatus
-    case_id: str
+    case_id: str | None = Field(description="none when the record was skipped")
     invoice_ids: list[str]
-    amount: Decimal
+    amount: Decimal | None
+    reason: str | None = Field(default=None, description="why a record was skipped")
 
 
 class SweepOut(BaseModel):
-    opened: int
+    opened: int = Field(description="cases this call started (not those it joined or found)")
+    skipped: int = Field(description="billing records that could not open a case")
     lines: list[SweepLineOut]
 
     @classmethod
     def of(cls, lines: list[SweepLine]) -> SweepOut:
         return cls(
             opened=sum(1 for line in lines if line.status == "opened"),
+            skipped=sum(1 for line in lines if line.status == "skipped"),
             lines=[SweepLineOut(**vars(line)) for line in lines],
         )
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import ServicesDep, require_roles
 from api.schemas import CompleteBody, PauseBody, TaskOut
 from api.services import tasks as service
+from api.services.idempotency import IdempotencyKey
 from store.read_model import TaskFilter
 from workflows.case_models import (
     Actor,
@@ -23,7 +24,6 @@ from workflows.case_models import (
 router = APIRouter(tags=["tasks"])
 
 Worker = Annotated[Actor, Depends(require_roles(Role.AGENT, Role.LEAD, Role.ADMIN))]
-IdempotencyKey = Annotated[str | None, Header(max_length=200)]
 
 
 @router.get("/tasks", response_model=list[TaskOut])

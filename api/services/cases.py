@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import Services
 from api.errors import ApiError
 from api.schemas import CaseCreate
+from api.services.idempotency import claim_key, request_hash
 from escalations.calendars import UnknownCalendarError, facts_for, get_calendar
 from escalations.matrix import routes_for
 from sop_templates.registry import NoPublishedVersionError, latest_published
@@ -45,13 +43,16 @@ async def open_case(
 
 
 async def open_case_as(svc: Services, actor: Actor, body: CaseCreate, case_id: str) -> CaseSnapshot:
-    """Open a case under an id the caller derived (a second call joins the running case)."""
+    """Open a case under an id the caller derived; `WorkflowAlreadyStartedError` if a case of
+    that id exists (running or ended), so the caller knows this call did not open it."""
     inp, _ = await run_in_threadpool(_prepare, svc, actor, body, None, case_id)
-    return await _start(svc, inp)
+    return await _start(svc, inp, join_running=False)
 
 
-async def _start(svc: Services, inp: CaseInput) -> CaseSnapshot:
-    snapshot = await cases.start_case(svc.temporal, svc.settings.task_queue, inp)
+async def _start(svc: Services, inp: CaseInput, join_running: bool = True) -> CaseSnapshot:
+    snapshot = await cases.start_case(
+        svc.temporal, svc.settings.task_queue, inp, join_running=join_running
+    )
     await run_in_threadpool(project_snapshot, svc.engine, snapshot)
     return snapshot
 
@@ -138,31 +139,15 @@ def _case_id(session: Session, actor: Actor, body: CaseCreate, key: str | None) 
     new_id = f"{TYPE_PREFIX[body.type]}-{uuid.uuid4().hex[:16].upper()}"
     if not key:
         return new_id, False
-    request_hash = hashlib.sha256(
-        json.dumps(body.model_dump(mode="json"), sort_keys=True).encode()
-    ).hexdigest()
-    existing = _idempotency_row(session, actor, key)
-    if existing is None:
-        try:
-            with session.begin_nested():
-                session.add(
-                    IdempotencyKeyRow(
-                        user_id=actor.user_id or 0,
-                        key=key,
-                        request_hash=request_hash,
-                        case_id=new_id,
-                        created_at=datetime.now(UTC),
-                    )
-                )
-            return new_id, False
-        except IntegrityError:
-            existing = _idempotency_row(session, actor, key)  # a concurrent retry won the race
-    assert existing is not None
-    if existing.request_hash != request_hash:
-        raise ApiError(
-            "conflict", f"Idempotency-Key {key!r} was already used with a different request"
-        )
-    return existing.case_id, True
+    new = IdempotencyKeyRow(
+        user_id=actor.user_id or 0,
+        key=key,
+        request_hash=request_hash(body.model_dump(mode="json")),
+        case_id=new_id,
+        created_at=datetime.now(UTC),
+    )
+    row, fresh = claim_key(session, key, lambda: _idempotency_row(session, actor, key), new)
+    return row.case_id, not fresh
 
 
 def _idempotency_row(session: Session, actor: Actor, key: str) -> IdempotencyKeyRow | None:

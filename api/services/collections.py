@@ -9,8 +9,15 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 from api.deps import Services
-from api.schemas import CaseCreate
-from api.services.sweeps import SweepLine, billing_of, check_region, derived_case_id, open_once
+from api.services.sweeps import (
+    SweepLine,
+    billing_of,
+    case_body_or_skip,
+    check_region,
+    derived_case_id,
+    open_once,
+    skipped,
+)
 from workflows.case_models import Actor
 
 
@@ -20,11 +27,11 @@ async def scan_overdue(
     check_region(region)
     async with billing_of(svc) as billing:
         overdue = await billing.overdue_customers(as_of or datetime.now(UTC).date(), min_days)
-    results = []
-    for line in overdue:
-        body = CaseCreate(
+    results = [skipped(record) for record in overdue.malformed]
+    for line in overdue.records:
+        body = case_body_or_skip(
+            line.customer_id,
             type="collection",
-            customer_id=line.customer_id,
             invoice_ids=line.invoice_ids,
             amount=str(line.overdue_amount),
             currency=line.currency,
@@ -32,6 +39,9 @@ async def scan_overdue(
             reason_code="overdue",
             data={"contact": line.email, "max_days_past_due": line.max_days_past_due},
         )
+        if isinstance(body, SweepLine):
+            results.append(body)
+            continue
         case_id = derived_case_id("collection", line.customer_id, line.invoice_ids[0])
         results.append(await open_once(svc, actor, body, case_id))
     return results

@@ -13,7 +13,15 @@ from typing import Literal
 
 from api.deps import Services
 from api.schemas import CaseCreate
-from api.services.sweeps import SweepLine, billing_of, check_region, derived_case_id, open_once
+from api.services.sweeps import (
+    SweepLine,
+    billing_of,
+    case_body_or_skip,
+    check_region,
+    derived_case_id,
+    open_once,
+    skipped,
+)
 from billing.contract import CustomerStanding
 from workflows.case_models import Actor
 
@@ -27,15 +35,15 @@ def default_period(reason: SweepReason, as_of: date) -> str:
     return as_of.isoformat()
 
 
-def _review(c: CustomerStanding, reason: SweepReason, region: str) -> CaseCreate | None:
+def _review(c: CustomerStanding, reason: SweepReason, region: str) -> CaseCreate | SweepLine | None:
     """The review to open: the case amount is the limit in question (the current one, or
     what the customer owes when above it); nothing to review without either."""
     limit_in_question = c.open_amount if reason == "limit_breach" else c.credit_limit
     if limit_in_question <= 0:
         return None
-    return CaseCreate(
+    return case_body_or_skip(
+        c.id,
         type="credit_review",
-        customer_id=c.id,
         amount=str(limit_in_question),
         currency=c.currency,
         region=region,
@@ -56,10 +64,12 @@ async def sweep_credit_reviews(
     about = f"{reason}-{period or default_period(reason, as_of or datetime.now(UTC).date())}"
     async with billing_of(svc) as billing:
         customers = await billing.customers(over_limit_only=reason == "limit_breach")
-    results = []
-    for customer in customers:
+    results = [skipped(record) for record in customers.malformed]
+    for customer in customers.records:
         body = _review(customer, reason, region)
-        if body is not None:
+        if isinstance(body, SweepLine):
+            results.append(body)
+        elif body is not None:
             case_id = derived_case_id("credit_review", customer.id, about)
             results.append(await open_once(svc, actor, body, case_id))
     return results

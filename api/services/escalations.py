@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import Services
 from api.errors import ApiError
 from api.services import tasks
+from api.services.idempotency import run_once
 from store.read_model import EscalationFilter, list_escalations, project_escalation
 from store.tables import EscalationRow
 from workflows import client as temporal
@@ -28,10 +29,20 @@ from workflows.escalation_models import EscalationKind, EscalationSnapshot, Lead
 DECISIONS = ("approve", "reject")
 
 
-async def escalate(svc: Services, actor: Actor, case_id: str, cmd: EscalateCase) -> CaseSnapshot:
-    snapshot = await temporal.escalate_case(svc.temporal, case_id, cmd, tasks.timeout(svc))
-    await run_in_threadpool(tasks.project_snapshot, svc.engine, snapshot)
-    return snapshot
+async def escalate(
+    svc: Services, actor: Actor, case_id: str, cmd: EscalateCase, key: str | None = None
+) -> CaseSnapshot:
+    """Raise the case by hand; with an Idempotency-Key a retry repeats the first answer."""
+
+    async def send(update_id: str | None) -> CaseSnapshot:
+        snapshot = await temporal.escalate_case(
+            svc.temporal, case_id, cmd, tasks.timeout(svc), update_id
+        )
+        await run_in_threadpool(tasks.project_snapshot, svc.engine, snapshot)
+        return snapshot
+
+    request = cmd.model_dump(mode="json", exclude={"actor"})
+    return await run_once(svc.engine, actor, key, "escalate", case_id, request, send, CaseSnapshot)
 
 
 def board(svc: Services, f: EscalationFilter) -> Sequence[EscalationRow]:

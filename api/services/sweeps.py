@@ -12,10 +12,11 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Literal
 
+from pydantic import ValidationError
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -24,22 +25,42 @@ from api.deps import Services
 from api.errors import ApiError
 from api.schemas import CaseCreate
 from api.services.cases import TYPE_PREFIX, open_case_as
-from billing.contract import BillingUnavailableError
+from billing.contract import BillingUnavailableError, MalformedRecord
 from billing.http_adapter import HttpBillingSystem
 from escalations.calendars import UnknownCalendarError, get_calendar
 from store.read_model import CaseFilter, get_case, list_cases
+from workflows import client as cases
 from workflows.case_models import Actor
 
-SweepStatus = Literal["opened", "already_open", "handled_earlier"]
+# opened: this call started the case; joined: another call started it at the same moment;
+# already_open: an open case of the type was there; handled_earlier: the case ended before;
+# skipped: the billing record cannot open a case (see `reason`).
+SweepStatus = Literal["opened", "joined", "already_open", "handled_earlier", "skipped"]
 
 
 @dataclass(frozen=True)
 class SweepLine:
     customer_id: str
     status: SweepStatus
-    case_id: str
-    invoice_ids: list[str]
-    amount: Decimal
+    case_id: str | None = None
+    invoice_ids: list[str] = field(default_factory=list)
+    amount: Decimal | None = None
+    reason: str | None = None
+
+
+def skipped(record: MalformedRecord) -> SweepLine:
+    return SweepLine(record.customer_id, "skipped", reason=record.reason)
+
+
+def case_body_or_skip(customer_id: str, **fields: object) -> CaseCreate | SweepLine:
+    """The new case's request, or a `skipped` line naming what in the record is unusable."""
+    try:
+        return CaseCreate.model_validate({"customer_id": customer_id, **fields})
+    except ValidationError as exc:
+        reason = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'record'}: {e['msg']}" for e in exc.errors()
+        )
+        return SweepLine(customer_id, "skipped", reason=reason)
 
 
 def derived_case_id(case_type: str, customer_id: str, about: str) -> str:
@@ -57,7 +78,9 @@ def check_region(region: str) -> None:
 
 @asynccontextmanager
 async def billing_of(svc: Services) -> AsyncIterator[HttpBillingSystem]:
-    billing = HttpBillingSystem(svc.settings.billing_url, svc.settings.billing_token)
+    billing = HttpBillingSystem(
+        svc.settings.billing_url, svc.settings.billing_token.get_secret_value()
+    )
     try:
         yield billing
     except BillingUnavailableError as exc:
@@ -78,7 +101,12 @@ def _known(svc: Services, body: CaseCreate, case_id: str) -> SweepLine | None:
         if running:
             return _line(body, "already_open", running[0].id)
         earlier = get_case(session, case_id)
-    return _line(body, "handled_earlier", earlier.id) if earlier else None
+    if earlier is None:
+        return None
+    # Projected between the two reads by a racing sweep: open, not handled earlier.
+    return _line(
+        body, "already_open" if earlier.status == "open" else "handled_earlier", earlier.id
+    )
 
 
 async def open_once(svc: Services, actor: Actor, body: CaseCreate, case_id: str) -> SweepLine:
@@ -88,6 +116,8 @@ async def open_once(svc: Services, actor: Actor, body: CaseCreate, case_id: str)
     try:
         snapshot = await open_case_as(svc, actor, body, case_id)
     except WorkflowAlreadyStartedError:
-        # Temporal holds an ended case of this id that the read model does not show.
-        return _line(body, "handled_earlier", case_id)
+        # Running: a racing call started it a moment ago. Ended: Temporal holds a case of
+        # this id that the read model does not show.
+        running = await cases.is_running(svc.temporal, case_id)
+        return _line(body, "joined" if running else "handled_earlier", case_id)
     return _line(body, "opened", snapshot.id)

@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import Services
 from api.errors import ApiError
 from api.services.cases import visible_vendor
+from api.services.idempotency import run_once
 from store.read_model import TaskFilter, list_tasks, open_tasks_in_queue, project_snapshot
 from store.tables import TaskRow
 from workflows import client as cases
@@ -58,9 +59,16 @@ def timeout(svc: Services) -> timedelta:
 
 
 async def command(svc: Services, cmd: TaskCommand, key: str | None = None) -> Task:
-    """Any task command (claim, release, complete, pause, resume, reassign) through the case."""
-    snapshot = await cases.command_task(svc.temporal, cmd, timeout(svc), key)
-    return await after(svc, snapshot, cmd.task_id)
+    """Any task command (claim, release, complete, pause, resume, reassign) through the case;
+    with an Idempotency-Key, at most once per user and key (`api/services/idempotency.py`)."""
+
+    async def send(update_id: str | None) -> Task:
+        snapshot = await cases.command_task(svc.temporal, cmd, timeout(svc), update_id)
+        return await after(svc, snapshot, cmd.task_id)
+
+    request = cmd.model_dump(mode="json", exclude={"actor"})
+    name = cases.TASK_UPDATES[type(cmd)]
+    return await run_once(svc.engine, cmd.actor, key, name, cmd.task_id, request, send, Task)
 
 
 async def claim(svc: Services, actor: Actor, task_id: str, key: str | None = None) -> Task:
