@@ -36,7 +36,11 @@ async def current_state(client: Client, engine: Engine, case_id: str) -> CaseSna
     try:
         return await get_case(client, case_id)
     except CaseCommandError:
-        pass
+        return await replayed_state(client, engine, case_id)
+
+
+async def replayed_state(client: Client, engine: Engine, case_id: str) -> CaseSnapshot:
+    """The case's last state, rebuilt from its history alone (no worker needs to run)."""
     verdict = await replay_case(await load_history(client, engine, case_id))
     if not verdict.states:
         raise CaseNotFoundError(f"case {case_id}: its history holds no state")

@@ -337,7 +337,7 @@ async def _rebuild(settings: Settings) -> int:
     """
     from sqlmodel import Session
 
-    from audit.sources import current_state
+    from audit.sources import current_state, replayed_state
     from store.archive import archived_case_ids
     from store.read_model import replace_case
     from workflows.client import all_case_ids
@@ -351,7 +351,9 @@ async def _rebuild(settings: Settings) -> int:
     case_ids = list(dict.fromkeys([*live, *archived]))
     # Queries need a worker; run one here so a rebuild works with no worker running.
     async with build_worker(client, settings.task_queue, engine, settings):
-        snapshots = [await current_state(client, engine, cid) for cid in case_ids]
+        snapshots = [await current_state(client, engine, cid) for cid in live]
+    # Archived cases Temporal no longer lists for this queue: from their history.
+    snapshots += [await replayed_state(client, engine, cid) for cid in case_ids[len(live) :]]
     for snapshot in snapshots:
         replace_case(engine, snapshot)
     return len(snapshots)
