@@ -23,6 +23,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
 from activities.email import EMAIL_UNSENDABLE, EmailActivities, EmailRequest, InlineTemplate
+from audit.replay import replay_case
 from settings import Settings
 from sop_templates.registry import content_hash, shipped_documents
 from sop_templates.rendering import RENDERED_LIMIT, SOURCE_LIMIT
@@ -276,8 +277,11 @@ async def test_a_template_error_at_send_time_is_a_task_and_the_case_closes_after
 async def _assert_each_send_failed_on_its_first_attempt(
     handle: WorkflowHandle[Any, Any], sends: int
 ) -> None:
-    """Not retried: each send's one recorded attempt is its first, and it failed."""
+    """Not retried: each send's one recorded attempt is its first, and it failed; and the
+    new path replays deterministically."""
     history = await handle.fetch_history()
+    verdict = await replay_case(history)
+    assert verdict.deterministic, verdict.divergence
     started = [
         e.activity_task_started_event_attributes.attempt
         for e in history.events
