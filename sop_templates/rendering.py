@@ -1,12 +1,8 @@
-"""Email templates rendered in Jinja2's sandbox: the one way SOP emails (written by SOP
-owners, so untrusted) and escalation notices become text, at validation and at send time.
+"""Email templates rendered in the sandbox (`sandbox.py`): the one way SOP emails (written by
+SOP owners, so untrusted) and escalation notices become text, at validation and at send time.
 
-A plain `jinja2.Environment` lets a template reach Python internals
-(`cycler.__init__.__globals__.os`) and run commands on the host; the immutable sandbox
-refuses underscored attributes, unsafe callables and mutating methods. On top of it:
-caps on a part's source and on what it renders, no globals beyond a bounded `range`, and
-`*` / `**` that cannot build a giant string or number. Any failure is a `RenderError`
-naming the part, never a Python exception from inside the template.
+Caps on a part's source and on what it renders; any failure is a `RenderError` naming the
+part, never a Python exception from inside the template.
 """
 
 from __future__ import annotations
@@ -17,17 +13,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from jinja2 import BaseLoader, FileSystemLoader, StrictUndefined, Template
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from jinja2 import FileSystemLoader, Template
+
+from sop_templates.sandbox import SIZE_LIMIT, EmailSandbox, work_budget
 
 # Characters of one part's source (subject, text or html): far above any real email.
 SOURCE_LIMIT = 64 * 1024
 # Characters one part may render to: an email, not a data dump; also bounds the outbox row.
-RENDERED_LIMIT = 256 * 1024
-# Items `range()` may produce in a template (Jinja's own sandbox allows 100 000).
-RANGE_LIMIT = 1_000
-# Bits a `**` result may have: enough for any amount, not for a number that eats the CPU.
-POWER_LIMIT_BITS = 4_096
+RENDERED_LIMIT = SIZE_LIMIT
 
 
 class RenderError(ValueError):
@@ -46,55 +39,8 @@ class RenderedEmail:
     body_html: str | None
 
 
-class _Sandbox(ImmutableSandboxedEnvironment):
-    """The immutable sandbox, with `*` and `**` checked before they run."""
-
-    intercepted_binops = frozenset({"*", "**"})
-
-    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        if operator == "*":
-            _check_repeat(left, right)
-            _check_repeat(right, left)
-        elif operator == "**":
-            _check_power(left, right)
-        return super().call_binop(context, operator, left, right)
-
-
-def _check_repeat(sequence: Any, times: Any) -> None:
-    repeatable = isinstance(sequence, str | list | tuple) and isinstance(times, int)
-    if repeatable and len(sequence) * times > RENDERED_LIMIT:
-        raise SecurityError(f"repetition longer than {RENDERED_LIMIT} items")
-
-
-def _check_power(base: Any, exponent: Any) -> None:
-    integers = isinstance(base, int) and isinstance(exponent, int) and exponent > 0
-    if integers and max(abs(base).bit_length(), 1) * exponent > POWER_LIMIT_BITS:
-        raise SecurityError(f"power larger than {POWER_LIMIT_BITS} bits")
-
-
-def _bounded_range(*args: int) -> range:
-    numbers = range(*args)
-    if len(numbers) > RANGE_LIMIT:
-        raise SecurityError(f"range longer than {RANGE_LIMIT} items")
-    return numbers
-
-
-def _sandbox(*, autoescape: Any, loader: BaseLoader | None = None) -> _Sandbox:
-    env = _Sandbox(
-        undefined=StrictUndefined,  # a missing value fails loudly, never renders as ""
-        autoescape=autoescape,
-        keep_trailing_newline=True,
-        loader=loader,
-    )
-    # Jinja's default globals (cycler, joiner, namespace, lipsum) serve no email and give a
-    # template state to grow or CPU to burn: only a bounded range remains.
-    env.globals.clear()
-    env.globals["range"] = _bounded_range
-    return env
-
-
-_TEXT = _sandbox(autoescape=False)
-_HTML = _sandbox(autoescape=True)
+_TEXT = EmailSandbox(autoescape=False)
+_HTML = EmailSandbox(autoescape=True)
 
 
 def render(part: str, source: str, context: Mapping[str, Any], *, html: bool = False) -> str:
@@ -125,15 +71,15 @@ def one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def directory_environment(directory: Path) -> ImmutableSandboxedEnvironment:
+def directory_environment(directory: Path) -> EmailSandbox:
     """Sandboxed templates from files (escalation notices); `.html.j2` files autoescape."""
-    return _sandbox(
+    return EmailSandbox(
         autoescape=lambda name: bool(name and name.endswith(".html.j2")),
         loader=FileSystemLoader(directory),
     )
 
 
-def render_file(env: ImmutableSandboxedEnvironment, name: str, context: Mapping[str, Any]) -> str:
+def render_file(env: EmailSandbox, name: str, context: Mapping[str, Any]) -> str:
     """A template file of `env`; `TemplateNotFound` passes through for optional parts."""
     template = env.get_template(name)
     return _run(name, lambda: template, context)
@@ -141,12 +87,13 @@ def render_file(env: ImmutableSandboxedEnvironment, name: str, context: Mapping[
 
 def _run(part: str, template: Callable[[], Template], context: Mapping[str, Any]) -> str:
     try:
-        return _capped(part, template().generate(dict(context)))
+        with work_budget():
+            return _capped(part, template().generate(dict(context)))
     except RenderError:
         raise
     except Exception as exc:
         # Whatever the template does wrong (a syntax error, an undefined name, an unsafe
-        # attribute, 1/0, a bad filter argument) is the template's fault, not an outage.
+        # attribute, 1/0, too much work) is the template's fault, not an outage.
         raise RenderError(part, f"does not render: {exc}") from None
 
 

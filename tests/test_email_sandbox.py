@@ -75,19 +75,58 @@ def test_validation_refuses_the_payload_with_its_path_and_runs_nothing(
     assert "unsafe" in error.message or "undefined" in error.message
 
 
+NESTED_LOOPS = (
+    "{% for i in range(1000) %}{% for j in range(1000) %}{% for k in range(1000) %}"
+    "{% endfor %}{% endfor %}{% endfor %}"
+)
+
+
 @pytest.mark.parametrize(
     ("source", "problem"),
     [
         ("x" * (SOURCE_LIMIT + 1), f"more than {SOURCE_LIMIT}"),
         ("{% for i in range(600) %}{{ 'y' * 600 }}{% endfor %}", f"more than {RENDERED_LIMIT}"),
-        ("{{ 'y' * 10000000 }}", "repetition longer"),
-        ("{{ 7 ** 100000 }}", "power larger"),
+        ("{{ 'y' * 10000000 }}", "repetition would be longer"),
+        ("{{ 7 ** 100000 }}", "integer larger"),
         ("{% for i in range(10000000) %}{% endfor %}", "range longer"),
         ("{{ case.amount.__class__ }}", "unsafe"),
+        (NESTED_LOOPS, "steps of work"),
+        (
+            "{% macro f(n) %}{% if n %}{{ f(n-1) }}{{ f(n-1) }}{% endif %}{% endmacro %}"
+            "{{ f(40) }}",
+            "steps of work",
+        ),
+        ("{% set a = 'x' * 200000 %}{% set b = a ~ a %}{{ b|length }}", "`~` would be longer"),
+        ("{{ 'x'|center(1000000000) }}", "center would be longer"),
+        ("{{ [1, 2]|map('center', 1000000000)|list }}", "center would be longer"),
+        ("{{ 'x'.ljust(1000000000) }}", "ljust would be longer"),
+        ("{{ '%0999999999d' % 1 }}", "format width"),
+        ("{{ '{:>999999999}'.format(1) }}", "str.format is not available"),
+        ("{{ ('x' * 100000)|replace('x', 'yyyy') }}", "replace would be longer"),
+        ("{{ (['x' * 100000] * 3)|join }}", "join would be longer"),
     ],
-    ids=["source", "rendered", "repeat", "power", "range", "dunder"],
+    ids=[
+        "source",
+        "rendered",
+        "repeat",
+        "power",
+        "range",
+        "dunder",
+        "nested-loops",
+        "macro-recursion",
+        "concat",
+        "center",
+        "map-center",
+        "ljust",
+        "percent-width",
+        "str-format",
+        "replace",
+        "join",
+    ],
 )
-def test_validation_refuses_oversized_and_unsafe_templates(source: str, problem: str) -> None:
+def test_validation_refuses_templates_that_are_unsafe_too_big_or_too_much_work(
+    source: str, problem: str
+) -> None:
     with pytest.raises(InvalidTemplateError) as refused:
         parse_template(_dispute_with("text", source))
     [error] = refused.value.errors
