@@ -12,6 +12,7 @@ import asyncio
 import copy
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +31,9 @@ from sop_templates.rendering import RENDERED_LIMIT, SOURCE_LIMIT
 from sop_templates.schema import DEFAULT_EMAIL_ERROR_QUEUE, SopTemplate
 from sop_templates.validation import InvalidTemplateError, parse_template
 from store.tables import CaseRow, OutboxRow
-from tests.harness import DISPUTE, LEAD, Api, case_input, terminate_cases
+from tests.harness import AGENT, DISPUTE, LEAD, Api, case_input, terminate_cases
 from tests.smtp_sink import SmtpSink
+from workflows import case_logic
 from workflows.case_models import CaseSnapshot, ClaimTask, CompleteTask, SopRef
 from workflows.case_workflow import CaseWorkflow
 from workflows.worker import build_worker
@@ -365,3 +367,76 @@ async def test_a_contact_that_is_not_one_address_is_refused_at_intake(
     assert response.json()["details"]["field"] == "data.contact"
     assert response.json()["message"].startswith("data.contact: ")
     assert _case_count(api.engine) == before
+
+
+# --- the rules, pure ----------------------------------------------------------------------
+
+
+def _mail_task_end(error_queue: str | None) -> SopTemplate:
+    """An email, then a task, then the end: the email may fail while the task is worked."""
+    tell: dict[str, Any] = {
+        "id": "tell",
+        "kind": "email",
+        "template": "notice",
+        "to": "case.data.contact",
+        "next": "triage",
+    }
+    if error_queue:
+        tell["error_queue"] = error_queue
+    return SopTemplate.model_validate(
+        {
+            "name": "dispute",
+            "version": 8,
+            "case_type": "dispute",
+            "start": "tell",
+            "emails": {"notice": {"subject": "Case {{ case.id }}", "text": "Hello"}},
+            "steps": [
+                tell,
+                {
+                    "id": "triage",
+                    "kind": "human_task",
+                    "queue": "disputes-tier1",
+                    "outcomes": ["done"],
+                    "transitions": {"done": "closed"},
+                },
+                {"id": "closed", "kind": "end", "resolution": "done"},
+            ],
+        }
+    )
+
+
+@pytest.mark.parametrize("error_queue", [None, "disputes-tier2"])
+def test_a_case_that_ends_while_an_email_task_is_open_waits_for_it(
+    error_queue: str | None,
+) -> None:
+    template = _mail_task_end(error_queue)
+    inp = case_input("dispute", "10.00").model_copy(update={"template": template})
+    now = datetime(2026, 11, 23, 10, tzinfo=UTC)
+    case = case_logic.open_case(inp, now)
+    case_logic.email_queued(case, template, ["ap@customer.test"], now)
+    error = {"template": "notice", "error": "to: 'x' is not one address"}
+    email_task = case_logic.email_refused(case, template, "tell", error, now)
+    assert email_task.queue == (error_queue or DEFAULT_EMAIL_ERROR_QUEUE)
+    assert email_task.data == {"email_error": error}
+
+    triage = next(t for t in case.tasks if t.step == "triage")
+    agent = AGENT.model_copy(update={"queues": ["disputes-tier1"]})
+    case_logic.claim(case, ClaimTask(task_id=triage.id, actor=agent), now)
+    case_logic.complete(
+        case, template, CompleteTask(task_id=triage.id, actor=agent, outcome="done"), now
+    )
+    assert case.status == "closed"
+    assert case_logic.keep_open_for_email_tasks(case, template, now)
+    assert case.status == "open" and case.closed_at is None
+
+    case_logic.claim(case, ClaimTask(task_id=email_task.id, actor=LEAD), now)
+    case_logic.complete(
+        case, template, CompleteTask(task_id=email_task.id, actor=LEAD, outcome="retry"), now
+    )
+    # Decided: the case closes again, and the email goes once more under a new key.
+    assert case.status == "closed" and case.resolution == "done"
+    [retry] = case.email_retries
+    assert retry.step == "tell" and retry.idempotency_key == f"{case.id}:tell:retry1"
+    assert not case_logic.keep_open_for_email_tasks(case, template, now)
+    case_logic.email_requeued(case, template, retry, ["ap@customer.test"], now)
+    assert case.email_retries == [] and case.history[-1].event == "email_queued"
