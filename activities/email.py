@@ -162,7 +162,9 @@ class EmailActivities:
                 else self._renderer.render(req.template, req.context)
             )
         except RenderError as exc:
-            raise unsendable(f"{req.template}.{exc.part}", exc.message) from None
+            # An inline part is named by the SOP email it belongs to; a file by its name.
+            part = f"{req.template}.{exc.part}" if req.inline else exc.part
+            raise unsendable(part, exc.message) from None
         to = [*req.to, *_queue_recipients(session, req.to_queue)]
         for address in to:
             try:
