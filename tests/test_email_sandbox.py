@@ -440,3 +440,23 @@ def test_a_case_that_ends_while_an_email_task_is_open_waits_for_it(
     assert not case_logic.keep_open_for_email_tasks(case, template, now)
     case_logic.email_requeued(case, template, retry, ["ap@customer.test"], now)
     assert case.email_retries == [] and case.history[-1].event == "email_queued"
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_notice_files_render_in_the_same_sandbox(
+    sqlite_engine: Engine, sink: SmtpSink, tmp_path: Path, marker: Path
+) -> None:
+    (tmp_path / "notice.subject.j2").write_text("Case {{ case_id }}")
+    (tmp_path / "notice.txt.j2").write_text(_armed(PAYLOADS["self"], marker))
+    settings = Settings(smtp_host="127.0.0.1", smtp_port=sink.port, mail_from="ar@o2c.test")
+    notices = EmailActivities(sqlite_engine, settings, template_dir=tmp_path)
+    request = EmailRequest(
+        idempotency_key=f"k-{uuid.uuid4().hex}",
+        template="notice",
+        context={"case_id": "DSP-1"},
+        to=["lead@o2c.test"],
+    )
+    with pytest.raises(ApplicationError) as refused:
+        await notices.send_email(request)
+    assert refused.value.non_retryable and refused.value.details[0]["field"] == "notice.txt.j2"
+    assert "unsafe" in refused.value.message and sink.messages() == []
