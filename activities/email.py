@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -18,19 +17,32 @@ from pathlib import Path
 from typing import Any, Literal
 
 import aiosmtplib
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateNotFound
+from jinja2 import TemplateNotFound
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
+from domain.addresses import InvalidAddressError, parse_address
 from settings import Settings
+from sop_templates.rendering import (
+    RenderedEmail,
+    RenderError,
+    directory_environment,
+    one_line,
+    render_email,
+    render_file,
+)
 from store.db import session_scope
 from store.tables import OutboxRow, UserRow
 from workflows.case_models import Role
 
 SEND_EMAIL = "send_email"
+# The error type of an email that can never go as it is (it does not render, an address is
+# not one address, it renders too big): not retried; the case gives it to a person.
+EMAIL_UNSENDABLE = "email_unsendable"
 DEFAULT_TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "escalations" / "email_templates"
 SMTP_TIMEOUT_SECONDS = 15.0
 QUEUE_RECIPIENT_ROLES = (Role.LEAD.value, Role.ADMIN.value)
@@ -62,45 +74,27 @@ class EmailResult(BaseModel):
     recipients: list[str]
 
 
-@dataclass(frozen=True)
-class RenderedEmail:
-    subject: str
-    body_text: str
-    body_html: str | None
-
-
 class EmailRenderer:
-    """Renders `<name>.subject.j2`, `<name>.txt.j2` and the optional `<name>.html.j2`."""
+    """Renders inline templates (an SOP's emails) and the notice files `<name>.subject.j2`,
+    `<name>.txt.j2` and the optional `<name>.html.j2`, all in the sandbox."""
 
     def __init__(self, template_dir: Path) -> None:
-        self._env = Environment(
-            loader=FileSystemLoader(template_dir),
-            undefined=StrictUndefined,  # a missing context value fails loudly, not as ""
-            autoescape=lambda name: bool(name and name.endswith(".html.j2")),
-            keep_trailing_newline=True,
-        )
+        self._env = directory_environment(template_dir)
 
     def render_inline(self, inline: InlineTemplate, context: dict[str, Any]) -> RenderedEmail:
-        html_env = self._env.overlay(autoescape=True)
-        subject = self._env.from_string(inline.subject).render(context)
-        return RenderedEmail(
-            subject=" ".join(subject.split()),
-            body_text=self._env.from_string(inline.text).render(context),
-            body_html=html_env.from_string(inline.html).render(context) if inline.html else None,
-        )
+        return render_email(inline.subject, inline.text, inline.html, context)
 
     def render(self, name: str, context: dict[str, Any]) -> RenderedEmail:
-        subject = self._env.get_template(f"{name}.subject.j2").render(context)
         return RenderedEmail(
             # One line only: a newline in a Subject header would inject headers.
-            subject=" ".join(subject.split()),
-            body_text=self._env.get_template(f"{name}.txt.j2").render(context),
+            subject=one_line(render_file(self._env, f"{name}.subject.j2", context)),
+            body_text=render_file(self._env, f"{name}.txt.j2", context),
             body_html=self._render_optional(f"{name}.html.j2", context),
         )
 
     def _render_optional(self, template: str, context: dict[str, Any]) -> str | None:
         try:
-            return self._env.get_template(template).render(context)
+            return render_file(self._env, template, context)
         except TemplateNotFound:
             return None
 
@@ -159,12 +153,25 @@ class EmailActivities:
             return _row_by_key(session, key)
 
     def _new_row(self, session: Session, req: EmailRequest) -> OutboxRow:
-        rendered = (
-            self._renderer.render_inline(req.inline, req.context)
-            if req.inline
-            else self._renderer.render(req.template, req.context)
-        )
-        recipients = _dedupe([*req.to, *_queue_recipients(session, req.to_queue)])
+        """The message to store, or `unsendable(...)`: nothing is written for a message that
+        can never go, so a person's retry renders it afresh."""
+        try:
+            rendered = (
+                self._renderer.render_inline(req.inline, req.context)
+                if req.inline
+                else self._renderer.render(req.template, req.context)
+            )
+        except RenderError as exc:
+            # An inline part is named by the SOP email it belongs to; a file by its name.
+            part = f"{req.template}.{exc.part}" if req.inline else exc.part
+            raise unsendable(part, exc.message) from None
+        to = [*req.to, *_queue_recipients(session, req.to_queue)]
+        for address in to:
+            try:
+                parse_address(address)
+            except InvalidAddressError as exc:
+                raise unsendable("to", f"{address!r} {exc}") from None
+        recipients = _dedupe(to)
         now = datetime.now(UTC)
         return OutboxRow(
             idempotency_key=req.idempotency_key,
@@ -218,6 +225,16 @@ class EmailActivities:
             timeout=SMTP_TIMEOUT_SECONDS,
         )
         return {address: str(response) for address, response in errors.items()}
+
+
+def unsendable(field: str, message: str) -> ApplicationError:
+    """An error retrying cannot fix: Temporal stops at once and the case makes it work."""
+    return ApplicationError(
+        f"{field}: {message}",
+        {"field": field, "message": message},
+        type=EMAIL_UNSENDABLE,
+        non_retryable=True,
+    )
 
 
 def _row_by_key(session: Session, key: str) -> OutboxRow | None:

@@ -78,8 +78,14 @@ class EndStep(_Strict):
     resolution: str
 
 
+# Where an email that can never go as it is (it does not render, a bad address) becomes a
+# task when its step names no `error_queue`: a leads' queue, as leads work every queue.
+DEFAULT_EMAIL_ERROR_QUEUE = "o2c-leads"
+
+
 class EmailStep(_Strict):
-    """Send one of the SOP's emails; `to` is a condition-language expression (an address)."""
+    """Send one of the SOP's emails; `to` is a condition-language expression (an address).
+    An email that cannot be sent as it is opens a task (retry or skip) in `error_queue`."""
 
     kind: Literal["email"]
     id: StepId
@@ -87,6 +93,7 @@ class EmailStep(_Strict):
     template: str
     to: str
     next: StepId
+    error_queue: QueueName | None = None
 
 
 BillingAction = Literal[

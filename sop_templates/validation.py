@@ -9,13 +9,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import jinja2
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
 from escalations.calendars import UnknownCalendarError, get_calendar
 from escalations.sla_clock import InvalidBudgetError, parse_budget
 from sop_templates.expressions import ExpressionError, check_names, compile_expression
+from sop_templates.rendering import RenderError, render
 from sop_templates.schema import (
     AnyStep,
     BillingStep,
@@ -173,6 +173,8 @@ def _step_errors(
     ):
         yield TemplateError(f"{path}.next", f"unknown step {step.next!r}")
     if isinstance(step, EmailStep):
+        if step.error_queue is not None:
+            yield from _queue_errors(f"{path}.error_queue", step.error_queue)
         if emails is not None and step.template not in emails:
             yield TemplateError(f"{path}.template", f"no email {step.template!r} in `emails`")
         yield from _condition_errors(f"{path}.to", step.to, roots)
@@ -221,16 +223,16 @@ def _wait_errors(path: str, step: WaitStep, roots: Roots) -> Iterator[TemplateEr
 
 
 def _email_errors(path: str, email: EmailTemplate, t: SopTemplate) -> Iterator[TemplateError]:
-    """Each part must render against a sample case (a typo in a name fails here, not later)."""
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
+    """Each part must render against a sample case (a typo in a name fails here, not later),
+    in the same sandbox and under the same caps as when the email is sent."""
     for part in ("subject", "text", "html"):
         source = getattr(email, part)
         if source is None:
             continue
         try:
-            env.from_string(source).render(sample_context(t))
-        except jinja2.TemplateError as exc:
-            yield TemplateError(f"{path}.{part}", f"does not render: {exc}")
+            render(part, source, sample_context(t), html=part == "html")
+        except RenderError as exc:
+            yield TemplateError(f"{path}.{part}", exc.message)
 
 
 class _FreeForm(dict):  # type: ignore[type-arg]

@@ -14,6 +14,7 @@ from escalations.calendars import get_calendar, pin
 from escalations.sla_clock import SlaClock, parse_budget
 from sop_templates.expressions import ExpressionError, compile_expression
 from sop_templates.schema import (
+    DEFAULT_EMAIL_ERROR_QUEUE,
     BillingStep,
     ComputeStep,
     DecisionStep,
@@ -151,6 +152,9 @@ def complete(case: CaseSnapshot, template: SopTemplate, cmd: CompleteTask, now: 
     if isinstance(step, BillingStep):  # a person decided what to do about billing's refusal
         target = step.id if cmd.outcome == "retry" else step.next
         _enter(case, template, target, now, last_task=task)
+        return task
+    if isinstance(step, EmailStep):  # a person decided what to do about an unsendable email
+        email_decided(case, template, step, cmd.outcome, now)
         return task
     assert isinstance(step, HumanTaskStep)
     if step.store_as:
@@ -478,6 +482,78 @@ def email_finished(
 ) -> None:
     """What became of a queued email: sent (or already sent), or failed for good."""
     record(case, now, "email_failed" if failed else "email_done", step=step_id, detail=result)
+
+
+# The kind of a retried email: sent again beside the case, which does not move on again.
+EMAIL_RETRY = "email_retry"
+
+
+def email_refused(
+    case: CaseSnapshot, template: SopTemplate, step_id: str, error: dict[str, Any], now: datetime
+) -> Task:
+    """An email that can never go as it is (it does not render, a bad address): a person gets
+    a task with the error (`retry` once fixed, or `skip`); the case goes on meanwhile."""
+    step = template.step(step_id)
+    assert isinstance(step, EmailStep)
+    record(case, now, "email_failed", step=step.id, detail=error)
+    queue = step.error_queue or DEFAULT_EMAIL_ERROR_QUEUE
+    task = Task(
+        id=f"{case.id}.t{len(case.tasks) + 1}",
+        case_id=case.id,
+        step=step.id,
+        title=f"Email {step.template} not sent: {error.get('error', '')}"[:300],
+        queue=queue,
+        priority=80,
+        allowed_outcomes=ERROR_OUTCOMES,
+        vendor=case.vendor,
+        created_at=now,
+        data={"email_error": error},
+    )
+    case.tasks.append(task)
+    record(case, now, "task_opened", task=task, detail={"queue": queue})
+    return task
+
+
+def open_email_tasks(case: CaseSnapshot, template: SopTemplate) -> list[Task]:
+    step_ids = {s.id for s in template.steps if isinstance(s, EmailStep)}
+    return [t for t in case.tasks if t.status != TaskStatus.DONE and t.step in step_ids]
+
+
+def keep_open_for_email_tasks(case: CaseSnapshot, template: SopTemplate, now: datetime) -> bool:
+    """A case that reached its end while one of its emails still waits on a person opens
+    again until that person decides (a closed case's tasks cannot be worked)."""
+    if case.status != CaseStatus.CLOSED or not open_email_tasks(case, template):
+        return False
+    case.status, case.closed_at = CaseStatus.OPEN, None
+    record(case, now, "case_reopened", step=case.current_step, detail={"reason": "email failed"})
+    return True
+
+
+def email_decided(
+    case: CaseSnapshot, template: SopTemplate, step: EmailStep, outcome: str, now: datetime
+) -> None:
+    """`retry` sends the email again under a new key; then a case held open at its end
+    closes once no email task is left."""
+    if outcome == "retry":
+        tries = sum(1 for h in case.history if h.event == "email_failed" and h.step == step.id)
+        key = f"{case.id}:{step.id}:retry{tries}"
+        retry = PendingAction(step=step.id, kind=EMAIL_RETRY, idempotency_key=key)
+        case.email_retries = [*case.email_retries, retry]
+    at = template.step(case.current_step) if case.current_step else None
+    held_at_end = case.status == CaseStatus.OPEN and isinstance(at, EndStep)
+    if held_at_end and at and not open_email_tasks(case, template):
+        _enter(case, template, at.id, now, last_task=last_completed_task(case))
+
+
+def email_requeued(
+    case: CaseSnapshot, template: SopTemplate, retry: PendingAction, to: list[str], now: datetime
+) -> None:
+    """The retried email is on its way again; the case stays where it is."""
+    step = template.step(retry.step)
+    assert isinstance(step, EmailStep)
+    case.email_retries = [r for r in case.email_retries if r != retry]
+    detail = {"template": step.template, "to": to, "retry": True}
+    record(case, now, "email_queued", step=step.id, detail=detail)
 
 
 def action_refused(

@@ -170,6 +170,8 @@ class CaseSnapshot(BaseModel):
     tasks: list[Task] = Field(default_factory=list)
     escalations: list[EscalationLink] = Field(default_factory=list)
     pending_action: PendingAction | None = None
+    # Emails a person asked to send again; the main loop sends them beside the case.
+    email_retries: list[PendingAction] = Field(default_factory=list)
     waiting_until: datetime | None = None
     history: list[HistoryEntry] = Field(default_factory=list)
     revision: int = 0

@@ -58,6 +58,15 @@ OUTAGE_RETRY = RetryPolicy(
 )
 
 
+# Patch: an email that fails for good becomes a task for a person (retry/skip).
+EMAIL_FAILURE_PATCH = "email-failure-task"
+
+
+def _failed_for_good(sending: asyncio.Task[dict[str, Any]]) -> bool:
+    done = sending.done() and not sending.cancelled() and sending.exception() is None
+    return done and "error" in sending.result()
+
+
 def rule_error(exc: CaseRuleError) -> ApplicationError:
     """The Temporal form of a refused command: its type is the kind the API maps to HTTP."""
     return ApplicationError(exc.message, exc.details, type=exc.kind, non_retryable=True)
@@ -77,6 +86,8 @@ class CaseWorkflow:
     async def run(self, inp: CaseInput) -> CaseSnapshot:
         while True:
             self._queue_pending_email()
+            self._queue_email_retries()
+            self._take_failed_emails()
             if self._read_model_behind():
                 await self._project()
             await self._start_escalations()
@@ -111,7 +122,10 @@ class CaseWorkflow:
         if timeout is None or timeout > 0:
             try:
                 # A Temporal timer: it fires at the deadline even if every worker restarts.
-                await workflow.wait_condition(lambda: self._case.revision != seen, timeout=timeout)
+                await workflow.wait_condition(
+                    lambda: self._case.revision != seen or self._failed_emails() != [],
+                    timeout=timeout,
+                )
                 return
             except TimeoutError:
                 pass
@@ -238,9 +252,12 @@ class CaseWorkflow:
         try:
             return await self._send(step, request)
         except ActivityError as exc:
-            # Only a message that can never go (it does not render) ends here; it is put on
-            # the case for a person to see, and the case goes on.
-            return {"template": step.template, "to": request.to, "error": str(exc.cause)}
+            # Only a message that can never go (it does not render, a bad address) ends here
+            # (outages retry without end); the main loop gives it to a person.
+            failure = {"template": step.template, "to": request.to, "error": str(exc.cause)}
+            if isinstance(exc.cause, ApplicationError) and exc.cause.type:
+                failure["error_type"] = exc.cause.type
+            return failure
 
     async def _collect_emails(self) -> None:
         """Before the case ends: wait for its emails and record what became of each."""
@@ -248,7 +265,45 @@ class CaseWorkflow:
         for step_id, sending in emails:
             result = await sending
             failed = "error" in result
+            if failed and workflow.patched(EMAIL_FAILURE_PATCH):
+                case_logic.email_refused(
+                    self._case, self._input.template, step_id, result, workflow.now()
+                )
+                continue
             case_logic.email_finished(self._case, step_id, result, workflow.now(), failed=failed)
+
+    def _failed_emails(self) -> list[tuple[str, asyncio.Task[dict[str, Any]]]]:
+        return [(step_id, t) for step_id, t in self._emails if _failed_for_good(t)]
+
+    def _take_failed_emails(self) -> None:
+        """An email that failed for good becomes a task for a person as soon as it fails; a
+        case that reached its end meanwhile stays open until that person decides."""
+        template = self._input.template
+        failed = self._failed_emails()
+        held = self._case.status == CaseStatus.CLOSED and case_logic.open_email_tasks(
+            self._case, template
+        )
+        # Patched: the check runs only when there is something to do, so histories from
+        # before it (which never saw an email fail) replay without its marker.
+        if not (failed or held) or not workflow.patched(EMAIL_FAILURE_PATCH):
+            return
+        for entry in failed:
+            self._emails.remove(entry)
+            step_id, sending = entry
+            case_logic.email_refused(
+                self._case, template, step_id, sending.result(), workflow.now()
+            )
+        case_logic.keep_open_for_email_tasks(self._case, template, workflow.now())
+
+    def _queue_email_retries(self) -> None:
+        """Emails a person asked to send again go beside the case, like the first try."""
+        template = self._input.template
+        for retry in list(self._case.email_retries):
+            step = template.step(retry.step)
+            assert isinstance(step, EmailStep)
+            request = self._email_request(step, retry)
+            case_logic.email_requeued(self._case, template, retry, request.to, workflow.now())
+            self._emails.append((step.id, asyncio.create_task(self._send_quietly(step, request))))
 
     def _escalation_input(self, link: EscalationLink) -> EscalationInput:
         routes = self._input.escalation_routes or routes_for(

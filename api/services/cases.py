@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -14,10 +15,11 @@ from api.deps import Services
 from api.errors import ApiError
 from api.schemas import CaseCreate
 from api.services.idempotency import claim_key, request_hash
+from domain.addresses import InvalidAddressError, parse_address
 from escalations.calendars import UnknownCalendarError, facts_for, get_calendar
 from escalations.matrix import routes_for
 from sop_templates.registry import NoPublishedVersionError, latest_published
-from sop_templates.schema import SopTemplate
+from sop_templates.schema import EmailStep, SopTemplate
 from store.db import session_scope
 from store.read_model import CaseFilter, get_case, list_cases, project_snapshot
 from store.tables import CaseRow, IdempotencyKeyRow
@@ -115,6 +117,7 @@ def _check_against_template(body: CaseCreate, template: SopTemplate) -> None:
         get_calendar(body.region)  # SLAs run on the region's business calendar
     except UnknownCalendarError as exc:
         raise ApiError("invalid", f"region: {exc}", {"field": "region"}) from None
+    _check_recipients(body, template)
     if template.reason_codes and body.reason_code not in template.reason_codes:
         raise ApiError(
             "invalid",
@@ -122,6 +125,26 @@ def _check_against_template(body: CaseCreate, template: SopTemplate) -> None:
             + (f" (got {body.reason_code!r})" if body.reason_code else " (missing)"),
             {"field": "reason_code", "allowed": template.reason_codes},
         )
+
+
+# `data` fields the case's emails go to: `contact` always, and any an email step's `to`
+# names as `case.data.<field>`.
+CONTACT_FIELD = "contact"
+DATA_RECIPIENT = re.compile(r"^\s*case\.data\.([A-Za-z_][A-Za-z0-9_]*)\s*$")
+
+
+def _check_recipients(body: CaseCreate, template: SopTemplate) -> None:
+    """An address the case will send to is one plain address, refused here rather than
+    failing (or adding headers) when the email goes."""
+    named = (DATA_RECIPIENT.match(s.to) for s in template.steps if isinstance(s, EmailStep))
+    fields = {CONTACT_FIELD} | {m.group(1) for m in named if m}
+    for field in sorted(fields & body.data.keys()):
+        if body.data[field] is None:
+            continue  # no contact: the email has nobody to go to, which is not an error
+        try:
+            parse_address(body.data[field])
+        except InvalidAddressError as exc:
+            raise ApiError("invalid", f"data.{field}: {exc}", {"field": f"data.{field}"}) from None
 
 
 def _case_vendor(actor: Actor, requested: str | None) -> str | None:
