@@ -140,3 +140,25 @@ async def test_a_credit_review_sweep_skips_a_malformed_customer(
     assert lines[bad]["status"] == "skipped" and "currency" in lines[bad]["reason"]
     assert lines[bad]["case_id"] is None
     await terminate_cases(dev_server.client, [lines[good]["case_id"]])
+
+
+async def test_a_customer_whose_contact_is_no_address_is_skipped_with_the_reason(
+    api: Api, ledger: BillingService, dev_server: WorkflowEnvironment
+) -> None:
+    prefix = f"E{uuid.uuid4().hex[:5]}"
+    [good] = _overdue_book(ledger, prefix, 1)
+    bad = f"{prefix}-crlf"
+    due = TODAY - timedelta(days=20)
+    ledger.put_customer(bad)
+    ledger.put_invoice(f"{bad}-I", bad, "100.00", due, due - timedelta(days=30))
+    with OrmSession(ledger.engine) as session, session.begin():
+        row = session.get(CustomerRow, bad)
+        assert row is not None
+        row.email = "ap@customer.test\r\nBcc: all@elsewhere.test"  # header injection
+    response = await api.http.post(SCAN, json={"region": "24x7"}, headers=api.user("lead"))
+    assert response.status_code == 200, response.text
+    lines = {line["customer_id"]: line for line in _mine(response.json(), prefix)}
+    assert lines[good]["status"] == "opened"
+    assert lines[bad]["status"] == "skipped" and "contact" in lines[bad]["reason"]
+    assert _collections_of(api.engine, prefix) == 1
+    await terminate_cases(dev_server.client, [lines[good]["case_id"]])

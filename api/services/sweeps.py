@@ -115,6 +115,11 @@ async def open_once(svc: Services, actor: Actor, body: CaseCreate, case_id: str)
         return known
     try:
         snapshot = await open_case_as(svc, actor, body, case_id)
+    except ApiError as exc:
+        if exc.kind != "invalid":
+            raise
+        # Billing's record does not make a valid case (e.g. its contact is no address).
+        return SweepLine(body.customer_id, "skipped", reason=exc.message)
     except WorkflowAlreadyStartedError:
         # Running: a racing call started it a moment ago. Ended: Temporal holds a case of
         # this id that the read model does not show.
