@@ -155,11 +155,14 @@ def user_add(
     vendor: Annotated[str | None, typer.Option(help="BPO vendor the user works for")] = None,
     queue: Annotated[list[str] | None, typer.Option(help="a queue the user serves")] = None,
     email: Annotated[str | None, typer.Option(help="where escalation notices go")] = None,
+    cross_vendor: Annotated[
+        bool, typer.Option(help="an agent that works every vendor's cases (else --vendor)")
+    ] = False,
     data_dir: DataDir = None,
 ) -> None:
     """Create a user; prints its API token alone on the last line (shown only once)."""
     from store.db import session_scope
-    from store.users import UserExistsError, create_user
+    from store.users import UserExistsError, VendorRequiredError, create_user
 
     if role not in USER_ROLES:
         raise typer.BadParameter(
@@ -169,9 +172,15 @@ def user_add(
     try:
         with session_scope(engine) as session:
             user, token = create_user(
-                session, name=name, role=Role(role), vendor=vendor, queues=queue or [], email=email
+                session,
+                name=name,
+                role=Role(role),
+                vendor=vendor,
+                queues=queue or [],
+                email=email,
+                cross_vendor=cross_vendor,
             )
-    except UserExistsError as exc:
+    except (UserExistsError, VendorRequiredError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     typer.echo(

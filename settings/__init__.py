@@ -2,6 +2,7 @@
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -37,6 +38,12 @@ class Settings(BaseSettings):
     api_port: int = 8000
     public_url: str = Field(default="", description="Base URL used in links inside emails")
     update_timeout_seconds: float = 10.0
+    vendorless_cases: Literal["deny", "shared"] = Field(
+        default="deny",
+        description="cases with no vendor: `deny` shows them only to users not bound to a "
+        "vendor (leads without one, cross-vendor agents, admins, auditors); `shared` to "
+        "every vendor's users too (docs/SECURITY.md)",
+    )
 
     def resolved_database_url(self) -> str:
         """The configured URL, or a SQLite file inside the data directory."""

@@ -10,12 +10,24 @@ from datetime import UTC, date, datetime
 
 from api.deps import Services
 from api.schemas import CaseCreate
-from api.services.sweeps import SweepLine, billing_of, check_region, derived_case_id, open_once
+from api.services.sweeps import (
+    SweepLine,
+    VendorChoice,
+    billing_of,
+    check_region,
+    derived_case_id,
+    open_once,
+)
 from workflows.case_models import Actor
 
 
 async def scan_overdue(
-    svc: Services, actor: Actor, region: str, as_of: date | None, min_days: int
+    svc: Services,
+    actor: Actor,
+    region: str,
+    as_of: date | None,
+    min_days: int,
+    vendors: VendorChoice,
 ) -> list[SweepLine]:
     check_region(region)
     async with billing_of(svc) as billing:
@@ -29,6 +41,7 @@ async def scan_overdue(
             amount=str(line.overdue_amount),
             currency=line.currency,
             region=region,
+            vendor=vendors.of(line.customer_id),
             reason_code="overdue",
             data={"contact": line.email, "max_days_past_due": line.max_days_past_due},
         )

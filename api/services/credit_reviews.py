@@ -13,7 +13,14 @@ from typing import Literal
 
 from api.deps import Services
 from api.schemas import CaseCreate
-from api.services.sweeps import SweepLine, billing_of, check_region, derived_case_id, open_once
+from api.services.sweeps import (
+    SweepLine,
+    VendorChoice,
+    billing_of,
+    check_region,
+    derived_case_id,
+    open_once,
+)
 from billing.contract import CustomerStanding
 from workflows.case_models import Actor
 
@@ -27,7 +34,9 @@ def default_period(reason: SweepReason, as_of: date) -> str:
     return as_of.isoformat()
 
 
-def _review(c: CustomerStanding, reason: SweepReason, region: str) -> CaseCreate | None:
+def _review(
+    c: CustomerStanding, reason: SweepReason, region: str, vendor: str | None
+) -> CaseCreate | None:
     """The review to open: the case amount is the limit in question (the current one, or
     what the customer owes when above it); nothing to review without either."""
     limit_in_question = c.open_amount if reason == "limit_breach" else c.credit_limit
@@ -39,6 +48,7 @@ def _review(c: CustomerStanding, reason: SweepReason, region: str) -> CaseCreate
         amount=str(limit_in_question),
         currency=c.currency,
         region=region,
+        vendor=vendor,
         reason_code=reason,
         data={"contact": c.email},
     )
@@ -51,6 +61,7 @@ async def sweep_credit_reviews(
     reason: SweepReason,
     period: str | None,
     as_of: date | None,
+    vendors: VendorChoice,
 ) -> list[SweepLine]:
     check_region(region)
     about = f"{reason}-{period or default_period(reason, as_of or datetime.now(UTC).date())}"
@@ -58,7 +69,7 @@ async def sweep_credit_reviews(
         customers = await billing.customers(over_limit_only=reason == "limit_breach")
     results = []
     for customer in customers:
-        body = _review(customer, reason, region)
+        body = _review(customer, reason, region, vendors.of(customer.id))
         if body is not None:
             case_id = derived_case_id("credit_review", customer.id, about)
             results.append(await open_once(svc, actor, body, case_id))

@@ -10,9 +10,9 @@ sweep, even when only Temporal still remembers it: that is a person's call.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Literal
 
@@ -40,6 +40,19 @@ class SweepLine:
     case_id: str
     invoice_ids: list[str]
     amount: Decimal
+
+
+@dataclass(frozen=True)
+class VendorChoice:
+    """Which vendor a sweep's new cases belong to: the customer's in `by_customer`, else
+    `default`, else none (vendor-less: see CASEBOOK_VENDORLESS_CASES). The policy then
+    checks the caller may open cases for it, as for `POST /cases`."""
+
+    default: str | None = None
+    by_customer: Mapping[str, str] = field(default_factory=dict)
+
+    def of(self, customer_id: str) -> str | None:
+        return self.by_customer.get(customer_id, self.default)
 
 
 def derived_case_id(case_type: str, customer_id: str, about: str) -> str:
