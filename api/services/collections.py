@@ -15,6 +15,7 @@ from api.services.sweeps import (
     VendorChoice,
     billing_of,
     check_region,
+    check_vendors,
     derived_case_id,
     open_once,
 )
@@ -30,6 +31,7 @@ async def scan_overdue(
     vendors: VendorChoice,
 ) -> list[SweepLine]:
     check_region(region)
+    check_vendors(actor, vendors)
     async with billing_of(svc) as billing:
         overdue = await billing.overdue_customers(as_of or datetime.now(UTC).date(), min_days)
     results = []

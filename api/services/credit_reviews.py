@@ -18,6 +18,7 @@ from api.services.sweeps import (
     VendorChoice,
     billing_of,
     check_region,
+    check_vendors,
     derived_case_id,
     open_once,
 )
@@ -64,6 +65,7 @@ async def sweep_credit_reviews(
     vendors: VendorChoice,
 ) -> list[SweepLine]:
     check_region(region)
+    check_vendors(actor, vendors)
     about = f"{reason}-{period or default_period(reason, as_of or datetime.now(UTC).date())}"
     async with billing_of(svc) as billing:
         customers = await billing.customers(over_limit_only=reason == "limit_breach")

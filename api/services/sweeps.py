@@ -23,7 +23,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from api.deps import Services
 from api.errors import ApiError
 from api.schemas import CaseCreate
-from api.services.cases import TYPE_PREFIX, open_case_as
+from api.services.cases import TYPE_PREFIX, case_vendor, open_case_as
 from billing.contract import BillingUnavailableError
 from billing.http_adapter import HttpBillingSystem
 from escalations.calendars import UnknownCalendarError, get_calendar
@@ -53,6 +53,13 @@ class VendorChoice:
 
     def of(self, customer_id: str) -> str | None:
         return self.by_customer.get(customer_id, self.default)
+
+
+def check_vendors(actor: Actor, vendors: VendorChoice) -> None:
+    """Every vendor the sweep would assign is one the caller may open cases for: refuse
+    before opening any, not halfway through the customers."""
+    for vendor in {vendors.default, *vendors.by_customer.values()}:
+        case_vendor(actor, vendor)
 
 
 def derived_case_id(case_type: str, customer_id: str, about: str) -> str:
