@@ -17,17 +17,18 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from sqlalchemy import Engine
+from sqlmodel import select
 from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner
 
 from cli.main import app as cli
-from store.db import session_scope
+from store.db import make_engine, session_scope
 from store.tables import UserRow
 from store.users import VendorRequiredError, create_user, hash_token
 from tests.harness import DISPUTE, Api, eventually, running_api
 from workflows.case_models import Role
 
-pytestmark = pytest.mark.asyncio(loop_scope="session")
+in_session = pytest.mark.asyncio(loop_scope="session")
 TIER1 = "disputes-tier1"
 
 
@@ -57,7 +58,7 @@ async def _listed(api: Api, headers: dict[str, str], customer: str) -> list[str]
     return [c["id"] for c in response.json()]
 
 
-def test_user_add_refuses_an_agent_without_a_vendor(tmp_path: Path, engine: Engine) -> None:
+def test_user_add_refuses_an_agent_without_a_vendor(tmp_path: Path) -> None:
     runner = CliRunner()
     base = ["user", "add", "--role", "agent", "--queue", TIER1, "--data-dir", str(tmp_path)]
     refused = runner.invoke(cli, [*base[:2], "ana", *base[2:]])
@@ -68,10 +69,16 @@ def test_user_add_refuses_an_agent_without_a_vendor(tmp_path: Path, engine: Engi
     assert crossing.exit_code == 0, crossing.output
     vendored = runner.invoke(cli, [*base[:2], "vic", *base[2:], "--vendor", "acme"])
     assert vendored.exit_code == 0, vendored.output
+    engine = make_engine(f"sqlite:///{tmp_path / 'casebook.db'}")  # what the CLI wrote
     with session_scope(engine) as session, pytest.raises(VendorRequiredError):
         create_user(session, name="nov", role=Role.AGENT, vendor=None, queues=[TIER1])
+    with session_scope(engine) as session:
+        names = {u.name for u in session.exec(select(UserRow)).all()}
+    engine.dispose()
+    assert names == {"cid", "vic"}
 
 
+@in_session
 async def test_an_existing_agent_without_a_vendor_sees_and_works_nothing(api: Api) -> None:
     """One created before the rule (written straight into the table) fails closed."""
     token = f"cb_legacy-{uuid.uuid4().hex}"
@@ -104,6 +111,7 @@ async def test_an_existing_agent_without_a_vendor_sees_and_works_nothing(api: Ap
     assert opened.status_code == 403 and "vendor" in opened.json()["message"]
 
 
+@in_session
 async def test_a_vendorless_case_is_hidden_from_vendor_agents_by_default(
     api: Api, shared_api: Api
 ) -> None:
@@ -135,6 +143,7 @@ async def test_a_vendorless_case_is_hidden_from_vendor_agents_by_default(
     assert (await api.http.post(f"/tasks/{task['id']}/claim", headers=crossing)).status_code == 200
 
 
+@in_session
 async def test_escalate_checks_vendor_and_queue_and_answers_without_the_case(api: Api) -> None:
     acme = api.user("agent", vendor="acme", queues=[TIER1])
     globex = api.user("agent", vendor="globex", queues=[TIER1])
@@ -162,6 +171,7 @@ async def test_escalate_checks_vendor_and_queue_and_answers_without_the_case(api
     assert case["customer_id"] not in raised.text
 
 
+@in_session
 async def test_sop_owners_and_integrations_do_not_read_other_cases(api: Api) -> None:
     acme = api.user("agent", vendor="acme", queues=[TIER1])
     owner, system = api.user("sop_owner"), api.user("system")
@@ -180,6 +190,7 @@ async def test_sop_owners_and_integrations_do_not_read_other_cases(api: Api) -> 
     assert history.status_code == 403
 
 
+@in_session
 async def test_a_lead_cannot_reassign_to_another_vendors_agent(api: Api) -> None:
     acme = api.user("agent", vendor="acme", queues=[TIER1])
     lead, globex_lead = api.user("lead"), api.user("lead", vendor="globex")
