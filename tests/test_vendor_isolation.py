@@ -223,6 +223,8 @@ async def test_a_lead_cannot_reassign_to_another_vendors_agent(api: Api) -> None
     # A lead of another vendor does not see the escalation at all.
     foreign = await api.http.post(url, json={"to_queue": TIER1}, headers=globex_lead)
     assert foreign.status_code == 404
+    board = await api.http.get("/escalations", params={"case_id": case["id"]}, headers=globex_lead)
+    assert board.status_code == 200 and board.json() == []
     after = (await api.http.get(f"/cases/{case['id']}", headers=lead)).json()
     assert after["revision"] == before["revision"]
     assert after["tasks"] == before["tasks"]
