@@ -14,11 +14,12 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 from temporalio.client import Client
 
+from access.policy import Action, Refusal, refuse_role
 from api.errors import ApiError
 from settings import Settings
 from store.tables import UserRow
 from store.users import TokenRefusedError, actor_of, authenticate
-from workflows.case_models import Actor, Role
+from workflows.case_models import Actor
 
 
 @dataclass
@@ -31,6 +32,10 @@ class Services:
     # Claim-next's claims in flight in this process, by task id: the future tells whether the
     # claim won. Other claim-next requests pass over these tasks instead of racing for them.
     claiming: dict[str, asyncio.Future[bool]] = field(default_factory=dict)
+
+    def actor(self, user: UserRow) -> Actor:
+        """`user` as the policy sees it, under this deployment's CASEBOOK_VENDORLESS_CASES."""
+        return actor_of(user, shared_vendorless=self.settings.vendorless_cases == "shared")
 
 
 def services(request: Request) -> Services:
@@ -55,23 +60,32 @@ def current_user(
             raise ApiError("unauthorized", str(exc)) from None
 
 
-def current_actor(user: Annotated[UserRow, Depends(current_user)]) -> Actor:
-    return actor_of(user)
+def current_actor(
+    svc: Annotated[Services, Depends(services)],
+    user: Annotated[UserRow, Depends(current_user)],
+) -> Actor:
+    return svc.actor(user)
 
 
-def require_roles(*roles: Role) -> Callable[[Actor], Actor]:
-    """A dependency that lets only `roles` through (403 naming the allowed roles)."""
-    allowed = {r.value for r in roles}
+def authorize(action: Action) -> Callable[[Actor], Actor]:
+    """The route's action in the policy (access/policy.py): 403 when the caller's role may
+    not do it; services then check the resource's scope (queue, vendor, assignee)."""
 
     def check(actor: Annotated[Actor, Depends(current_actor)]) -> Actor:
-        if actor.role.value not in allowed:
-            raise ApiError(
-                "forbidden",
-                f"role {actor.role.value} may not do this; allowed: " + ", ".join(sorted(allowed)),
-            )
+        refusal = refuse_role(actor, action)
+        if refusal:
+            raise ApiError(refusal.kind, refusal.message)
         return actor
 
+    # Routes are matched against the policy table by this (tests/test_policy_matrix.py).
+    check.action = action  # type: ignore[attr-defined]
     return check
+
+
+def refused(refusal: Refusal | None) -> None:
+    """Raise the policy's refusal as the API error of its kind (403, 404 or 409)."""
+    if refusal:
+        raise ApiError(refusal.kind, refusal.message, dict(refusal.details) or None)
 
 
 ServicesDep = Annotated[Services, Depends(services)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -13,6 +13,9 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+
+from access.policy import Action
+from api.deps import authorize
 
 
 def install_metrics(app: FastAPI) -> None:
@@ -43,6 +46,6 @@ def install_metrics(app: FastAPI) -> None:
         latency.labels(request.method, name).observe(time.perf_counter() - started)
         return response
 
-    @app.get("/metrics", include_in_schema=False)
+    @app.get("/metrics", include_in_schema=False, dependencies=[Depends(authorize(Action.METRICS))])
     async def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -63,6 +63,8 @@ class Target:
                 role=role,
                 vendor=None,
                 queues=queues or [],
+                # One tenant: its agents work every case, whoever opened it.
+                cross_vendor=role == Role.AGENT,
             )
         return {"Authorization": f"Bearer {token}"}
 

@@ -171,11 +171,14 @@ def user_add(
         str | None,
         typer.Option(help="the token expires at this ISO date (00:00 UTC) or time with zone"),
     ] = None,
+    cross_vendor: Annotated[
+        bool, typer.Option(help="an agent that works every vendor's cases (else --vendor)")
+    ] = False,
     data_dir: DataDir = None,
 ) -> None:
     """Create a user; prints its API token alone on the last line (shown only once)."""
     from store.db import session_scope
-    from store.users import UserExistsError, create_user
+    from store.users import UserExistsError, VendorRequiredError, create_user
 
     if role not in USER_ROLES:
         raise typer.BadParameter(
@@ -193,8 +196,9 @@ def user_add(
                 queues=queue or [],
                 email=email,
                 expires_at=expiry,
+                cross_vendor=cross_vendor,
             )
-    except UserExistsError as exc:
+    except (UserExistsError, VendorRequiredError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     typer.echo(

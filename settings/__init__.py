@@ -8,6 +8,7 @@ SQLAlchemy engine's repr masks its password).
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -52,6 +53,12 @@ class Settings(BaseSettings):
         default="",
         description="host:port where a worker serves Temporal SDK metrics to Prometheus "
         "(`/metrics`); empty: not served",
+    )
+    vendorless_cases: Literal["deny", "shared"] = Field(
+        default="deny",
+        description="cases with no vendor: `deny` shows them only to users not bound to a "
+        "vendor (leads without one, cross-vendor agents, admins, auditors); `shared` to "
+        "every vendor's users too (docs/SECURITY.md)",
     )
 
     def resolved_database_url(self) -> str:

@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Engine, Table, or_
+from sqlalchemy import Engine, Table, false, or_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
+from access.policy import UNLIMITED, Reach
 from store.tables import CaseRow, EscalationRow, TaskRow
 from workflows.case_models import CaseSnapshot, TaskStatus
 from workflows.escalation_models import EscalationSnapshot
@@ -132,12 +133,27 @@ def _where_equal(query: Any, *filters: tuple[Any, object]) -> Any:
     return query
 
 
+def _within(query: Any, table: Any, reach: Reach) -> Any:
+    """Only the rows the policy's `reach` admits (vendor, vendor-less, opener, queues)."""
+    if reach.nothing:
+        return query.where(false())
+    if not reach.all_vendors:
+        vendor = col(table.vendor)
+        mine = vendor == reach.vendor if reach.vendor is not None else false()
+        query = query.where(or_(mine, vendor.is_(None)) if reach.vendorless else mine)
+    if reach.opened_by is not None:
+        query = query.where(col(table.opened_by) == reach.opened_by)
+    if reach.queues is not None:
+        query = query.where(col(table.queue).in_(list(reach.queues)))
+    return query
+
+
 @dataclass(frozen=True)
 class CaseFilter:
     type: str | None = None
     status: str | None = None
     customer_id: str | None = None
-    vendor: str | None = None  # a vendor's agents see their vendor's cases and unassigned ones
+    reach: Reach = UNLIMITED  # what the caller may see (access/policy.py)
     limit: int = 50
     offset: int = 0
 
@@ -150,8 +166,7 @@ def list_cases(session: Session, f: CaseFilter) -> Sequence[CaseRow]:
         (CaseRow.status, f.status),
         (CaseRow.customer_id, f.customer_id),
     )
-    if f.vendor is not None:
-        query = query.where(or_(col(CaseRow.vendor).is_(None), CaseRow.vendor == f.vendor))
+    query = _within(query, CaseRow, f.reach)
     query = query.order_by(col(CaseRow.opened_at).desc(), col(CaseRow.id))
     return session.exec(query.offset(f.offset).limit(f.limit)).all()
 
@@ -165,7 +180,7 @@ class TaskFilter:
     queues: Sequence[str] | None = None
     status: str | None = None
     assignee: str | None = None
-    vendor: str | None = None  # a vendor's agents see their vendor's tasks and unassigned ones
+    reach: Reach = UNLIMITED  # what the caller may see (access/policy.py)
     case_id: str | None = None
     limit: int = 50
     offset: int = 0
@@ -182,8 +197,7 @@ def list_tasks(session: Session, f: TaskFilter) -> Sequence[TaskRow]:
         query = query.where(TaskRow.assignee == f.assignee)
     if f.case_id is not None:
         query = query.where(TaskRow.case_id == f.case_id)
-    if f.vendor is not None:
-        query = query.where(or_(col(TaskRow.vendor).is_(None), TaskRow.vendor == f.vendor))
+    query = _within(query, TaskRow, f.reach)
     # Most urgent first: priority, then the nearest SLA deadline (none last), then age.
     query = query.order_by(
         col(TaskRow.priority).desc(),
@@ -200,10 +214,10 @@ def get_task(session: Session, task_id: str) -> TaskRow | None:
 
 
 def open_tasks_in_queue(
-    session: Session, queue: str, vendor: str | None, limit: int
+    session: Session, queue: str, reach: Reach, limit: int
 ) -> Sequence[TaskRow]:
     """Claim-next candidates, most urgent first."""
-    f = TaskFilter(queues=[queue], status=TaskStatus.OPEN.value, vendor=vendor, limit=limit)
+    f = TaskFilter(queues=[queue], status=TaskStatus.OPEN.value, reach=reach, limit=limit)
     return list_tasks(session, f)
 
 
@@ -227,6 +241,7 @@ class EscalationFilter:
     status: str | None = None
     queue: str | None = None
     case_id: str | None = None
+    reach: Reach = UNLIMITED  # what the caller may see (access/policy.py)
     limit: int = 50
     offset: int = 0
 
@@ -239,6 +254,7 @@ def list_escalations(session: Session, f: EscalationFilter) -> Sequence[Escalati
         (EscalationRow.queue, f.queue),
         (EscalationRow.case_id, f.case_id),
     )
+    query = _within(query, EscalationRow, f.reach)
     query = query.order_by(
         col(EscalationRow.status) == "resolved",
         col(EscalationRow.due_at).is_(None),

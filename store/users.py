@@ -37,6 +37,10 @@ class TokenRefusedError(Exception):
     """A token that does not let its bearer in; the message says why (shown in the 401)."""
 
 
+class VendorRequiredError(ValueError):
+    """Vendor isolation fails closed: an agent without a vendor would see nothing."""
+
+
 def hash_token(token: str) -> str:
     # Tokens are 256 random bits: a plain SHA-256 is enough (no password stretching needed).
     return hashlib.sha256(token.encode()).hexdigest()
@@ -51,8 +55,14 @@ def create_user(
     queues: list[str],
     email: str | None = None,
     expires_at: datetime | None = None,
+    cross_vendor: bool = False,
 ) -> tuple[UserRow, str]:
     """A new user and its API token (returned once, never stored in clear)."""
+    if role == Role.AGENT and vendor is None and not cross_vendor:
+        raise VendorRequiredError(
+            f"agent {name!r} needs a vendor (--vendor V), or --cross-vendor to work every "
+            "vendor's cases"
+        )
     if session.exec(select(UserRow).where(UserRow.name == name)).first():
         raise UserExistsError(f"user {name!r} already exists")
     token = _new_token()
@@ -60,6 +70,7 @@ def create_user(
         name=name,
         role=role.value,
         vendor=vendor,
+        cross_vendor=cross_vendor,
         email=email,
         queues=sorted(set(queues)),
         token_hash=hash_token(token),
@@ -156,7 +167,7 @@ def rotate_token(session: Session, name: str) -> tuple[UserRow, str]:
 
 
 def _named(session: Session, name: str) -> UserRow:
-    user = session.exec(select(UserRow).where(UserRow.name == name)).first()
+    user = user_named(session, name)
     if user is None:
         raise UnknownUserError(f"no user named {name!r}")
     return user
@@ -167,11 +178,18 @@ def aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def actor_of(user: UserRow) -> Actor:
+def user_named(session: Session, name: str) -> UserRow | None:
+    return session.exec(select(UserRow).where(UserRow.name == name)).first()
+
+
+def actor_of(user: UserRow, *, shared_vendorless: bool = False) -> Actor:
+    """The user as the policy sees it; `shared_vendorless` from CASEBOOK_VENDORLESS_CASES."""
     return Actor(
         user_id=user.id,
         name=user.name,
         role=Role(user.role),
         vendor=user.vendor,
         queues=list(user.queues),
+        cross_vendor=user.cross_vendor,
+        shared_vendorless=shared_vendorless and user.vendor is not None,
     )

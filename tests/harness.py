@@ -31,7 +31,10 @@ from workflows.worker import build_worker
 
 T = TypeVar("T")
 
-AGENT = Actor(name="ana", role=Role.AGENT, queues=["disputes-tier1"])
+# Cases built here have no vendor: the agent that opens and works them is cross-vendor.
+AGENT = Actor(name="ana", role=Role.AGENT, queues=["disputes-tier1"], cross_vendor=True)
+# The vendor `Api.user` gives agents that name none (vendor isolation fails closed).
+VENDOR = "acme"
 LEAD = Actor(name="lee", role=Role.LEAD)
 
 DISPUTE = {
@@ -59,8 +62,12 @@ class Api:
         vendor: str | None = None,
         queues: list[str] | None = None,
         email: str | None = None,
+        cross_vendor: bool = False,
     ) -> dict[str, str]:
-        """A fresh user; returns its Authorization header."""
+        """A fresh user; returns its Authorization header. An agent works for `VENDOR`
+        unless given a vendor or made cross-vendor."""
+        if Role(role) == Role.AGENT and vendor is None and not cross_vendor:
+            vendor = VENDOR
         with session_scope(self.engine) as session:
             _, token = create_user(
                 session,
@@ -69,6 +76,7 @@ class Api:
                 vendor=vendor,
                 queues=queues or [],
                 email=email,
+                cross_vendor=cross_vendor,
             )
         return {"Authorization": f"Bearer {token}"}
 

@@ -139,28 +139,39 @@ async def test_an_agent_raises_a_case_and_the_lead_approves_from_the_board(api: 
         detail = await _case(api, agent, case["id"])
         task = next(t for t in detail["tasks"] if t["step"] == step)
         assert (await api.http.post(f"/tasks/{task['id']}/claim", headers=agent)).status_code == 200
+        if step == "investigate":
+            # An agent raises work it serves; the answer is the escalation, not the case.
+            bad = await api.http.post(
+                f"/cases/{case['id']}/escalate", json={"reason": ""}, headers=agent
+            )
+            assert bad.status_code == 422
+            raised = await api.http.post(
+                f"/cases/{case['id']}/escalate",
+                json={"reason": "customer threatens to churn", "task_id": task["id"]},
+                headers=agent,
+            )
+            assert raised.status_code == 200, raised.text
+            assert set(raised.json()) == {"id", "case_id", "status"}
+            assert raised.json()["case_id"] == case["id"]
         done = await api.http.post(
             f"/tasks/{task['id']}/complete", json={"outcome": outcome}, headers=agent
         )
         assert done.status_code == 200, done.text
     detail = await _case(api, agent, case["id"])
     approval = next(t for t in detail["tasks"] if t["step"] == "lead_approval")
-
-    bad = await api.http.post(f"/cases/{case['id']}/escalate", json={"reason": ""}, headers=agent)
-    assert bad.status_code == 422
-    raised = await api.http.post(
+    # The approval waits in the leads' queue: not the agent's to raise.
+    other_queue = await api.http.post(
         f"/cases/{case['id']}/escalate",
-        json={"reason": "customer threatens to churn", "task_id": approval["id"]},
+        json={"reason": "hurry", "task_id": approval["id"]},
         headers=agent,
     )
-    assert raised.status_code == 200, raised.text
-    manual = [e for e in raised.json()["escalations"] if e["kind"] == "manual"]
-    assert len(manual) == 1 and manual[0]["task_id"] == approval["id"]
+    assert other_queue.status_code == 403, other_queue.text
 
     async def board() -> list[dict[str, Any]]:
-        return [e for e in await _board(api, lead, case["id"]) if e["kind"] == "manual"]
+        return [e for e in await _board(api, lead, case["id"]) if e["kind"] == "approval"]
 
     [esc] = await eventually(board, lambda b: len(b) == 1)
+    assert esc["task_id"] == approval["id"]
     approved = await api.http.post(
         f"/escalations/{esc['id']}/approve", json={"note": "goodwill credit"}, headers=lead
     )

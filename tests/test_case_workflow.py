@@ -58,7 +58,7 @@ async def test_refused_updates_leave_no_trace(
     inp = dispute_input("10.00")
     handle = await _start(time_skipping, worker_queue, inp)
     task_id = f"{inp.case_id}.t1"
-    outsider = Actor(name="oz", role=Role.AGENT, queues=["collections"])
+    outsider = Actor(name="oz", role=Role.AGENT, queues=["collections"], cross_vendor=True)
     with pytest.raises(WorkflowUpdateFailedError) as refused:
         await _step(handle, "claim_task", ClaimTask(task_id=task_id, actor=outsider))
     assert refused.value.cause.type == "forbidden"  # type: ignore[union-attr]

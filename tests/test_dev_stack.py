@@ -150,7 +150,9 @@ def _closed_eventually(stack: Stack, headers: dict[str, str], case_id: str) -> d
 
 def test_dev_stack_runs_a_dispute_survives_a_restart_and_stops_on_ctrl_c(stack: Stack) -> None:
     stack.start()
-    agent = _user_add(stack.data_dir, "ana", "--role", "agent", "--queue", "disputes-tier1")
+    agent = _user_add(
+        stack.data_dir, "ana", "--role", "agent", "--vendor", "acme", "--queue", "disputes-tier1"
+    )
     case = httpx.post(f"{stack.url}/cases", json={**DISPUTE, "amount": "80.00"}, headers=agent)
     assert case.status_code == 201, case.text
     case_id = case.json()["id"]
@@ -220,7 +222,9 @@ def test_a_short_sla_breaches_into_the_board_and_the_maildir(stack: Stack, tmp_p
         text=True,
     )
     assert again.returncode == 1 and "already exists" in again.stderr
-    agent = _user_add(stack.data_dir, "ana", "--role", "agent", "--queue", "disputes-tier1")
+    agent = _user_add(
+        stack.data_dir, "ana", "--role", "agent", "--vendor", "acme", "--queue", "disputes-tier1"
+    )
     lead = _user_add(
         stack.data_dir,
         "lee",

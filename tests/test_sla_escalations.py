@@ -208,7 +208,7 @@ async def test_lead_breach_goes_to_manager_and_reassign_restarts_the_sla(
     now = await time_skipping.get_current_time()
     moved = await handle.execute_update(
         "reassign_task",
-        ReassignTask(task_id=task.id, actor=LEAD, to_user="ana"),
+        ReassignTask(task_id=task.id, actor=LEAD, to_user="ana", to_actor=AGENT),
         result_type=CaseSnapshot,
     )
     fresh = moved.tasks[0]

@@ -38,6 +38,7 @@ async def _advance(api: Api, agent: dict[str, str], cid: str, n: int, outcome: s
 
 async def test_dry_run_then_move_the_movable_cases(api: Api) -> None:
     agent, owner = api.user("agent", queues=[TIER1]), api.user("sop_owner")
+    auditor = api.user("auditor")  # an SOP owner does not read case data
     at_triage = (await api.open_dispute(agent))["id"]
     waiting = (await api.open_dispute(agent))["id"]
     await _advance(api, agent, waiting, 1, "accept")
@@ -57,7 +58,7 @@ async def test_dry_run_then_move_the_movable_cases(api: Api) -> None:
     assert at_triage in report["movable"] and report["moved"] == []
     blocked = {b["case_id"]: b["reason"] for b in report["blocked"]}
     assert "await_customer" in blocked[waiting] and "does not exist in v2" in blocked[waiting]
-    unchanged = (await api.http.get(f"/cases/{at_triage}", headers=owner)).json()
+    unchanged = (await api.http.get(f"/cases/{at_triage}", headers=auditor)).json()
     assert unchanged["sop"]["version"] == 1  # a dry run moves nothing
 
     moved = await api.http.post(
@@ -65,16 +66,16 @@ async def test_dry_run_then_move_the_movable_cases(api: Api) -> None:
     )
     assert moved.status_code == 200, moved.text
     assert moved.json()["moved"] == [at_triage]
-    case = (await api.http.get(f"/cases/{at_triage}", headers=owner)).json()
+    case = (await api.http.get(f"/cases/{at_triage}", headers=auditor)).json()
     assert case["sop"]["version"] == 2
     assert case["tasks"][0]["allowed_outcomes"] == ["accept", "not_a_dispute", "duplicate"]
     [move] = [h for h in case["history"] if h["event"] == "sop_migrated"]
     assert move["actor"].startswith("sop_owner-") and move["detail"]["from_version"] == 1
-    stayed = (await api.http.get(f"/cases/{waiting}", headers=owner)).json()
+    stayed = (await api.http.get(f"/cases/{waiting}", headers=auditor)).json()
     assert stayed["sop"]["version"] == 1 and stayed["current_step"] == "await_customer"
     assert not [h for h in stayed["history"] if h["event"] == "sop_migrated"]
 
     # The moved case runs on v2's rules from here on.
     await _advance(api, agent, at_triage, 1, "duplicate")
-    final = (await api.http.get(f"/cases/{at_triage}", headers=owner)).json()
+    final = (await api.http.get(f"/cases/{at_triage}", headers=auditor)).json()
     assert final["status"] == "closed" and final["resolution"] == "not_a_dispute"

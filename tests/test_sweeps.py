@@ -155,3 +155,32 @@ async def test_a_limit_breach_sweep_reviews_only_customers_above_their_limit(
     [case] = await _reviews(api, lead, above)
     assert case["reason_code"] == "limit_breach"
     await terminate_cases(dev_server.client, _opened(swept.json()))
+
+
+async def test_a_scan_assigns_vendors_by_customer_within_the_callers_reach(
+    api: Api, ledger: BillingService, dev_server: WorkflowEnvironment
+) -> None:
+    lead = api.user("lead")
+    acme = api.user("agent", vendor="acme", queues=["collections-tier1"])
+    globex_lead = api.user("lead", vendor="globex")
+    assigned, _ = _debtor(ledger, 9)
+    unassigned, _ = _debtor(ledger, 9)
+    refused = await api.http.post(
+        SCAN,
+        json={"region": "24x7", "customer_vendors": {assigned: "acme"}},
+        headers=globex_lead,
+    )
+    assert refused.status_code == 403 and "vendor" in refused.json()["message"]
+    assert await _collections(api, lead, assigned) == []  # refused before opening any
+
+    sweep = await _scan(api, lead, customer_vendors={assigned: "acme"})
+    mine = {line["customer_id"]: line["case_id"] for line in sweep["lines"]}
+    [case] = await _collections(api, lead, assigned)
+    assert case["vendor"] == "acme"
+    assert (await api.http.get(f"/cases/{case['id']}", headers=acme)).status_code == 200
+    # The customer with no vendor got a vendor-less case: hidden from vendor agents.
+    [shared] = await _collections(api, lead, unassigned)
+    assert shared["vendor"] is None
+    assert (await api.http.get(f"/cases/{shared['id']}", headers=acme)).status_code == 404
+    assert mine[assigned] == case["id"]
+    await terminate_cases(dev_server.client, _opened(sweep))

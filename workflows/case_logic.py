@@ -10,6 +10,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
+from access.policy import Action, Refusal, not_holder, refuse_role, refuse_task
 from escalations.calendars import get_calendar, pin
 from escalations.sla_clock import SlaClock, parse_budget
 from sop_templates.expressions import ExpressionError, compile_expression
@@ -37,7 +38,6 @@ from workflows.case_models import (
     MigrateSop,
     PendingAction,
     ReleaseTask,
-    Role,
     SlaState,
     Task,
     TaskStatus,
@@ -45,9 +45,6 @@ from workflows.case_models import (
 
 # Decision steps lead to decision steps; a cycle made only of them would never stop.
 MAX_AUTOMATIC_STEPS = 100
-# Roles that may work any queue's tasks (agents only the queues they serve).
-ANY_QUEUE_ROLES = {Role.LEAD, Role.ADMIN}
-WORKING_ROLES = {Role.AGENT, Role.LEAD, Role.ADMIN}
 
 
 class CaseRuleError(Exception):
@@ -58,6 +55,10 @@ class CaseRuleError(Exception):
         self.kind = kind
         self.message = message
         self.details = details or {}
+
+    @classmethod
+    def of(cls, refusal: Refusal) -> CaseRuleError:
+        return cls(refusal.kind, refusal.message, dict(refusal.details))
 
 
 def open_case(inp: CaseInput, now: datetime) -> CaseSnapshot:
@@ -90,8 +91,13 @@ def open_case(inp: CaseInput, now: datetime) -> CaseSnapshot:
 
 
 def check_claim(case: CaseSnapshot, cmd: ClaimTask) -> Task:
+    """The validator's check: the policy (role, vendor, queue), then the task is free."""
+    authorize_task(case, cmd.task_id, cmd.actor, Action.CLAIM)
+    return _claimable(case, cmd)
+
+
+def _claimable(case: CaseSnapshot, cmd: ClaimTask) -> Task:
     task = live_task(case, cmd.task_id)
-    _check_eligible(task, cmd.actor)
     if task.status == TaskStatus.CLAIMED:
         raise CaseRuleError(
             "conflict",
@@ -102,7 +108,9 @@ def check_claim(case: CaseSnapshot, cmd: ClaimTask) -> Task:
 
 
 def claim(case: CaseSnapshot, cmd: ClaimTask, now: datetime) -> Task:
-    task = check_claim(case, cmd)
+    # The state only: the policy decided in the validator, and a claim recorded under an
+    # older, laxer policy must replay as it happened.
+    task = _claimable(case, cmd)
     task.status, task.assignee, task.claimed_at = TaskStatus.CLAIMED, cmd.actor.name, now
     record(case, now, "task_claimed", task=task, actor=cmd.actor.name)
     return task
@@ -312,31 +320,20 @@ def live_task(case: CaseSnapshot, task_id: str) -> Task:
     return task
 
 
-def may_work(task: Task, actor: Actor) -> str | None:
-    """Why `actor` may not work `task`, or None when it may."""
-    if actor.role not in WORKING_ROLES:
-        return f"role {actor.role.value} may not work tasks"
-    if actor.role not in ANY_QUEUE_ROLES and task.queue not in actor.queues:
-        return f"{actor.name} does not serve queue {task.queue}"
-    if actor.vendor and task.vendor and actor.vendor != task.vendor:
-        return f"task {task.id} belongs to vendor {task.vendor}, not {actor.vendor}"
-    return None
-
-
-def _check_eligible(task: Task, actor: Actor) -> None:
-    reason = may_work(task, actor)
-    if reason:
-        raise CaseRuleError("forbidden", reason)
+def authorize_task(case: CaseSnapshot, task_id: str, actor: Actor, action: Action) -> None:
+    """The policy's word on a task command. Validators only: handlers re-run on replay with
+    the recorded actor, and a stricter policy must not refuse what was accepted then."""
+    task = case.task(task_id)
+    if task is None:
+        return  # live_task answers "not found"
+    refusal = refuse_task(actor, action, task)
+    if refusal:
+        raise CaseRuleError.of(refusal)
 
 
 def check_assignee(task: Task, actor: Actor) -> None:
     if task.assignee != actor.name:
-        holder = f"claimed by {task.assignee}" if task.assignee else "not claimed"
-        raise CaseRuleError(
-            "conflict",
-            f"task {task.id} is {holder}; only its assignee may do that",
-            {"assignee": task.assignee},
-        )
+        raise CaseRuleError.of(not_holder(task))
 
 
 def record(
@@ -390,8 +387,9 @@ def migration_blocker(case: CaseSnapshot, template: SopTemplate) -> str | None:
 
 
 def check_migrate(case: CaseSnapshot, cmd: MigrateSop) -> None:
-    if cmd.actor.role not in (Role.SOP_OWNER, Role.ADMIN):
-        raise CaseRuleError("forbidden", f"role {cmd.actor.role.value} may not migrate cases")
+    refusal = refuse_role(cmd.actor, Action.MIGRATE)
+    if refusal:
+        raise CaseRuleError.of(refusal)
     reason = migration_blocker(case, cmd.template)
     if reason:
         raise CaseRuleError("conflict", f"case {case.id} cannot move: {reason}")

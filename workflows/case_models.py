@@ -36,6 +36,11 @@ class Actor(BaseModel):
     role: Role
     vendor: str | None = None
     queues: list[str] = Field(default_factory=list)
+    # Works every vendor's cases (`casebook user add --cross-vendor`); see access/policy.py.
+    cross_vendor: bool = False
+    # Bound to a vendor, yet sees vendor-less cases: CASEBOOK_VENDORLESS_CASES=shared when
+    # the API admitted the request (recorded with the command, as the grant it ran under).
+    shared_vendorless: bool = False
 
 
 class SopRef(BaseModel):
@@ -218,6 +223,9 @@ class ReassignTask(BaseModel):
     task_id: str
     actor: Actor
     to_user: str | None = None
+    # The user `to_user` names, resolved by the API: the validator checks that it may work
+    # the task (role, queue, vendor). Absent from commands recorded before it existed.
+    to_actor: Actor | None = None
     to_queue: str | None = None
     note: str | None = None
 

@@ -9,19 +9,19 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from access.policy import Action, refuse_case, refuse_task
 from escalations.calendars import pin
 from escalations.sla_clock import SlaClock
 from workflows.case_logic import (
-    ANY_QUEUE_ROLES,
     CaseRuleError,
     add_escalation,
+    authorize_task,
     check_assignee,
     live_task,
     record,
     refresh_sla,
 )
 from workflows.case_models import (
-    Actor,
     ApplyCalendars,
     CaseSnapshot,
     CaseStatus,
@@ -158,13 +158,35 @@ def _resume(
     )
 
 
-def _check_lead(actor: Actor) -> None:
-    if actor.role not in ANY_QUEUE_ROLES:
-        raise CaseRuleError("forbidden", f"only leads may do this, not role {actor.role.value}")
-
-
 def check_reassign(case: CaseSnapshot, cmd: ReassignTask) -> Task:
-    _check_lead(cmd.actor)
+    """The validator's check: the lead may reassign this task, and the person it goes to
+    may work it (role, queue, vendor), as the policy says."""
+    authorize_task(case, cmd.task_id, cmd.actor, Action.REASSIGN)
+    task = _reassignable(case, cmd)
+    if cmd.to_user:
+        _check_target(task, cmd)
+    return task
+
+
+def _check_target(task: Task, cmd: ReassignTask) -> None:
+    target = cmd.to_actor
+    if target is None or target.name != cmd.to_user:
+        raise CaseRuleError(
+            "invalid", f"to_user: unknown user {cmd.to_user!r}", {"field": "to_user"}
+        )
+    # The target will hold the task: judge it as a claim of the task, open in its queue.
+    refusal = refuse_task(target, Action.CLAIM, task)
+    if refusal:
+        # "not found" is right for the target's own requests; the lead may know the vendor.
+        why = (
+            f"the task belongs to vendor {task.vendor or '(none)'}"
+            if refusal.kind == "not_found"
+            else refusal.message
+        )
+        raise CaseRuleError("forbidden", f"{target.name} may not work task {task.id}: {why}")
+
+
+def _reassignable(case: CaseSnapshot, cmd: ReassignTask) -> Task:
     task = live_task(case, cmd.task_id)
     if bool(cmd.to_user) == bool(cmd.to_queue):
         raise CaseRuleError(
@@ -175,7 +197,8 @@ def check_reassign(case: CaseSnapshot, cmd: ReassignTask) -> Task:
 
 def reassign(case: CaseSnapshot, cmd: ReassignTask, now: datetime) -> Task:
     """Hand the task to a person or a queue; its SLA starts afresh from now."""
-    task = check_reassign(case, cmd)
+    # The state only: the policy decided in the validator (replays keep what was accepted).
+    task = _reassignable(case, cmd)
     if cmd.to_user:
         task.status, task.assignee, task.claimed_at = TaskStatus.CLAIMED, cmd.to_user, now
     else:
@@ -206,10 +229,22 @@ def reassign(case: CaseSnapshot, cmd: ReassignTask, now: datetime) -> Task:
 
 
 def check_escalate(case: CaseSnapshot, cmd: EscalateCase) -> Task | None:
+    """The validator's check: the policy on the task to escalate (its vendor and queue), or
+    on the case when it has no live task; then the state."""
+    target = case.task(cmd.task_id) if cmd.task_id else next(iter(_live_tasks(case)), None)
+    refusal = (
+        refuse_task(cmd.actor, Action.ESCALATE, target)
+        if target
+        else refuse_case(cmd.actor, Action.ESCALATE, case)
+    )
+    if refusal:
+        raise CaseRuleError.of(refusal)
+    return _escalatable(case, cmd)
+
+
+def _escalatable(case: CaseSnapshot, cmd: EscalateCase) -> Task | None:
     if case.status == CaseStatus.CLOSED:
         raise CaseRuleError("conflict", f"case {case.id} is closed")
-    if cmd.actor.role.value not in ("agent", "lead", "admin"):
-        raise CaseRuleError("forbidden", f"role {cmd.actor.role.value} may not escalate")
     if not cmd.reason.strip():
         raise CaseRuleError("invalid", "reason: give a reason", {"field": "reason"})
     if cmd.task_id:
@@ -218,7 +253,7 @@ def check_escalate(case: CaseSnapshot, cmd: EscalateCase) -> Task | None:
 
 
 def escalate(case: CaseSnapshot, cmd: EscalateCase, now: datetime) -> EscalationLink:
-    task = check_escalate(case, cmd)
+    task = _escalatable(case, cmd)  # the policy decided in the validator
     record(case, now, "escalation_requested", task=task, actor=cmd.actor.name, note=cmd.reason)
     return add_escalation(case, task, "manual", cmd.reason, cmd.actor.name, now, 0)
 

@@ -20,6 +20,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
+    from access.policy import Action
     from activities.billing import BILLING_CALL, BUSINESS_ERROR, BillingRequest
     from activities.email import EmailRequest, EmailResult, InlineTemplate
     from activities.read_model import PROJECT_CASE
@@ -29,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import case_logic, case_sla
     from workflows.case_logic import CaseRuleError
     from workflows.case_models import (
+        Actor,
         ApplyCalendars,
         CaseInput,
         CaseSnapshot,
@@ -353,6 +355,7 @@ class CaseWorkflow:
 
     @release_task.validator
     def _validate_release(self, cmd: ReleaseTask) -> None:
+        self._check(lambda: self._may_work_own(cmd.task_id, cmd.actor))
         self._check(lambda: case_logic.check_release(self._case, cmd))
 
     @workflow.update(name="complete_task")
@@ -363,6 +366,7 @@ class CaseWorkflow:
 
     @complete_task.validator
     def _validate_complete(self, cmd: CompleteTask) -> None:
+        self._check(lambda: self._may_work_own(cmd.task_id, cmd.actor))
         self._check(lambda: case_logic.check_complete(self._case, cmd))
 
     @workflow.update(name="pause_task")
@@ -371,6 +375,7 @@ class CaseWorkflow:
 
     @pause_task.validator
     def _validate_pause(self, cmd: PauseTask) -> None:
+        self._check(lambda: self._may_work_own(cmd.task_id, cmd.actor))
         self._check(lambda: case_sla.check_pause(self._case, cmd, workflow.now()))
 
     @workflow.update(name="resume_task")
@@ -379,6 +384,7 @@ class CaseWorkflow:
 
     @resume_task.validator
     def _validate_resume(self, cmd: ResumeTask) -> None:
+        self._check(lambda: self._may_work_own(cmd.task_id, cmd.actor))
         self._check(lambda: case_sla.check_resume(self._case, cmd))
 
     @workflow.update(name="reassign_task")
@@ -421,6 +427,10 @@ class CaseWorkflow:
     @escalate.validator
     def _validate_escalate(self, cmd: EscalateCase) -> None:
         self._check(lambda: case_sla.check_escalate(self._case, cmd))
+
+    def _may_work_own(self, task_id: str, actor: Actor) -> None:
+        # Validators only (see case_logic.authorize_task): the policy's word on the task.
+        case_logic.authorize_task(self._case, task_id, actor, Action.WORK_TASK)
 
     def _check(self, rule: Callable[[], Any]) -> None:
         try:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from access.policy import Action, refuse_escalation, refuse_role
 from escalations.calendars import pin
 from escalations.sla_clock import SlaClock
-from workflows.case_logic import ANY_QUEUE_ROLES, CaseRuleError
+from workflows.case_logic import CaseRuleError
 from workflows.case_models import HistoryEntry
 from workflows.escalation_models import (
     EscalationInput,
@@ -22,6 +23,14 @@ ACTIONS = {
     "approve": EscalationStatus.RESOLVED,
     "reject": EscalationStatus.RESOLVED,
     "resolve": EscalationStatus.RESOLVED,
+}
+# What each lead action is in the policy (access/policy.py).
+POLICY_ACTION = {
+    "acknowledge": Action.BOARD_ACT,
+    "reassign": Action.REASSIGN,
+    "approve": Action.APPROVE,
+    "reject": Action.APPROVE,
+    "resolve": Action.BOARD_ACT,
 }
 
 
@@ -80,20 +89,34 @@ def breach_level(esc: EscalationSnapshot, inp: EscalationInput, now: datetime) -
 
 
 def check_action(esc: EscalationSnapshot, action: LeadAction) -> None:
+    """The validator's check: the policy (role and vendor), then the state."""
+    _check_known(action)
+    refusal = refuse_escalation(action.actor, POLICY_ACTION[action.action], esc.id, esc.vendor)
+    if refusal:
+        raise CaseRuleError.of(refusal)
+    _check_state(esc, action)
+
+
+def _check_known(action: LeadAction) -> None:
     if action.action not in ACTIONS:
         raise CaseRuleError(
             "invalid", f"unknown action {action.action!r}; one of: " + ", ".join(ACTIONS)
         )
-    if action.actor.role not in ANY_QUEUE_ROLES:
-        raise CaseRuleError(
-            "forbidden", f"only leads may act on escalations, not role {action.actor.role.value}"
-        )
+
+
+def _check_state(esc: EscalationSnapshot, action: LeadAction) -> None:
+    # The role check handlers always made (the policy gives these actions to the same
+    # roles); the vendor scope is the validator's alone, so recorded actions replay.
+    refusal = refuse_role(action.actor, POLICY_ACTION[action.action])
+    if refusal:
+        raise CaseRuleError.of(refusal)
     if esc.status == EscalationStatus.RESOLVED:
         raise CaseRuleError("conflict", f"escalation {esc.id} is already resolved")
 
 
 def apply_action(esc: EscalationSnapshot, action: LeadAction, now: datetime) -> None:
-    check_action(esc, action)
+    _check_known(action)
+    _check_state(esc, action)
     esc.status = ACTIONS[action.action]
     if esc.owner is None or action.action == "acknowledge":
         esc.owner = action.actor.name

@@ -26,7 +26,12 @@ WORKFLOWS = [CaseWorkflow, EscalationWorkflow, ArchiveCaseWorkflow]
 # The workflows' pure logic is imported under `imports_passed_through`, but a
 # `from workflows import case_logic` reaches the submodule past the sandbox's import hook:
 # named here, it is imported once, not re-run for every workflow the worker starts or replays.
-PURE_LOGIC = ("workflows.case_logic", "workflows.case_sla", "workflows.escalation_logic")
+PURE_LOGIC = (
+    "access.policy",
+    "workflows.case_logic",
+    "workflows.case_sla",
+    "workflows.escalation_logic",
+)
 SANDBOX = SandboxedWorkflowRunner(
     restrictions=SandboxRestrictions.default.with_passthrough_modules(
         "holidays", "dateutil", "escalations", *PURE_LOGIC

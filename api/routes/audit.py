@@ -6,37 +6,38 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 
-from api.deps import ServicesDep, require_roles
+from access.policy import Action
+from api.deps import ServicesDep, authorize
 from api.schemas import CaseOut
 from api.services import audit as service
 from audit.timeline import TimelineEntry
-from workflows.case_models import Actor, Role
+from workflows.case_models import Actor
 
 router = APIRouter(prefix="/cases", tags=["audit"])
 
-Reader = Annotated[Actor, Depends(require_roles(Role.AUDITOR, Role.ADMIN, Role.LEAD))]
-Auditor = Annotated[Actor, Depends(require_roles(Role.AUDITOR, Role.ADMIN))]
+Reader = Annotated[Actor, Depends(authorize(Action.AUDIT_READ))]
+Replayer = Annotated[Actor, Depends(authorize(Action.AUDIT_REPLAY))]
 
 
 @router.get("/{case_id}/history", response_model=list[TimelineEntry])
-async def history(case_id: str, _: Reader, svc: ServicesDep) -> list[TimelineEntry]:
+async def history(case_id: str, actor: Reader, svc: ServicesDep) -> list[TimelineEntry]:
     """Every action on the case in order, each with its instant and actor."""
-    _case, entries = await service.case_timeline(svc, case_id)
+    _case, entries = await service.case_timeline(svc, actor, case_id)
     return entries
 
 
 @router.post("/{case_id}/replay")
-async def replay(case_id: str, _: Auditor, svc: ServicesDep) -> dict[str, Any]:
+async def replay(case_id: str, actor: Replayer, svc: ServicesDep) -> dict[str, Any]:
     """Replay the recorded history against the current code: intact, or where it diverges."""
-    return (await service.replay(svc, case_id)).summary()
+    return (await service.replay(svc, actor, case_id)).summary()
 
 
 @router.get("/{case_id}/state", response_model=CaseOut)
 async def state(
     case_id: str,
-    _: Reader,
+    actor: Reader,
     svc: ServicesDep,
     as_of: Annotated[str, Query(description="ISO-8601 instant, or a history event id")],
 ) -> CaseOut:
     """The case as it stood at `as_of`, rebuilt from its history (not from the read model)."""
-    return CaseOut.of(await service.state_at(svc, case_id, as_of))
+    return CaseOut.of(await service.state_at(svc, actor, case_id, as_of))

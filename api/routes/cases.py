@@ -7,19 +7,19 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Query, Response
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import ServicesDep, current_actor, require_roles
+from access.policy import Action
+from api.deps import ServicesDep, authorize
 from api.schemas import CaseCreate, CaseOut, CaseSummary, SopOut
 from api.services import cases as service
 from store.read_model import CaseFilter
 from store.tables import CaseRow
-from workflows.case_models import Actor, Role
+from workflows.case_models import Actor
 
 router = APIRouter(prefix="/cases", tags=["cases"])
 
-CaseOpener = Annotated[
-    Actor, Depends(require_roles(Role.AGENT, Role.LEAD, Role.ADMIN, Role.SYSTEM))
-]
-AnyUser = Annotated[Actor, Depends(current_actor)]
+CaseOpener = Annotated[Actor, Depends(authorize(Action.OPEN_CASE))]
+Lister = Annotated[Actor, Depends(authorize(Action.LIST_CASES))]
+Reader = Annotated[Actor, Depends(authorize(Action.READ_CASE))]
 
 
 @router.post("", status_code=201, response_model=CaseOut)
@@ -39,7 +39,7 @@ async def open_case(
 
 @router.get("", response_model=list[CaseSummary])
 async def list_cases(
-    actor: AnyUser,
+    actor: Lister,
     svc: ServicesDep,
     type: str | None = None,
     status: str | None = None,
@@ -53,7 +53,7 @@ async def list_cases(
 
 
 @router.get("/{case_id}", response_model=CaseOut)
-async def get_case(case_id: str, actor: AnyUser, svc: ServicesDep) -> CaseOut:
+async def get_case(case_id: str, actor: Reader, svc: ServicesDep) -> CaseOut:
     """The case as its workflow holds it: SOP version, current step, tasks, history."""
     return CaseOut.of(await service.read_case(svc, actor, case_id))
 

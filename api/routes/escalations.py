@@ -5,42 +5,51 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import ServicesDep, require_roles
-from api.schemas import (
-    ActionBody,
-    CaseOut,
-    EscalateBody,
-    EscalationOut,
-    ReassignBody,
-)
+from access.policy import Action
+from api.deps import ServicesDep, authorize
+from api.schemas import ActionBody, EscalateBody, EscalationOut, ReassignBody
 from api.services import escalations as service
 from api.services.idempotency import IdempotencyKey
 from store.read_model import EscalationFilter
-from workflows.case_models import Actor, EscalateCase, Role
+from workflows.case_models import Actor, EscalateCase
 from workflows.escalation_models import EscalationSnapshot, LeadAction
 
 router = APIRouter(tags=["escalations"])
 
-Raiser = Annotated[Actor, Depends(require_roles(Role.AGENT, Role.LEAD, Role.ADMIN))]
-Lead = Annotated[Actor, Depends(require_roles(Role.LEAD, Role.ADMIN))]
-BoardReader = Annotated[Actor, Depends(require_roles(Role.LEAD, Role.ADMIN, Role.AUDITOR))]
+Raiser = Annotated[Actor, Depends(authorize(Action.ESCALATE))]
+BoardActor = Annotated[Actor, Depends(authorize(Action.BOARD_ACT))]
+Reassigner = Annotated[Actor, Depends(authorize(Action.REASSIGN))]
+Approver = Annotated[Actor, Depends(authorize(Action.APPROVE))]
+BoardReader = Annotated[Actor, Depends(authorize(Action.BOARD_READ))]
 
 
-@router.post("/cases/{case_id}/escalate", response_model=CaseOut)
+class EscalationOpened(BaseModel):
+    """Only what the raiser opened: no case data travels back (read the case for that)."""
+
+    id: str
+    case_id: str
+    status: str
+
+
+@router.post("/cases/{case_id}/escalate", response_model=EscalationOpened)
 async def escalate(
     case_id: str, body: EscalateBody, actor: Raiser, svc: ServicesDep, key: IdempotencyKey = None
-) -> CaseOut:
-    """Raise the case to tier-2 by hand, with a reason; an `Idempotency-Key` makes a retry
-    repeat the first answer (409 if the key was used for another request or by another user)."""
+) -> EscalationOpened:
+    """Raise the case to tier-2 by hand, with a reason; the task must be in the caller's
+    scope (an agent: its queues and vendor). Answers with the escalation it opened. An
+    `Idempotency-Key` makes a retry repeat the first answer (409 if the key was used for
+    another request or by another user)."""
     cmd = EscalateCase(actor=actor, reason=body.reason, task_id=body.task_id)
-    return CaseOut.of(await service.escalate(svc, actor, case_id, cmd, key))
+    link = await service.escalate(svc, actor, case_id, cmd, key)
+    return EscalationOpened(id=link.id, case_id=case_id, status=link.status)
 
 
 @router.get("/escalations", response_model=list[EscalationOut])
 async def board(
-    _: BoardReader,
+    actor: BoardReader,
     svc: ServicesDep,
     status: Literal["open", "acknowledged", "resolved"] | None = None,
     queue: str | None = None,
@@ -50,13 +59,13 @@ async def board(
 ) -> list[EscalationOut]:
     """Open first, most overdue first."""
     f = EscalationFilter(status=status, queue=queue, case_id=case_id, limit=limit, offset=offset)
-    rows = await run_in_threadpool(service.board, svc, f)
+    rows = await run_in_threadpool(service.board, svc, actor, f)
     return [EscalationOut.of(EscalationSnapshot.model_validate(r.snapshot)) for r in rows]
 
 
 @router.get("/escalations/{escalation_id}", response_model=EscalationOut)
-async def detail(escalation_id: str, _: BoardReader, svc: ServicesDep) -> EscalationOut:
-    return EscalationOut.of(await service.read(svc, escalation_id))
+async def detail(escalation_id: str, actor: BoardReader, svc: ServicesDep) -> EscalationOut:
+    return EscalationOut.of(await service.read(svc, actor, escalation_id, Action.BOARD_READ))
 
 
 async def _act(
@@ -73,14 +82,14 @@ async def _act(
 
 @router.post("/escalations/{escalation_id}/acknowledge", response_model=EscalationOut)
 async def acknowledge(
-    escalation_id: str, actor: Lead, svc: ServicesDep, body: ActionBody | None = None
+    escalation_id: str, actor: BoardActor, svc: ServicesDep, body: ActionBody | None = None
 ) -> EscalationOut:
     return await _act(svc, escalation_id, "acknowledge", actor, body.note if body else None)
 
 
 @router.post("/escalations/{escalation_id}/reassign", response_model=EscalationOut)
 async def reassign(
-    escalation_id: str, body: ReassignBody, actor: Lead, svc: ServicesDep
+    escalation_id: str, body: ReassignBody, actor: Reassigner, svc: ServicesDep
 ) -> EscalationOut:
     """Give the escalated task to an agent or back to a queue, with a fresh SLA."""
     detail = {"to_user": body.to_user, "to_queue": body.to_queue}
@@ -89,7 +98,7 @@ async def reassign(
 
 @router.post("/escalations/{escalation_id}/resolve", response_model=EscalationOut)
 async def resolve(
-    escalation_id: str, body: ActionBody, actor: Lead, svc: ServicesDep
+    escalation_id: str, body: ActionBody, actor: BoardActor, svc: ServicesDep
 ) -> EscalationOut:
     return await _act(svc, escalation_id, "resolve", actor, body.note)
 
@@ -99,7 +108,7 @@ async def resolve(
 async def decide(
     escalation_id: str,
     decision: Literal["approve", "reject"],
-    actor: Lead,
+    actor: Approver,
     svc: ServicesDep,
     body: ActionBody | None = None,
 ) -> EscalationOut:

@@ -11,18 +11,19 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Response
 from pydantic import BaseModel, ConfigDict
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import ServicesDep, require_roles
+from access.policy import Action
+from api.deps import ServicesDep, authorize
 from api.services import sops as service
 from sop_templates.diff import render_text
 from store.tables import SopVersionRow
-from workflows.case_models import Actor, Role
+from workflows.case_models import Actor
 
 router = APIRouter(prefix="/sops", tags=["sops"])
 
-Reader = Annotated[
-    Actor, Depends(require_roles(Role.SOP_OWNER, Role.ADMIN, Role.LEAD, Role.AUDITOR))
-]
-Writer = Annotated[Actor, Depends(require_roles(Role.SOP_OWNER, Role.ADMIN))]
+Reader = Annotated[Actor, Depends(authorize(Action.SOP_READ))]
+Author = Annotated[Actor, Depends(authorize(Action.SOP_AUTHOR))]
+Publisher = Annotated[Actor, Depends(authorize(Action.SOP_PUBLISH))]
+Migrator = Annotated[Actor, Depends(authorize(Action.MIGRATE))]
 Version = Annotated[int, Path(ge=1)]
 
 
@@ -101,7 +102,7 @@ async def get_version(name: str, version: Version, _: Reader, svc: ServicesDep) 
 async def create_draft(
     name: str,
     document: Annotated[dict[str, Any], Body(description="the template document, as JSON")],
-    actor: Writer,
+    actor: Author,
     svc: ServicesDep,
     response: Response,
 ) -> SopVersionOut:
@@ -116,13 +117,13 @@ async def create_draft(
 
 
 @router.post("/{name}/versions/{version}/publish", response_model=SopVersionOut)
-async def publish(name: str, version: Version, actor: Writer, svc: ServicesDep) -> SopVersionOut:
+async def publish(name: str, version: Version, actor: Publisher, svc: ServicesDep) -> SopVersionOut:
     """Publish a valid draft: immutable from now on, and new cases pin it."""
     return _out(await run_in_threadpool(service.publish, svc, actor, name, version))
 
 
 @router.post("/{name}/versions/{version}/retire", response_model=SopVersionOut)
-async def retire(name: str, version: Version, _: Writer, svc: ServicesDep) -> SopVersionOut:
+async def retire(name: str, version: Version, _: Publisher, svc: ServicesDep) -> SopVersionOut:
     """New cases stop pinning this version; cases already on it are unaffected."""
     return _out(await run_in_threadpool(service.retire, svc, name, version))
 
@@ -166,7 +167,7 @@ class MigrationBody(BaseModel):
 
 @router.post("/{name}/versions/{version}/migrations")
 async def migrate(
-    name: str, version: Version, body: MigrationBody, actor: Writer, svc: ServicesDep
+    name: str, version: Version, body: MigrationBody, actor: Migrator, svc: ServicesDep
 ) -> dict[str, Any]:
     """Dry-run by default: which open cases on older versions can move here, and why not the
     others. With `dry_run: false`, move them; each move is recorded on the case."""

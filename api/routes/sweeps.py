@@ -9,19 +9,31 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
-from api.deps import ServicesDep, require_roles
+from access.policy import Action
+from api.deps import ServicesDep, authorize
 from api.services import collections, credit_reviews
-from api.services.sweeps import SweepLine, SweepStatus
-from workflows.case_models import Actor, Role
+from api.services.sweeps import SweepLine, SweepStatus, VendorChoice
+from workflows.case_models import Actor
 
 router = APIRouter(tags=["sweeps"])
 
-Sweeper = Annotated[Actor, Depends(require_roles(Role.LEAD, Role.ADMIN, Role.SYSTEM))]
+Sweeper = Annotated[Actor, Depends(authorize(Action.SWEEP))]
 
 
 class SweepBody(BaseModel):
     region: str = Field(min_length=2, max_length=16, description="calendar of the new cases")
     as_of: date | None = Field(default=None, description="the day to sweep as of; today")
+    vendor: str | None = Field(
+        default=None, max_length=64, description="the vendor the new cases belong to"
+    )
+    customer_vendors: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=10_000,
+        description="vendor by customer id, before `vendor`; a case with neither has none",
+    )
+
+    def vendors(self) -> VendorChoice:
+        return VendorChoice(self.vendor, self.customer_vendors)
 
 
 class OverdueScanBody(SweepBody):
@@ -65,7 +77,9 @@ class SweepOut(BaseModel):
 async def overdue_scan(body: OverdueScanBody, actor: Sweeper, svc: ServicesDep) -> SweepOut:
     """One collection case per customer with overdue invoices; run it as often as you like."""
     return SweepOut.of(
-        await collections.scan_overdue(svc, actor, body.region, body.as_of, body.min_days_past_due)
+        await collections.scan_overdue(
+            svc, actor, body.region, body.as_of, body.min_days_past_due, body.vendors()
+        )
     )
 
 
@@ -76,6 +90,6 @@ async def credit_review_sweep(
     """A credit review per customer (periodic), or per customer above its limit."""
     return SweepOut.of(
         await credit_reviews.sweep_credit_reviews(
-            svc, actor, body.region, body.reason, body.period, body.as_of
+            svc, actor, body.region, body.reason, body.period, body.as_of, body.vendors()
         )
     )

@@ -7,7 +7,8 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query, Response
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import ServicesDep, require_roles
+from access.policy import Action
+from api.deps import ServicesDep, authorize
 from api.schemas import CompleteBody, PauseBody, TaskOut
 from api.services import tasks as service
 from api.services.idempotency import IdempotencyKey
@@ -18,17 +19,19 @@ from workflows.case_models import (
     PauseTask,
     ReleaseTask,
     ResumeTask,
-    Role,
 )
 
 router = APIRouter(tags=["tasks"])
 
-Worker = Annotated[Actor, Depends(require_roles(Role.AGENT, Role.LEAD, Role.ADMIN))]
+InboxReader = Annotated[Actor, Depends(authorize(Action.INBOX))]
+Claimer = Annotated[Actor, Depends(authorize(Action.CLAIM))]
+# The assignee's commands; the case checks the holder (409 naming them) and the vendor.
+Worker = Annotated[Actor, Depends(authorize(Action.WORK_TASK))]
 
 
 @router.get("/tasks", response_model=list[TaskOut])
 async def inbox(
-    actor: Worker,
+    actor: InboxReader,
     svc: ServicesDep,
     queue: str | None = None,
     status: Literal["open", "claimed", "done"] | None = None,
@@ -52,7 +55,7 @@ async def inbox(
 
 @router.post("/tasks/{task_id}/claim", response_model=TaskOut)
 async def claim(
-    task_id: str, actor: Worker, svc: ServicesDep, key: IdempotencyKey = None
+    task_id: str, actor: Claimer, svc: ServicesDep, key: IdempotencyKey = None
 ) -> TaskOut:
     """Claim a task: 409 naming the holder if someone has it, 403 if not eligible."""
     return TaskOut.of(await service.claim(svc, actor, task_id, key))
@@ -95,7 +98,7 @@ async def resume(
 
 
 @router.post("/queues/{queue}/claim-next", response_model=TaskOut)
-async def claim_next(queue: str, actor: Worker, svc: ServicesDep) -> TaskOut | Response:
+async def claim_next(queue: str, actor: Claimer, svc: ServicesDep) -> TaskOut | Response:
     """Claim the most urgent open task of the queue the caller may take; 204 when none."""
     task = await service.claim_next(svc, actor, queue)
     return TaskOut.of(task) if task else Response(status_code=204)

@@ -9,13 +9,14 @@ from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 from temporalio.client import WorkflowHistory
 
-from api.deps import Services
+from access.policy import Action, Scope, refuse_case, scope_of
+from api.deps import Services, refused
 from api.errors import ApiError
 from audit.replay import ReplayVerdict, event_time, replay_case, state_as_of
 from audit.sources import CaseNotFoundError, current_state, load_history
 from audit.timeline import TimelineEntry, timeline
 from store.tables import OutboxRow
-from workflows.case_models import CaseSnapshot
+from workflows.case_models import Actor, CaseSnapshot
 
 
 def emails_about(svc: Services, case_id: str) -> Sequence[OutboxRow]:
@@ -24,28 +25,42 @@ def emails_about(svc: Services, case_id: str) -> Sequence[OutboxRow]:
         return session.exec(query.order_by(col(OutboxRow.id))).all()
 
 
-async def case_timeline(svc: Services, case_id: str) -> tuple[CaseSnapshot, list[TimelineEntry]]:
-    try:
-        case = await current_state(svc.temporal, svc.engine, case_id)
-    except CaseNotFoundError as exc:
-        raise ApiError("not_found", str(exc)) from None
+async def case_timeline(
+    svc: Services, actor: Actor, case_id: str
+) -> tuple[CaseSnapshot, list[TimelineEntry]]:
+    case = await _case(svc, case_id)
+    refused(refuse_case(actor, Action.AUDIT_READ, case))
     return case, timeline(case, await run_in_threadpool(emails_about, svc, case_id))
 
 
-async def history_of(svc: Services, case_id: str) -> WorkflowHistory:
+async def _case(svc: Services, case_id: str) -> CaseSnapshot:
+    try:
+        return await current_state(svc.temporal, svc.engine, case_id)
+    except CaseNotFoundError as exc:
+        raise ApiError("not_found", str(exc)) from None
+
+
+async def _in_scope(svc: Services, actor: Actor, action: Action, case_id: str) -> None:
+    """A reader limited to a vendor (a lead) reads only that vendor's cases' histories."""
+    if scope_of(actor.role, action) != Scope.ANY:
+        refused(refuse_case(actor, action, await _case(svc, case_id)))
+
+
+async def history_of(svc: Services, actor: Actor, action: Action, case_id: str) -> WorkflowHistory:
+    await _in_scope(svc, actor, action, case_id)
     try:
         return await load_history(svc.temporal, svc.engine, case_id)
     except CaseNotFoundError as exc:
         raise ApiError("not_found", str(exc)) from None
 
 
-async def replay(svc: Services, case_id: str) -> ReplayVerdict:
-    return await replay_case(await history_of(svc, case_id))
+async def replay(svc: Services, actor: Actor, case_id: str) -> ReplayVerdict:
+    return await replay_case(await history_of(svc, actor, Action.AUDIT_REPLAY, case_id))
 
 
-async def state_at(svc: Services, case_id: str, as_of: str) -> CaseSnapshot:
+async def state_at(svc: Services, actor: Actor, case_id: str, as_of: str) -> CaseSnapshot:
     """`as_of` is an ISO-8601 instant or a history event id."""
-    history = await history_of(svc, case_id)
+    history = await history_of(svc, actor, Action.AUDIT_READ, case_id)
     instant = _instant(history, as_of)
     verdict = await replay_case(history)
     state = state_as_of(verdict.states, instant)

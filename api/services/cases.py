@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 from sqlmodel import Session, select
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import Services
+from access.policy import Action, Scope, reach, reaches_vendor, refuse_case, scope_of
+from api.deps import Services, refused
 from api.errors import ApiError
 from api.schemas import CaseCreate
 from api.services.idempotency import claim_key, request_hash
@@ -24,7 +25,7 @@ from store.db import session_scope
 from store.read_model import CaseFilter, get_case, list_cases, project_snapshot
 from store.tables import CaseRow, IdempotencyKeyRow
 from workflows import client as cases
-from workflows.case_models import Actor, CaseInput, CaseSnapshot, Role, SopRef
+from workflows.case_models import Actor, CaseInput, CaseSnapshot, SopRef
 from workflows.client import CaseCommandError
 
 TYPE_PREFIX = {"dispute": "DSP", "collection": "COL", "credit_review": "CRR"}
@@ -67,7 +68,7 @@ def _prepare(
     with session_scope(svc.engine) as session:
         template, sop = _pinned_sop(session, body.type)
         _check_against_template(body, template)
-        vendor = _case_vendor(actor, body.vendor)
+        vendor = case_vendor(actor, body.vendor)
         replayed = False
         if case_id is None:
             case_id, replayed = _case_id(session, actor, body, key)
@@ -147,15 +148,24 @@ def _check_recipients(body: CaseCreate, template: SopTemplate) -> None:
             raise ApiError("invalid", f"data.{field}: {exc}", {"field": f"data.{field}"}) from None
 
 
-def _case_vendor(actor: Actor, requested: str | None) -> str | None:
-    """An agent's cases belong to its own vendor; others may name one."""
-    if actor.role == Role.AGENT and actor.vendor:
+def case_vendor(actor: Actor, requested: str | None) -> str | None:
+    """The vendor a new case belongs to: a vendor-bound user's own (it may name no other);
+    others name one or none, within what the policy lets them open."""
+    vendor = requested
+    if actor.vendor and not actor.cross_vendor:
         if requested and requested != actor.vendor:
             raise ApiError(
-                "forbidden", f"agents of {actor.vendor} cannot open cases for {requested}"
+                "forbidden",
+                f"vendor: users of {actor.vendor} cannot open cases for {requested}",
+                {"field": "vendor"},
             )
-        return actor.vendor
-    return requested
+        vendor = actor.vendor
+    if scope_of(actor.role, Action.OPEN_CASE) != Scope.ANY and not reaches_vendor(actor, vendor):
+        whose = vendor or "no vendor"
+        raise ApiError(
+            "forbidden", f"vendor: {actor.name} may not open cases for {whose}", {"field": "vendor"}
+        )
+    return vendor
 
 
 def _case_id(session: Session, actor: Actor, body: CaseCreate, key: str | None) -> tuple[str, bool]:
@@ -181,11 +191,6 @@ def _idempotency_row(session: Session, actor: Actor, key: str) -> IdempotencyKey
     ).first()
 
 
-def visible_vendor(actor: Actor) -> str | None:
-    """The vendor whose work `actor` is limited to (agents of a BPO vendor), else None."""
-    return actor.vendor if actor.role == Role.AGENT else None
-
-
 async def read_case(svc: Services, actor: Actor, case_id: str) -> CaseSnapshot:
     """The live case from its workflow; the read model's copy if Temporal no longer has it."""
     try:
@@ -195,9 +200,7 @@ async def read_case(svc: Services, actor: Actor, case_id: str) -> CaseSnapshot:
         if row is None:
             raise
         snapshot = CaseSnapshot.model_validate(row.snapshot)
-    vendor = visible_vendor(actor)
-    if vendor and snapshot.vendor and snapshot.vendor != vendor:
-        raise ApiError("not_found", f"case {case_id} not found")
+    refused(refuse_case(actor, Action.READ_CASE, snapshot))
     return snapshot
 
 
@@ -208,4 +211,4 @@ def _stored_case(svc: Services, case_id: str) -> CaseRow | None:
 
 def search_cases(svc: Services, actor: Actor, f: CaseFilter) -> Sequence[CaseRow]:
     with Session(svc.engine) as session:
-        return list_cases(session, replace(f, vendor=visible_vendor(actor)))
+        return list_cases(session, replace(f, reach=reach(actor, Action.LIST_CASES)))

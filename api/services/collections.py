@@ -11,9 +11,11 @@ from datetime import UTC, date, datetime
 from api.deps import Services
 from api.services.sweeps import (
     SweepLine,
+    VendorChoice,
     billing_of,
     case_body_or_skip,
     check_region,
+    check_vendors,
     derived_case_id,
     open_once,
     skipped,
@@ -22,9 +24,15 @@ from workflows.case_models import Actor
 
 
 async def scan_overdue(
-    svc: Services, actor: Actor, region: str, as_of: date | None, min_days: int
+    svc: Services,
+    actor: Actor,
+    region: str,
+    as_of: date | None,
+    min_days: int,
+    vendors: VendorChoice,
 ) -> list[SweepLine]:
     check_region(region)
+    check_vendors(actor, vendors)
     async with billing_of(svc) as billing:
         overdue = await billing.overdue_customers(as_of or datetime.now(UTC).date(), min_days)
     results = [skipped(record) for record in overdue.malformed]
@@ -36,6 +44,7 @@ async def scan_overdue(
             amount=str(line.overdue_amount),
             currency=line.currency,
             region=region,
+            vendor=vendors.of(line.customer_id),
             reason_code="overdue",
             data={"contact": line.email, "max_days_past_due": line.max_days_past_due},
         )

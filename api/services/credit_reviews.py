@@ -15,9 +15,11 @@ from api.deps import Services
 from api.schemas import CaseCreate
 from api.services.sweeps import (
     SweepLine,
+    VendorChoice,
     billing_of,
     case_body_or_skip,
     check_region,
+    check_vendors,
     derived_case_id,
     open_once,
     skipped,
@@ -35,7 +37,9 @@ def default_period(reason: SweepReason, as_of: date) -> str:
     return as_of.isoformat()
 
 
-def _review(c: CustomerStanding, reason: SweepReason, region: str) -> CaseCreate | SweepLine | None:
+def _review(
+    c: CustomerStanding, reason: SweepReason, region: str, vendor: str | None
+) -> CaseCreate | SweepLine | None:
     """The review to open: the case amount is the limit in question (the current one, or
     what the customer owes when above it); nothing to review without either."""
     limit_in_question = c.open_amount if reason == "limit_breach" else c.credit_limit
@@ -47,6 +51,7 @@ def _review(c: CustomerStanding, reason: SweepReason, region: str) -> CaseCreate
         amount=str(limit_in_question),
         currency=c.currency,
         region=region,
+        vendor=vendor,
         reason_code=reason,
         data={"contact": c.email},
     )
@@ -59,14 +64,16 @@ async def sweep_credit_reviews(
     reason: SweepReason,
     period: str | None,
     as_of: date | None,
+    vendors: VendorChoice,
 ) -> list[SweepLine]:
     check_region(region)
+    check_vendors(actor, vendors)
     about = f"{reason}-{period or default_period(reason, as_of or datetime.now(UTC).date())}"
     async with billing_of(svc) as billing:
         customers = await billing.customers(over_limit_only=reason == "limit_breach")
     results = [skipped(record) for record in customers.malformed]
     for customer in customers.records:
-        body = _review(customer, reason, region)
+        body = _review(customer, reason, region, vendors.of(customer.id))
         if isinstance(body, SweepLine):
             results.append(body)
         elif body is not None:

@@ -10,7 +10,7 @@ sweep, even when only Temporal still remembers it: that is a person's call.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -24,7 +24,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from api.deps import Services
 from api.errors import ApiError
 from api.schemas import CaseCreate
-from api.services.cases import TYPE_PREFIX, open_case_as
+from api.services.cases import TYPE_PREFIX, case_vendor, open_case_as
 from billing.contract import BillingUnavailableError, MalformedRecord
 from billing.http_adapter import HttpBillingSystem
 from escalations.calendars import UnknownCalendarError, get_calendar
@@ -61,6 +61,26 @@ def case_body_or_skip(customer_id: str, **fields: object) -> CaseCreate | SweepL
             f"{'.'.join(map(str, e['loc'])) or 'record'}: {e['msg']}" for e in exc.errors()
         )
         return SweepLine(customer_id, "skipped", reason=reason)
+
+
+@dataclass(frozen=True)
+class VendorChoice:
+    """Which vendor a sweep's new cases belong to: the customer's in `by_customer`, else
+    `default`, else none (vendor-less: see CASEBOOK_VENDORLESS_CASES). The policy then
+    checks the caller may open cases for it, as for `POST /cases`."""
+
+    default: str | None = None
+    by_customer: Mapping[str, str] = field(default_factory=dict)
+
+    def of(self, customer_id: str) -> str | None:
+        return self.by_customer.get(customer_id, self.default)
+
+
+def check_vendors(actor: Actor, vendors: VendorChoice) -> None:
+    """Every vendor the sweep would assign is one the caller may open cases for: refuse
+    before opening any, not halfway through the customers."""
+    for vendor in {vendors.default, *vendors.by_customer.values()}:
+        case_vendor(actor, vendor)
 
 
 def derived_case_id(case_type: str, customer_id: str, about: str) -> str:

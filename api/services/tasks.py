@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import timedelta
 
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
+from access.policy import Action, Reach, reach
 from api.deps import Services
 from api.errors import ApiError
-from api.services.cases import visible_vendor
 from api.services.idempotency import run_once
 from store.read_model import TaskFilter, list_tasks, open_tasks_in_queue, project_snapshot
 from store.tables import TaskRow
 from workflows import client as cases
-from workflows.case_logic import ANY_QUEUE_ROLES, WORKING_ROLES
 from workflows.case_models import Actor, CaseSnapshot, ClaimTask, Task
 from workflows.client import CaseCommandError, TaskCommand
 
@@ -31,19 +31,8 @@ def inbox(svc: Services, actor: Actor, f: TaskFilter) -> Sequence[TaskRow]:
 
 
 def _scoped(actor: Actor, f: TaskFilter) -> TaskFilter:
-    """Agents see the queues they serve, and only their vendor's work."""
-    if actor.role in ANY_QUEUE_ROLES:
-        return f
-    queues = actor.queues if f.queues is None else [q for q in f.queues if q in actor.queues]
-    return TaskFilter(
-        queues=queues,
-        status=f.status,
-        assignee=f.assignee,
-        vendor=visible_vendor(actor),
-        case_id=f.case_id,
-        limit=f.limit,
-        offset=f.offset,
-    )
+    """What the policy lets the actor see: agents their queues and vendor, leads theirs."""
+    return replace(f, reach=reach(actor, Action.INBOX))
 
 
 async def after(svc: Services, snapshot: CaseSnapshot, task_id: str) -> Task:
@@ -83,14 +72,13 @@ async def claim_next(svc: Services, actor: Actor, queue: str) -> Task | None:
     all sending Updates to the same few cases (each a round trip to lose, and Temporal admits
     only 10 in flight per case). Across API processes the case's validator still decides.
     """
-    if actor.role not in WORKING_ROLES:
-        raise ApiError("forbidden", f"role {actor.role.value} may not work tasks")
-    if actor.role not in ANY_QUEUE_ROLES and queue not in actor.queues:
+    claimable = reach(actor, Action.CLAIM)
+    if claimable.queues is not None and queue not in claimable.queues:
         raise ApiError("forbidden", f"{actor.name} does not serve queue {queue}")
     tried: set[str] = set()
     for _ in range(CLAIM_NEXT_ROUNDS):
         skip = len(tried) + len(svc.claiming)
-        rows = await run_in_threadpool(_candidates, svc, actor, queue, skip)
+        rows = await run_in_threadpool(_candidates, svc, claimable, queue, skip)
         candidates = [row.id for row in rows if row.id not in tried]
         if not candidates:
             return None
@@ -122,8 +110,6 @@ async def _claim_unless_taken(svc: Services, actor: Actor, task_id: str) -> Task
     return task
 
 
-def _candidates(svc: Services, actor: Actor, queue: str, skip: int) -> Sequence[TaskRow]:
+def _candidates(svc: Services, claimable: Reach, queue: str, skip: int) -> Sequence[TaskRow]:
     with Session(svc.engine) as session:
-        return open_tasks_in_queue(
-            session, queue, visible_vendor(actor), limit=CLAIM_NEXT_BATCH + skip
-        )
+        return open_tasks_in_queue(session, queue, claimable, limit=CLAIM_NEXT_BATCH + skip)

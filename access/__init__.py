@@ -1,0 +1,1 @@
+"""Who may do what: the one authorization policy (role, action, scope)."""
