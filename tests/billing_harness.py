@@ -23,10 +23,15 @@ START_TIMEOUT_S = 10.0
 
 
 class BillingService:
-    """One ledger database; `start`/`stop` bring its HTTP server up and down."""
+    """One ledger database; `start`/`stop` bring its HTTP server up and down.
+
+    Without a `token` it runs as a dev run (`insecure_no_token`), as `casebook dev` did before
+    it had one: tests that check the gate pass a token, and the helpers here send it.
+    """
 
     def __init__(self, database_url: str, token: str = "") -> None:
         self.token = token
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.engine: Engine = make_engine(database_url)
         create_schema(self.engine)
         self.port = free_port()
@@ -36,7 +41,7 @@ class BillingService:
 
     def start(self) -> None:
         config = uvicorn.Config(
-            create_app(self.engine, self.token),
+            create_app(self.engine, self.token, insecure_no_token=not self.token),
             host="127.0.0.1",
             port=self.port,
             log_level="warning",
@@ -72,7 +77,9 @@ class BillingService:
             "currency": currency,
             "credit_limit": limit,
         }
-        httpx.put(f"{self.url}/customers/{customer_id}", json=body).raise_for_status()
+        httpx.put(
+            f"{self.url}/customers/{customer_id}", json=body, headers=self.headers
+        ).raise_for_status()
 
     def put_invoice(
         self, invoice_id: str, customer_id: str, amount: str, due_on: date, issued_on: date
@@ -83,18 +90,20 @@ class BillingService:
             "due_on": due_on.isoformat(),
             "amount": amount,
         }
-        httpx.put(f"{self.url}/invoices/{invoice_id}", json=body).raise_for_status()
+        httpx.put(
+            f"{self.url}/invoices/{invoice_id}", json=body, headers=self.headers
+        ).raise_for_status()
 
     def pay(self, invoice_id: str, amount: str, key: str) -> None:
         response = httpx.post(
             f"{self.url}/invoices/{invoice_id}/payments",
             json={"amount": amount},
-            headers={"Idempotency-Key": key},
+            headers={**self.headers, "Idempotency-Key": key},
         )
         response.raise_for_status()
 
     def get(self, path: str) -> object:
-        response = httpx.get(f"{self.url}{path}")
+        response = httpx.get(f"{self.url}{path}", headers=self.headers)
         response.raise_for_status()
         return response.json()
 
