@@ -28,6 +28,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.billing import BillingActivities, BillingRequest
 from billing.contract import BillingBusinessError, Installment
 from billing.http_adapter import HttpBillingSystem
+from billing.service.loading import CSV_COLUMNS, LoadError, load_csv
 from billing.service.tables import CreditMemoRow, IdempotencyRow, PaymentRow
 from tests.billing_harness import BillingService
 from tests.ports import free_port
@@ -245,6 +246,36 @@ def test_the_service_refuses_ids_outside_the_pattern_in_paths_and_bodies(
     assert "invoice_ids" in answers[1].json()["error"]["message"]
     assert service.get("/customers/T-EUR")["on_hold"] is False  # type: ignore[index]
     assert _keys(service) == keys
+
+
+def test_loading_checks_ids_and_currencies_and_never_lifts_a_hold(
+    service: BillingService, tmp_path: Path
+) -> None:
+    header = ",".join(CSV_COLUMNS) + "\n"
+    bad = tmp_path / "bad.csv"
+    bad.write_text(
+        header + "K/1,Kay,,EUR,100,,,,,\n"
+        "K2,Two,,EUR,100,K2-1?x,2026-10-01,2026-10-31,10,\n"
+        "K3,Three,,EUX,100,,,,,\n"
+    )
+    with pytest.raises(LoadError) as refused:
+        load_csv(service.engine, bad)
+    assert "customer_id" in refused.value.problems[0]
+    assert "invoice_id" in refused.value.problems[1]
+    assert "EUX" in refused.value.problems[2] and len(refused.value.problems) == 3
+    held = httpx.put(
+        f"{service.url}/customers/T-USD/credit-hold",
+        json={"on_hold": True, "reason": "COL-1"},
+        headers={**service.headers, "Idempotency-Key": "hold-before-reload"},
+    )
+    assert held.status_code == 200
+    service.put_customer("T-USD", currency="USD")  # master data loaded again
+    assert service.get("/customers/T-USD")["on_hold"] is True  # type: ignore[index]
+    httpx.put(
+        f"{service.url}/customers/T-USD/credit-hold",
+        json={"on_hold": False},
+        headers={**service.headers, "Idempotency-Key": "hold-after-reload"},
+    ).raise_for_status()
 
 
 # --- a memo for another customer, or in another currency -------------------------------------

@@ -337,4 +337,24 @@ def create_app(engine: Engine, token: str, *, insecure_no_token: bool = False) -
     ) -> list[OverdueCustomer]:
         return read(lambda s: ledger.overdue_customers(s, _today(as_of), min_days))
 
+    _document_bearer(app)
     return app
+
+
+def _document_bearer(app: FastAPI) -> None:
+    """Say in the spec what the middleware enforces: a bearer token everywhere but /healthz."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            spec = build()
+            schemes = spec.setdefault("components", {}).setdefault("securitySchemes", {})
+            schemes["bearer"] = {"type": "http", "scheme": "bearer"}
+            spec["security"] = [{"bearer": []}]
+            for operation in spec["paths"].get("/healthz", {}).values():
+                operation["security"] = []
+                operation["responses"].pop("401", None)
+            app.openapi_schema = spec
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
