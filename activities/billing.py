@@ -18,7 +18,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -134,7 +134,7 @@ class BillingActivities:
     """Holds the billing system the calls go to (the HTTP adapter to `billing_url`)."""
 
     def __init__(
-        self, billing_url: str, billing: BillingSystem | None = None, token: str = ""
+        self, billing_url: str, billing: BillingSystem | None = None, token: str | SecretStr = ""
     ) -> None:
         self._url, self._token = billing_url, token
         self._billing = billing

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel, SecretStr, TypeAdapter
 
 from billing.contract import (
     BillingBusinessError,
@@ -62,8 +62,12 @@ def _ids(field: str, values: Iterable[str]) -> list[str]:
 
 
 class HttpBillingSystem:
-    def __init__(self, base_url: str, token: str = "", timeout: float = DEFAULT_TIMEOUT_S) -> None:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
+    def __init__(
+        self, base_url: str, token: str | SecretStr = "", timeout: float = DEFAULT_TIMEOUT_S
+    ) -> None:
+        # Settings may hold the token as a SecretStr: its str() is a mask, never the token.
+        secret = token.get_secret_value() if isinstance(token, SecretStr) else token
+        headers = {"Authorization": f"Bearer {secret}"} if secret else {}
         self._client = httpx.AsyncClient(
             base_url=base_url.rstrip("/"), timeout=timeout, headers=headers
         )

@@ -114,13 +114,15 @@ class BillingService:
 
 
 # The invoices the shared test cases dispute (tests/harness.py): balances large enough that
-# every test's credit memos fit, so tests never depend on each other's order.
-SHARED_BOOK = {"CUST-001": ["INV-1001"], "C1": ["INV-1"]}
+# every test's credit memos fit, so tests never depend on each other's order. Each customer
+# bills in the currency of the cases opened for it (`DISPUTE` in USD, `case_input` in EUR):
+# billing refuses a credit memo in another currency than the invoice's.
+SHARED_BOOK = {"CUST-001": ("USD", ["INV-1001"]), "C1": ("EUR", ["INV-1"])}
 SHARED_BALANCE = "1000000000.00"
 
 
 def put_shared_book(billing: BillingService, today: date) -> None:
-    for customer_id, invoice_ids in SHARED_BOOK.items():
-        billing.put_customer(customer_id)
+    for customer_id, (currency, invoice_ids) in SHARED_BOOK.items():
+        billing.put_customer(customer_id, currency=currency)
         for invoice_id in invoice_ids:
             billing.put_invoice(invoice_id, customer_id, SHARED_BALANCE, today, today)

@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
+from pydantic import SecretStr
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from temporalio.exceptions import ApplicationError
@@ -52,7 +53,7 @@ def service(database_url: str) -> Iterator[BillingService]:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def system(service: BillingService) -> AsyncIterator[HttpBillingSystem]:
-    adapter = HttpBillingSystem(service.url, token=TOKEN)
+    adapter = HttpBillingSystem(service.url, token=SecretStr(TOKEN))  # as settings hold it
     yield adapter
     await adapter.aclose()
 

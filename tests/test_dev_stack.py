@@ -161,7 +161,9 @@ def _closed_eventually(stack: Stack, headers: dict[str, str], case_id: str) -> d
 def test_dev_stack_runs_a_dispute_survives_a_restart_and_stops_on_ctrl_c(stack: Stack) -> None:
     stack.start()
     agent = _user_add(stack.data_dir, "ana", "--role", "agent", "--queue", "disputes-tier1")
-    case = httpx.post(f"{stack.url}/cases", json={**DISPUTE, "amount": "80.00"}, headers=agent)
+    # In the demo invoice's currency: billing refuses a credit memo in any other.
+    dispute = {**DISPUTE, "amount": "80.00", "currency": "EUR"}
+    case = httpx.post(f"{stack.url}/cases", json=dispute, headers=agent)
     assert case.status_code == 201, case.text
     case_id = case.json()["id"]
     triage = _wait_task(stack, agent, case_id)
