@@ -3,6 +3,12 @@
 Every mutating call carries the idempotency key the case derived for this step, so a
 retried activity never issues a second credit memo. Refusals (4xx) are business errors:
 not retried, they come back to the case, which hands them to a person.
+
+Writes are bound to the case's own customer and currency (`case_customer_id`,
+`case_currency`, set by the case, never by the SOP's expressions, which may read what a
+person typed): a credit memo carries them to billing, which refuses an invoice of another
+customer or currency; a customer write whose `customer_id` is another customer's is refused
+here (`customer_mismatch`).
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -62,28 +68,61 @@ def _reason(req: BillingRequest) -> str:
     return str(req.args.get("reason") or "")
 
 
+def _refusal(code: str, message: str) -> ApplicationError:
+    """A business error found before calling billing: a person has to look, no retry."""
+    error = {"code": code, "message": message, "status": 0}
+    return ApplicationError(message, error, type=BUSINESS_ERROR, non_retryable=True)
+
+
+def _own_customer(req: BillingRequest) -> str:
+    """The SOP's `customer_id` for a customer write, refused unless it is the case's."""
+    customer_id = str(req.args["customer_id"])
+    if req.case_customer_id is not None and customer_id != req.case_customer_id:
+        raise _refusal(
+            "customer_mismatch",
+            f"{req.action} for customer {customer_id!r} on a case of {req.case_customer_id!r}",
+        )
+    return customer_id
+
+
+def _credit_memo(billing: BillingSystem, req: BillingRequest) -> Awaitable[Any]:
+    if req.case_customer_id is None or req.case_currency is None:
+        # Billing checks the invoice against the case's customer and currency; without them
+        # there is nothing safe to check against, so no memo goes out.
+        raise _refusal(
+            "case_customer_unknown",
+            "issue_credit_memo needs the case's customer and currency; this request has none",
+        )
+    return billing.issue_credit_memo(
+        str(req.args["invoice_id"]),
+        _decimal(req, "amount"),
+        _reason(req),
+        req.idempotency_key,
+        customer_id=req.case_customer_id,
+        currency=req.case_currency,
+    )
+
+
 ACTIONS: dict[str, Call] = {
-    "issue_credit_memo": lambda b, r: b.issue_credit_memo(
-        str(r.args["invoice_id"]), _decimal(r, "amount"), _reason(r), r.idempotency_key
-    ),
+    "issue_credit_memo": _credit_memo,
     "set_credit_hold": lambda b, r: b.set_credit_hold(
-        str(r.args["customer_id"]), True, _reason(r), r.idempotency_key
+        _own_customer(r), True, _reason(r), r.idempotency_key
     ),
     "release_credit_hold": lambda b, r: b.set_credit_hold(
-        str(r.args["customer_id"]), False, _reason(r), r.idempotency_key
+        _own_customer(r), False, _reason(r), r.idempotency_key
     ),
     "update_credit_limit": lambda b, r: b.update_credit_limit(
-        str(r.args["customer_id"]), _decimal(r, "credit_limit"), r.idempotency_key
+        _own_customer(r), _decimal(r, "credit_limit"), r.idempotency_key
     ),
     "record_promise_to_pay": lambda b, r: b.record_promise_to_pay(
-        str(r.args["customer_id"]),
+        _own_customer(r),
         _ids(r),
         _date(r, "promised_on"),
         _decimal(r, "amount"),
         r.idempotency_key,
     ),
     "record_payment_plan": lambda b, r: b.record_payment_plan(
-        str(r.args["customer_id"]), _ids(r), _installments(r), r.idempotency_key
+        _own_customer(r), _ids(r), _installments(r), r.idempotency_key
     ),
     "get_exposure": lambda b, r: b.customer_exposure(str(r.args["customer_id"]), _as_of(r)),
     "get_customer": lambda b, r: b.customer(str(r.args["customer_id"])),
@@ -95,7 +134,7 @@ class BillingActivities:
     """Holds the billing system the calls go to (the HTTP adapter to `billing_url`)."""
 
     def __init__(
-        self, billing_url: str, billing: BillingSystem | None = None, token: str = ""
+        self, billing_url: str, billing: BillingSystem | None = None, token: str | SecretStr = ""
     ) -> None:
         self._url, self._token = billing_url, token
         self._billing = billing
@@ -111,10 +150,7 @@ class BillingActivities:
             result = await ACTIONS[req.action](self._system(), req)
         except (KeyError, ValueError, ArithmeticError) as exc:
             # The SOP gave this call an argument it cannot use: a person has to look.
-            error = {"code": "invalid_arguments", "message": f"{req.action}: {exc!r}", "status": 0}
-            raise ApplicationError(
-                error["message"], error, type=BUSINESS_ERROR, non_retryable=True
-            ) from exc
+            raise _refusal("invalid_arguments", f"{req.action}: {exc!r}") from exc
         except BillingBusinessError as exc:
             error = {"code": exc.code, "message": exc.message, "status": exc.status}
             raise ApplicationError(

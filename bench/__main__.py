@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
 def _start(stack: ManagedStack) -> Target:
     say(f"starting casebook dev in {stack.data_dir}")
     target = stack.start()
-    put_bench_invoice(target.billing_url)
+    put_bench_invoice(target.billing_url, target.billing_token)
     say(f"stack up: API {target.api_url}, Temporal {target.temporal_address}")
     return target
 

@@ -25,14 +25,15 @@ DISPUTE = {
 BENCH_BALANCE = "1000000000.00"
 
 
-def put_bench_invoice(billing_url: str) -> None:
+def put_bench_invoice(billing_url: str, token: str) -> None:
     """The customer and invoice the benchmark's disputes credit, in the built-in billing."""
+    auth = {"Authorization": f"Bearer {token}"}
     customer = {"name": "Benchmark", "currency": "USD", "credit_limit": BENCH_BALANCE}
-    _ok(httpx.put(f"{billing_url}/customers/BENCH-CUST", json=customer), 200)
+    _ok(httpx.put(f"{billing_url}/customers/BENCH-CUST", json=customer, headers=auth), 200)
     today = date.today().isoformat()
     invoice = {"customer_id": "BENCH-CUST", "issued_on": today, "due_on": today}
     invoice["amount"] = BENCH_BALANCE
-    _ok(httpx.put(f"{billing_url}/invoices/BENCH-INV", json=invoice), 200)
+    _ok(httpx.put(f"{billing_url}/invoices/BENCH-INV", json=invoice, headers=auth), 200)
 
 
 # The outcome an agent gives each step of the shipped dispute SOP on the way to a close.

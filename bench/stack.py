@@ -24,6 +24,7 @@ import httpx
 import yaml
 from sqlalchemy import Engine
 
+from devstack.supervisor import billing_token
 from settings import Settings
 from sop_templates.registry import SHIPPED_DIR, retire
 from store.db import make_engine, session_scope
@@ -46,6 +47,7 @@ class Target:
     database_url: str
     billing_url: str
     data_dir: Path | None = None
+    billing_token: str = ""
     _engine: Engine | None = field(default=None, repr=False)
 
     @property
@@ -168,6 +170,7 @@ class ManagedStack:
             database_url=f"sqlite:///{self.data_dir / 'casebook.db'}",
             billing_url=f"http://127.0.0.1:{self.billing_port}",
             data_dir=self.data_dir,
+            billing_token=billing_token(self.data_dir),
         )
 
     def stop(self, keep: bool = False) -> None:
@@ -183,6 +186,12 @@ class ManagedStack:
                 self.process.wait()
         if not keep:
             shutil.rmtree(self.data_dir.parent, ignore_errors=True)
+
+
+def _secret(value: object) -> str:
+    """A setting's value whether it is held as a plain string or a SecretStr."""
+    reveal = getattr(value, "get_secret_value", None)
+    return str(reveal() if reveal else value)
 
 
 def wait_healthy(url: str, process: subprocess.Popen[bytes] | None = None) -> None:
@@ -210,6 +219,7 @@ def external_target(api_url: str) -> Target:
         task_queue=settings.task_queue,
         database_url=settings.resolved_database_url(),
         billing_url=settings.billing_url,
+        billing_token=_secret(settings.billing_token),
         data_dir=settings.data_dir.resolve() if not settings.database_url else None,
     )
 

@@ -1,7 +1,8 @@
 """The BillingSystem port: the operations Casebook needs from a billing system (an ERP).
 
-Amounts are `Decimal` with at most two decimal places, carried as strings in JSON. Every
-mutating call takes an idempotency key: the same key with the same request returns the
+Amounts are `Decimal` with at most two decimal places, carried as strings in JSON. Customer
+and invoice ids match `domain.values.ID_PATTERN`; anything else is refused before it is sent.
+Every mutating call takes an idempotency key: the same key with the same request returns the
 first answer and changes nothing; the same key with a different request is refused.
 """
 
@@ -175,8 +176,17 @@ class BillingSystem(Protocol):
     async def payment_status(self, invoice_ids: list[str]) -> PaymentStatus: ...
 
     async def issue_credit_memo(
-        self, invoice_id: str, amount: Decimal, reason: str, idempotency_key: str
-    ) -> CreditMemo: ...
+        self,
+        invoice_id: str,
+        amount: Decimal,
+        reason: str,
+        idempotency_key: str,
+        *,
+        customer_id: str,
+        currency: str,
+    ) -> CreditMemo:
+        """Credit `invoice_id`, which must be `customer_id`'s and in `currency` (the case's)."""
+        ...
 
     async def set_credit_hold(
         self, customer_id: str, on: bool, reason: str, idempotency_key: str

@@ -3,16 +3,22 @@
 4xx answers are business errors (`BillingBusinessError`, never retried); 5xx, 408, 429,
 timeouts and refused connections are outages (`BillingUnavailableError`): the activity
 fails and Temporal retries it with backoff, so the case waits for billing to come back.
+
+An id that is not an id (`domain.values.ID_PATTERN`) is refused here, before any request, as
+a business error: `INV-1/payments?` put into a path would call another operation. Each path
+segment is quoted as well, so no value can ever leave its segment.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date
 from decimal import Decimal
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import httpx
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, SecretStr, TypeAdapter, ValidationError
 
 from billing.contract import (
     BillingBusinessError,
@@ -40,9 +46,31 @@ RETRYABLE_STATUSES = {408, 425, 429}
 DEFAULT_TIMEOUT_S = 10.0
 
 
+def _checked(field: str, value: str) -> str:
+    if not is_id(value):
+        raise BillingBusinessError(
+            "invalid_id", f"{field} {value!r} is not an id; refused before calling billing", 422
+        )
+    return value
+
+
+def _path(*segments: tuple[str, str] | str) -> str:
+    """A path from literal segments and (field, id) pairs, each id checked and quoted."""
+    parts = [s if isinstance(s, str) else quote(_checked(*s), safe="") for s in segments]
+    return "/" + "/".join(parts)
+
+
+def _ids(field: str, values: Iterable[str]) -> list[str]:
+    return [_checked(field, v) for v in values]
+
+
 class HttpBillingSystem:
-    def __init__(self, base_url: str, token: str = "", timeout: float = DEFAULT_TIMEOUT_S) -> None:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
+    def __init__(
+        self, base_url: str, token: str | SecretStr = "", timeout: float = DEFAULT_TIMEOUT_S
+    ) -> None:
+        # Settings may hold the token as a SecretStr: its str() is a mask, never the token.
+        secret = token.get_secret_value() if isinstance(token, SecretStr) else token
+        headers = {"Authorization": f"Bearer {secret}"} if secret else {}
         self._client = httpx.AsyncClient(
             base_url=base_url.rstrip("/"), timeout=timeout, headers=headers
         )
@@ -75,11 +103,12 @@ class HttpBillingSystem:
         return TypeAdapter(answer).validate_python(response.json())
 
     async def get_invoices(self, invoice_ids: list[str], as_of: date) -> list[Invoice]:
-        params = {"id": invoice_ids, "as_of": as_of.isoformat()}
+        params = {"id": _ids("invoice_ids", invoice_ids), "as_of": as_of.isoformat()}
         return await self._call("GET", "/invoices", list[Invoice], params=params)
 
     async def customer(self, customer_id: str) -> Customer:
-        return await self._call("GET", f"/customers/{customer_id}", Customer)
+        path = _path("customers", ("customer_id", customer_id))
+        return await self._call("GET", path, Customer)
 
     async def customers(self, over_limit_only: bool = False) -> Listing[CustomerStanding]:
         params = {"over_limit": "true"} if over_limit_only else {}
@@ -88,9 +117,8 @@ class HttpBillingSystem:
 
     async def customer_exposure(self, customer_id: str, as_of: date) -> Exposure:
         params = {"as_of": as_of.isoformat()}
-        return await self._call(
-            "GET", f"/customers/{customer_id}/exposure", Exposure, params=params
-        )
+        path = _path("customers", ("customer_id", customer_id), "exposure")
+        return await self._call("GET", path, Exposure, params=params)
 
     async def overdue_customers(self, as_of: date, min_days: int = 1) -> Listing[OverdueCustomer]:
         params = {"as_of": as_of.isoformat(), "min_days": min_days}
@@ -98,27 +126,44 @@ class HttpBillingSystem:
         return _listing(raw, OverdueCustomer, "customer_id")
 
     async def payment_status(self, invoice_ids: list[str]) -> PaymentStatus:
-        return await self._call("GET", "/payment-status", PaymentStatus, params={"id": invoice_ids})
+        params = {"id": _ids("invoice_ids", invoice_ids)}
+        return await self._call("GET", "/payment-status", PaymentStatus, params=params)
 
     async def issue_credit_memo(
-        self, invoice_id: str, amount: Decimal, reason: str, idempotency_key: str
+        self,
+        invoice_id: str,
+        amount: Decimal,
+        reason: str,
+        idempotency_key: str,
+        *,
+        customer_id: str,
+        currency: str,
     ) -> CreditMemo:
-        body = {"amount": str(amount), "reason": reason}
-        path = f"/invoices/{invoice_id}/credit-memos"
+        if not is_currency(currency):
+            raise BillingBusinessError(
+                "invalid_currency", f"currency {currency!r} is not an ISO 4217 code", 422
+            )
+        body = {
+            "amount": str(amount),
+            "reason": reason,
+            "customer_id": _checked("customer_id", customer_id),
+            "currency": currency,
+        }
+        path = _path("invoices", ("invoice_id", invoice_id), "credit-memos")
         return await self._call("POST", path, CreditMemo, key=idempotency_key, body=body)
 
     async def set_credit_hold(
         self, customer_id: str, on: bool, reason: str, idempotency_key: str
     ) -> CreditHold:
         body = {"on_hold": on, "reason": reason}
-        path = f"/customers/{customer_id}/credit-hold"
+        path = _path("customers", ("customer_id", customer_id), "credit-hold")
         return await self._call("PUT", path, CreditHold, key=idempotency_key, body=body)
 
     async def update_credit_limit(
         self, customer_id: str, new_limit: Decimal, idempotency_key: str
     ) -> CreditLimit:
         body = {"credit_limit": str(new_limit)}
-        path = f"/customers/{customer_id}/credit-limit"
+        path = _path("customers", ("customer_id", customer_id), "credit-limit")
         return await self._call("PUT", path, CreditLimit, key=idempotency_key, body=body)
 
     async def record_payment_plan(
@@ -129,10 +174,10 @@ class HttpBillingSystem:
         idempotency_key: str,
     ) -> PaymentPlan:
         body = {
-            "invoice_ids": invoice_ids,
+            "invoice_ids": _ids("invoice_ids", invoice_ids),
             "installments": [i.model_dump(mode="json") for i in installments],
         }
-        path = f"/customers/{customer_id}/payment-plans"
+        path = _path("customers", ("customer_id", customer_id), "payment-plans")
         return await self._call("POST", path, PaymentPlan, key=idempotency_key, body=body)
 
     async def record_promise_to_pay(
@@ -144,11 +189,11 @@ class HttpBillingSystem:
         idempotency_key: str,
     ) -> PromiseToPay:
         body = {
-            "invoice_ids": invoice_ids,
+            "invoice_ids": _ids("invoice_ids", invoice_ids),
             "promised_on": promised_on.isoformat(),
             "amount": str(amount),
         }
-        path = f"/customers/{customer_id}/promises-to-pay"
+        path = _path("customers", ("customer_id", customer_id), "promises-to-pay")
         return await self._call("POST", path, PromiseToPay, key=idempotency_key, body=body)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -21,6 +22,8 @@ STOP_TIMEOUT_S = 15.0
 RESTART_FIRST_DELAY_S = 1.0
 RESTART_MAX_DELAY_S = 30.0
 HEALTHY_AFTER_S = 60.0
+# The billing service's bearer token, kept beside its ledger in the data directory.
+BILLING_TOKEN_FILE = "billing.token"
 
 
 @dataclass(frozen=True)
@@ -47,35 +50,42 @@ class DevStack:
     ports: Ports
     env: dict[str, str]
     processes: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
-    commands: dict[str, list[str]] = field(default_factory=dict)
+    # Each part's command and environment, to start it again the same way.
+    commands: dict[str, tuple[list[str], dict[str, str]]] = field(default_factory=dict)
     restarts: dict[str, Restarts] = field(default_factory=dict)
 
     def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        # Billing runs with a token even on localhost: any local process could otherwise
+        # issue credit memos. Only billing and the processes that call it get it.
+        token = billing_token(self.data_dir)
+        casebook_env = {**self.env, "CASEBOOK_BILLING_TOKEN": token}
         self._spawn("temporal", temporal_command(self.data_dir, self.ports.temporal))
         wait_for_port("temporal", self.ports.temporal, self.processes[-1][1])
         self._spawn("mail", self._casebook("mailserver"))
         wait_for_port("mail", self.ports.smtp, self.processes[-1][1])
-        self._spawn("billing", billing_command(self.data_dir, self.ports.billing))
+        billing = billing_command(self.data_dir, self.ports.billing)
+        self._spawn("billing", billing, {**self.env, "BILLING_TOKEN": token})
         wait_for_port("billing", self.ports.billing, self.processes[-1][1])
-        self._spawn("worker", self._casebook("worker"))
-        self._spawn("api", self._casebook("api"))
+        self._spawn("worker", self._casebook("worker"), casebook_env)
+        self._spawn("api", self._casebook("api"), casebook_env)
         wait_for_port("api", self.ports.api, self.processes[-1][1])
 
     def _casebook(self, command: str) -> list[str]:
         return [sys.executable, "-m", "cli.main", command]
 
-    def _spawn(self, name: str, command: list[str]) -> None:
-        self.commands[name] = command
+    def _spawn(self, name: str, command: list[str], env: dict[str, str] | None = None) -> None:
+        self.commands[name] = (command, self.env if env is None else env)
         self.restarts.setdefault(name, Restarts())
-        self.processes.append((name, self._popen(name, command)))
+        self.processes.append((name, self._popen(name)))
 
-    def _popen(self, name: str, command: list[str]) -> subprocess.Popen[bytes]:
+    def _popen(self, name: str) -> subprocess.Popen[bytes]:
+        command, env = self.commands[name]
         log = (self.data_dir / f"{name}.log").open("ab")
         # Own session: Ctrl-C reaches only the supervisor, which stops children in order.
         process = subprocess.Popen(
             command,
-            env=self.env,
+            env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -123,7 +133,7 @@ class DevStack:
                 state.count += 1
                 state.due_at = None
                 state.delay_s = min(state.delay_s * 2, RESTART_MAX_DELAY_S)
-                self.processes[index] = (name, self._popen(name, self.commands[name]))
+                self.processes[index] = (name, self._popen(name))
                 _say(f"{name} restarted (restart {state.count})")
 
     def stop(self) -> None:
@@ -177,6 +187,23 @@ def billing_command(data_dir: Path, port: int) -> list[str]:
     """The built-in billing service, its ledger in its own database beside Casebook's."""
     ledger = f"sqlite:///{data_dir / 'billing.db'}"
     return [sys.executable, "-m", "billing.service", "serve", "--db", ledger, "--port", str(port)]
+
+
+def billing_token(data_dir: Path) -> str:
+    """The dev ledger's token: made once per data directory, readable by its owner only.
+
+    Kept (not made per run) so the ledger and whoever inspects it (`curl -H "Authorization:
+    Bearer $(cat <data dir>/billing.token)"`) agree across restarts.
+    """
+    path = data_dir / BILLING_TOKEN_FILE
+    if path.exists() and (kept := path.read_text().strip()):
+        return kept
+    token = secrets.token_urlsafe(32)
+    path.unlink(missing_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(token)
+    return token
 
 
 def wait_for_port(name: str, port: int, process: subprocess.Popen[bytes]) -> None:

@@ -81,7 +81,9 @@ class UserRow(SQLModel, table=True):
     name: str = Field(unique=True)
     role: str
     vendor: str | None = None
-    cross_vendor: bool = False  # an agent that works every vendor's cases (migration 0006_cross_vendor)
+    cross_vendor: bool = (
+        False  # an agent that works every vendor's cases (migration 0006_cross_vendor)
+    )
     email: str | None = None
     queues: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     token_hash: str = Field(unique=True)

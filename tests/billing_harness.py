@@ -23,10 +23,15 @@ START_TIMEOUT_S = 10.0
 
 
 class BillingService:
-    """One ledger database; `start`/`stop` bring its HTTP server up and down."""
+    """One ledger database; `start`/`stop` bring its HTTP server up and down.
+
+    Without a `token` it runs as a dev run (`insecure_no_token`), as `casebook dev` did before
+    it had one: tests that check the gate pass a token, and the helpers here send it.
+    """
 
     def __init__(self, database_url: str, token: str = "") -> None:
         self.token = token
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.engine: Engine = make_engine(database_url)
         create_schema(self.engine)
         self.port = free_port()
@@ -36,7 +41,7 @@ class BillingService:
 
     def start(self) -> None:
         config = uvicorn.Config(
-            create_app(self.engine, self.token),
+            create_app(self.engine, self.token, insecure_no_token=not self.token),
             host="127.0.0.1",
             port=self.port,
             log_level="warning",
@@ -72,7 +77,9 @@ class BillingService:
             "currency": currency,
             "credit_limit": limit,
         }
-        httpx.put(f"{self.url}/customers/{customer_id}", json=body).raise_for_status()
+        httpx.put(
+            f"{self.url}/customers/{customer_id}", json=body, headers=self.headers
+        ).raise_for_status()
 
     def put_invoice(
         self, invoice_id: str, customer_id: str, amount: str, due_on: date, issued_on: date
@@ -83,18 +90,20 @@ class BillingService:
             "due_on": due_on.isoformat(),
             "amount": amount,
         }
-        httpx.put(f"{self.url}/invoices/{invoice_id}", json=body).raise_for_status()
+        httpx.put(
+            f"{self.url}/invoices/{invoice_id}", json=body, headers=self.headers
+        ).raise_for_status()
 
     def pay(self, invoice_id: str, amount: str, key: str) -> None:
         response = httpx.post(
             f"{self.url}/invoices/{invoice_id}/payments",
             json={"amount": amount},
-            headers={"Idempotency-Key": key},
+            headers={**self.headers, "Idempotency-Key": key},
         )
         response.raise_for_status()
 
     def get(self, path: str) -> object:
-        response = httpx.get(f"{self.url}{path}")
+        response = httpx.get(f"{self.url}{path}", headers=self.headers)
         response.raise_for_status()
         return response.json()
 
@@ -105,13 +114,15 @@ class BillingService:
 
 
 # The invoices the shared test cases dispute (tests/harness.py): balances large enough that
-# every test's credit memos fit, so tests never depend on each other's order.
-SHARED_BOOK = {"CUST-001": ["INV-1001"], "C1": ["INV-1"]}
+# every test's credit memos fit, so tests never depend on each other's order. Each customer
+# bills in the currency of the cases opened for it (`DISPUTE` in USD, `case_input` in EUR):
+# billing refuses a credit memo in another currency than the invoice's.
+SHARED_BOOK = {"CUST-001": ("USD", ["INV-1001"]), "C1": ("EUR", ["INV-1"])}
 SHARED_BALANCE = "1000000000.00"
 
 
 def put_shared_book(billing: BillingService, today: date) -> None:
-    for customer_id, invoice_ids in SHARED_BOOK.items():
-        billing.put_customer(customer_id)
+    for customer_id, (currency, invoice_ids) in SHARED_BOOK.items():
+        billing.put_customer(customer_id, currency=currency)
         for invoice_id in invoice_ids:
             billing.put_invoice(invoice_id, customer_id, SHARED_BALANCE, today, today)

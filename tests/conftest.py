@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import sys
 import uuid
@@ -44,13 +45,15 @@ def backing_services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Billi
     Tests that look at billing or mail closely start their own (tests/billing_harness.py,
     the `sink` fixture); these keep the shipped SOPs' automatic steps working everywhere.
     """
-    billing = BillingService(f"sqlite:///{tmp_path_factory.mktemp('billing') / 'ledger.db'}")
+    ledger = f"sqlite:///{tmp_path_factory.mktemp('billing') / 'ledger.db'}"
+    billing = BillingService(ledger, token=secrets.token_urlsafe(24))  # as deployed: gated
     billing.start()
     put_shared_book(billing, date.today())
     mail = SmtpSink()
     mail.start()
     env = pytest.MonkeyPatch()
     env.setenv("CASEBOOK_BILLING_URL", billing.url)
+    env.setenv("CASEBOOK_BILLING_TOKEN", billing.token)
     env.setenv("CASEBOOK_SMTP_HOST", "127.0.0.1")
     env.setenv("CASEBOOK_SMTP_PORT", str(mail.port))
     yield billing

@@ -71,20 +71,31 @@ async def test_exposure_open_items_and_overdue_scan(system: HttpBillingSystem) -
 async def test_a_credit_memo_is_issued_once_per_key(
     system: HttpBillingSystem, service: BillingService
 ) -> None:
-    first = await system.issue_credit_memo("A-2", Decimal("120.50"), "pricing", "case-1/credit")
-    again = await system.issue_credit_memo("A-2", Decimal("120.50"), "pricing", "case-1/credit")
+    first = await system.issue_credit_memo(
+        "A-2", Decimal("120.50"), "pricing", "case-1/credit", customer_id="C-A", currency="EUR"
+    )
+    again = await system.issue_credit_memo(
+        "A-2", Decimal("120.50"), "pricing", "case-1/credit", customer_id="C-A", currency="EUR"
+    )
     assert again == first and first.invoice_open_balance == Decimal("379.50")
     assert service.open_balance("A-2") == Decimal("379.50")
     assert _memos(service, "A-2") == 1
     with pytest.raises(BillingBusinessError) as reused:
-        await system.issue_credit_memo("A-2", Decimal("99.00"), "pricing", "case-1/credit")
+        await system.issue_credit_memo(
+            "A-2", Decimal("99.00"), "pricing", "case-1/credit", customer_id="C-A", currency="EUR"
+        )
     assert reused.value.code == "idempotency_key_reused" and reused.value.status == 422
 
 
 async def test_racing_retries_with_one_key_apply_once(
     system: HttpBillingSystem, service: BillingService
 ) -> None:
-    calls = [system.issue_credit_memo("B-1", Decimal("10.00"), "tax", "race") for _ in range(6)]
+    calls = [
+        system.issue_credit_memo(
+            "B-1", Decimal("10.00"), "tax", "race", customer_id="C-B", currency="EUR"
+        )
+        for _ in range(6)
+    ]
     memos = await asyncio.gather(*calls)
     assert len({m.id for m in memos}) == 1
     assert _memos(service, "B-1") == 1 and service.open_balance("B-1") == Decimal("290.00")
@@ -95,14 +106,20 @@ async def test_refusals_are_business_errors_that_change_nothing(
 ) -> None:
     before = service.open_balance("A-1")
     with pytest.raises(BillingBusinessError) as above:
-        await system.issue_credit_memo("A-1", Decimal("5000.00"), "x", "too-much")
+        await system.issue_credit_memo(
+            "A-1", Decimal("5000.00"), "x", "too-much", customer_id="C-A", currency="EUR"
+        )
     assert above.value.code == "amount_above_open_balance" and above.value.status == 422
     assert "open balance 1000.00" in above.value.message
     with pytest.raises(BillingBusinessError) as unknown:
-        await system.issue_credit_memo("NOPE", Decimal("1.00"), "x", "unknown")
+        await system.issue_credit_memo(
+            "NOPE", Decimal("1.00"), "x", "unknown", customer_id="C-A", currency="EUR"
+        )
     assert (unknown.value.code, unknown.value.status) == ("invoice_not_found", 404)
     with pytest.raises(BillingBusinessError) as cents:
-        await system.issue_credit_memo("A-1", Decimal("1.001"), "x", "fraction")
+        await system.issue_credit_memo(
+            "A-1", Decimal("1.001"), "x", "fraction", customer_id="C-A", currency="EUR"
+        )
     assert cents.value.code == "invalid_amount"
     assert service.open_balance("A-1") == before
 
@@ -115,7 +132,9 @@ async def test_a_closed_invoice_refuses_credit_with_409(
     status = await system.payment_status(["C-1"])
     assert status.settled and status.paid_amount == Decimal("50.00")
     with pytest.raises(BillingBusinessError) as closed:
-        await system.issue_credit_memo("C-1", Decimal("5.00"), "x", "closed")
+        await system.issue_credit_memo(
+            "C-1", Decimal("5.00"), "x", "closed", customer_id="C-B", currency="EUR"
+        )
     assert (closed.value.code, closed.value.status) == ("invoice_closed", 409)
 
 
@@ -156,7 +175,9 @@ async def test_an_outage_is_unavailable_not_a_refusal() -> None:
     stopped = BillingService("sqlite://")  # never started: the port refuses connections
     adapter = HttpBillingSystem(stopped.url, timeout=2)
     with pytest.raises(BillingUnavailableError):
-        await adapter.issue_credit_memo("A-1", Decimal("1"), "x", "k")
+        await adapter.issue_credit_memo(
+            "A-1", Decimal("1"), "x", "k", customer_id="C-A", currency="EUR"
+        )
     await adapter.aclose()
 
 

@@ -294,10 +294,24 @@ class CrashAfterBilling(HttpBillingSystem):
         self.calls = 0
 
     async def issue_credit_memo(
-        self, invoice_id: str, amount: Decimal, reason: str, idempotency_key: str
+        self,
+        invoice_id: str,
+        amount: Decimal,
+        reason: str,
+        idempotency_key: str,
+        *,
+        customer_id: str,
+        currency: str,
     ) -> CreditMemo:
         self.calls += 1
-        memo = await super().issue_credit_memo(invoice_id, amount, reason, idempotency_key)
+        memo = await super().issue_credit_memo(
+            invoice_id,
+            amount,
+            reason,
+            idempotency_key,
+            customer_id=customer_id,
+            currency=currency,
+        )
         if self.calls == 1:
             raise ConnectionResetError("worker lost after billing answered")
         return memo

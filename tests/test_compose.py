@@ -1,15 +1,18 @@
 """The production compose file and Dockerfile wire the stack the brief describes.
 
 Static checks on docker-compose.yml (anchors resolved by yaml.safe_load, `${VAR:-default}`
-resolved to its default as compose would with an empty environment) and on the Dockerfile;
-plus `docker compose config -q` when a compose-capable docker client is installed.
+resolved to its default as compose would with an empty environment, `${VAR:?message}` to
+the value given for it, or refused as compose refuses) and on the Dockerfile; plus
+`docker compose config -q` when a compose-capable docker client is installed.
 """
 
+import os
 import re
 import shlex
 import shutil
 import subprocess
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -30,23 +33,34 @@ TEMPORAL_FRONTEND_PORT = 7233
 MAILPIT_DEFAULT_SMTP_PORT = 1025
 API_PORT = 8000
 
-_INTERPOLATION = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}")
+_INTERPOLATION = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?([-?])([^}]*))?\}")
+# What an operator must set (`${VAR:?...}`), with the value these tests set it to.
+REQUIRED = {"CASEBOOK_BILLING_TOKEN": "compose-test-billing-token"}
 
 
-def _interpolate(value: Any) -> Any:
-    """Resolve compose interpolation as with no variables set: defaults, `$$` -> `$`."""
+class MissingVariable(Exception):
+    """Compose refuses to start: a `${VAR:?message}` variable is not set."""
+
+
+def _interpolate(value: Any, env: Mapping[str, str] = REQUIRED) -> Any:
+    """Resolve compose interpolation with only `env` set: defaults, required, `$$` -> `$`."""
     if isinstance(value, str):
 
         def repl(match: re.Match[str]) -> str:
             if match.group(0) == "$$":
                 return "$"
-            return match.group(2) or ""
+            name, operator, argument = match.groups()
+            if name in env:
+                return env[name]
+            if operator == "?":
+                raise MissingVariable(f"{name}: {argument}")
+            return argument or ""
 
         return _INTERPOLATION.sub(repl, value)
     if isinstance(value, dict):
-        return {key: _interpolate(item) for key, item in value.items()}
+        return {key: _interpolate(item, env) for key, item in value.items()}
     if isinstance(value, list):
-        return [_interpolate(item) for item in value]
+        return [_interpolate(item, env) for item in value]
     return value
 
 
@@ -320,6 +334,7 @@ def test_docker_compose_validates_the_file():
         capture_output=True,
         text=True,
         timeout=60,
+        env={**os.environ, **REQUIRED},
     )
     assert result.returncode == 0, result.stderr
 
@@ -337,3 +352,17 @@ def test_casebook_reaches_the_billing_service(services, subcommand):
     assert ledger.startswith("sqlite:////var/lib/casebook/ledger/")  # its own database
     assert any(str(v).endswith(":/var/lib/casebook/ledger") for v in billing["volumes"])
     assert _depends_on(services[_running(services, subcommand)])[url.hostname] == "service_healthy"
+
+
+def test_billing_needs_a_token_that_compose_will_not_start_without():
+    raw = yaml.safe_load(COMPOSE_FILE.read_text())
+    with pytest.raises(MissingVariable, match="CASEBOOK_BILLING_TOKEN"):
+        _interpolate(raw, env={})  # as `docker compose up` with the variable unset
+    services = _interpolate(raw)["services"]
+    billing = services["billing"]
+    assert "--insecure-no-token" not in _command(billing)
+    assert "--token" not in _command(billing), "a token in argv shows in `ps`"
+    assert _env(billing)["BILLING_TOKEN"] == REQUIRED["CASEBOOK_BILLING_TOKEN"]
+    for subcommand in ("api", "worker"):  # the sweeps (API) and the activities (worker) call it
+        env = _env(services[_running(services, subcommand)])
+        assert env["CASEBOOK_BILLING_TOKEN"] == REQUIRED["CASEBOOK_BILLING_TOKEN"]

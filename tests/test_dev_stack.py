@@ -81,6 +81,16 @@ class Stack:
         return f"http://127.0.0.1:{self.api_port}"
 
     @property
+    def billing_url(self) -> str:
+        return f"http://127.0.0.1:{self.billing_port}"
+
+    @property
+    def billing(self) -> dict[str, str]:
+        """The headers that pass billing's gate: the token `casebook dev` keeps for it."""
+        token = (self.data_dir / "billing.token").read_text().strip()
+        return {"Authorization": f"Bearer {token}"}
+
+    @property
     def ports(self) -> tuple[int, ...]:
         return (self.api_port, self.temporal_port, self.smtp_port, self.billing_port)
 
@@ -153,11 +163,16 @@ def test_dev_stack_runs_a_dispute_survives_a_restart_and_stops_on_ctrl_c(stack: 
     agent = _user_add(
         stack.data_dir, "ana", "--role", "agent", "--vendor", "acme", "--queue", "disputes-tier1"
     )
-    case = httpx.post(f"{stack.url}/cases", json={**DISPUTE, "amount": "80.00"}, headers=agent)
+    # In the demo invoice's currency: billing refuses a credit memo in any other.
+    dispute = {**DISPUTE, "amount": "80.00", "currency": "EUR"}
+    case = httpx.post(f"{stack.url}/cases", json=dispute, headers=agent)
     assert case.status_code == 201, case.text
     case_id = case.json()["id"]
     triage = _wait_task(stack, agent, case_id)
     assert httpx.post(f"{stack.url}/tasks/{triage['id']}/claim", headers=agent).status_code == 200
+    # Billing is not open, even on a dev run: only the stack's own processes hold its token.
+    assert httpx.get(f"{stack.billing_url}/customers").status_code == 401
+    assert (stack.data_dir / "billing.token").stat().st_mode & 0o077 == 0
 
     # The stack's SMTP server delivers into <data dir>/mail.
     message = EmailMessage()
@@ -189,8 +204,7 @@ def test_dev_stack_runs_a_dispute_survives_a_restart_and_stops_on_ctrl_c(stack: 
     final = _closed_eventually(stack, agent, case_id)
     assert final["status"] == "closed" and final["resolution"] == "credited"
     # The credit memo went to the built-in billing service, against its demo invoice.
-    billing = f"http://127.0.0.1:{stack.billing_port}"
-    invoice = httpx.get(f"{billing}/invoices/INV-1001").json()
+    invoice = httpx.get(f"{stack.billing_url}/invoices/INV-1001", headers=stack.billing).json()
     assert invoice["amount"] == "12500.00" and invoice["open_balance"] == "12420.00"
     assert f"Your dispute {case_id}: credit memo issued" in _subjects_eventually(stack, 3)
     _audit_from_the_command_line(stack, case_id)

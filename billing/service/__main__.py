@@ -29,15 +29,35 @@ def serve(
     token: Annotated[
         str, typer.Option(envvar="BILLING_TOKEN", help="require this bearer token")
     ] = "",
+    insecure_no_token: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-no-token",
+            help="dev runs only: serve without a token, so anyone who reaches the port can "
+            "issue credit memos",
+        ),
+    ] = False,
 ) -> None:
-    """Serve the billing REST contract on HOST:PORT."""
+    """Serve the billing REST contract on HOST:PORT (callers need the bearer token)."""
+    if not token and not insecure_no_token:
+        typer.echo(
+            "billing: refusing to start without a token: anyone reaching this port could "
+            "issue credit memos and change credit limits. Set BILLING_TOKEN (or --token), and "
+            "give Casebook the same value as CASEBOOK_BILLING_TOKEN; for a throwaway dev run "
+            "only, pass --insecure-no-token.",
+            err=True,
+        )
+        raise typer.Exit(2)
+    if not token:
+        typer.echo(f"billing: serving on {host}:{port} without a token (dev run)", err=True)
     engine = make_engine(db)
     create_schema(engine)
     if csv is not None:
         load(csv, db)
     if seed and seed_demo(engine, datetime.now(UTC).date()):
         typer.echo("billing: demo customers and invoices loaded")
-    uvicorn.run(create_app(engine, token), host=host, port=port, log_level="warning")
+    app = create_app(engine, token, insecure_no_token=insecure_no_token)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
 @cli.command()
@@ -57,7 +77,8 @@ def load(path: Path, db: DbOption = DEFAULT_DB) -> None:
 @cli.command()
 def openapi() -> None:
     """Print the contract as OpenAPI YAML (docs/billing-openapi.yaml is this output)."""
-    spec = create_app(make_engine("sqlite://")).openapi()
+    # Only the spec is read: the app never serves, so it needs no token.
+    spec = create_app(make_engine("sqlite://"), "", insecure_no_token=True).openapi()
     typer.echo(yaml.safe_dump(spec, sort_keys=False, allow_unicode=True), nl=False)
 
 

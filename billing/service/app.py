@@ -1,8 +1,11 @@
 """The billing REST contract, served over the ledger (docs/billing-openapi.yaml is its spec).
 
-Errors are `{"error": {"code", "message"}}`: 404 for unknown customers and invoices, 409 for
-a closed invoice, 422 for a request the ledger refuses, 400 without an idempotency key on a
-write. Every write needs an `Idempotency-Key` header; repeating it repeats the first answer.
+Errors are `{"error": {"code", "message"}}`: 401 without the bearer token, 404 for unknown
+customers, invoices and paths, 409 for a closed invoice, 422 for a request the ledger refuses
+(an id outside the id pattern, a field the operation does not take, a credit memo for an
+invoice of another customer `invoice_not_of_customer` or in another currency
+`currency_mismatch`), 400 without an idempotency key on a write. Every write needs an
+`Idempotency-Key` header; repeating it repeats the first answer.
 """
 
 from __future__ import annotations
@@ -13,12 +16,13 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Header, Query, Request
+from fastapi import FastAPI, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
+from starlette.exceptions import HTTPException
 
 from billing.contract import (
     BillingBusinessError,
@@ -37,6 +41,24 @@ from billing.contract import (
 )
 from billing.service import ledger
 from billing.service.idempotency import once
+from domain.values import ID_PATTERN, is_currency
+
+# Ids in paths, bodies and queries: the one pattern, so no id can change a URL or a log.
+Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+PathId = Annotated[str, Path(pattern=ID_PATTERN)]
+# Enough for any case's invoices; a bound keeps one request from scanning the whole ledger.
+MAX_IDS = 100
+Ids = Annotated[list[Id], Field(min_length=1, max_length=MAX_IDS)]
+QueryIds = Annotated[list[Id], Query(alias="id", min_length=1, max_length=MAX_IDS)]
+
+
+def _iso_4217(code: str) -> str:
+    if not is_currency(code):
+        raise ValueError(f"{code!r} is not an ISO 4217 currency code")
+    return code
+
+
+Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$"), AfterValidator(_iso_4217)]
 
 IdempotencyKey = Annotated[str, Header(alias="Idempotency-Key")]
 AsOf = Annotated[date | None, Query(description="Day the ages are counted to; default today")]
@@ -51,54 +73,62 @@ class ErrorResponse(BaseModel):
     error: ErrorBody
 
 
-class CreditMemoRequest(BaseModel):
+class StrictBody(BaseModel):
+    """A request body takes exactly its own fields: a body sent to the wrong route is refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class CreditMemoRequest(StrictBody):
     amount: Decimal = Field(gt=0)
-    reason: str = ""
+    reason: str = Field("", max_length=500)
+    customer_id: Id = Field(description="The case's customer: the invoice must be theirs")
+    currency: Currency = Field(description="The case's currency: the invoice must be in it")
 
 
-class CreditHoldRequest(BaseModel):
+class CreditHoldRequest(StrictBody):
     on_hold: bool
-    reason: str = ""
+    reason: str = Field("", max_length=500)
 
 
-class CreditLimitRequest(BaseModel):
+class CreditLimitRequest(StrictBody):
     credit_limit: Decimal = Field(ge=0)
 
 
-class PaymentPlanRequest(BaseModel):
-    invoice_ids: list[str]
-    installments: list[Installment]
+class PaymentPlanRequest(StrictBody):
+    invoice_ids: Ids
+    installments: Annotated[list[Installment], Field(min_length=1, max_length=MAX_IDS)]
 
 
-class PromiseToPayRequest(BaseModel):
-    invoice_ids: list[str]
+class PromiseToPayRequest(StrictBody):
+    invoice_ids: Ids
     promised_on: date
     amount: Decimal = Field(gt=0)
 
 
-class PaymentRequest(BaseModel):
+class PaymentRequest(StrictBody):
     amount: Decimal = Field(gt=0)
     received_on: date | None = None
-    reference: str = ""
+    reference: str = Field("", max_length=200)
 
 
-class InvoiceLoad(BaseModel):
-    customer_id: str
+class InvoiceLoad(StrictBody):
+    customer_id: Id
     issued_on: date
     due_on: date
     amount: Decimal = Field(gt=0)
     open_balance: Decimal | None = None
 
 
-class CustomerLoad(BaseModel):
-    name: str
-    email: str = ""
-    currency: str = Field(min_length=3, max_length=3)
+class CustomerLoad(StrictBody):
+    name: str = Field(max_length=200)
+    email: str = Field("", max_length=200)
+    currency: Currency
     credit_limit: Decimal = Field(ge=0)
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 404, 409, 422)
+    code: {"model": ErrorResponse} for code in (400, 401, 404, 409, 422)
 }
 
 
@@ -110,8 +140,14 @@ def _today(as_of: date | None) -> date:
     return as_of or datetime.now(UTC).date()
 
 
-def create_app(engine: Engine, token: str = "") -> FastAPI:
-    """The service; with `token`, every call but /healthz needs `Authorization: Bearer`."""
+def create_app(engine: Engine, token: str, *, insecure_no_token: bool = False) -> FastAPI:
+    """The service: every call but /healthz needs `Authorization: Bearer <token>`.
+
+    Without a token it refuses to exist unless `insecure_no_token` says this is a dev run:
+    an open ledger on a reachable port would let anyone issue credit memos.
+    """
+    if not token and not insecure_no_token:
+        raise ValueError("the billing service needs a token (or insecure_no_token for dev runs)")
     app = FastAPI(
         title="Casebook billing contract",
         version="1.0.0",
@@ -131,6 +167,13 @@ def create_app(engine: Engine, token: str = "") -> FastAPI:
     async def _business(_: Request, exc: BillingBusinessError) -> JSONResponse:
         body = {"error": {"code": exc.code, "message": exc.message}}
         return JSONResponse(body, status_code=exc.status)
+
+    @app.exception_handler(HTTPException)
+    async def _http(_: Request, exc: HTTPException) -> JSONResponse:
+        # Unknown paths (a quoted `/` in an id lands here) answer in the contract's shape.
+        code = "not_found" if exc.status_code == 404 else f"http_{exc.status_code}"
+        body = {"error": {"code": code, "message": str(exc.detail)}}
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -174,25 +217,25 @@ def create_app(engine: Engine, token: str = "") -> FastAPI:
         return read(lambda s: ledger.customers(s, over_limit))
 
     @app.get("/customers/{customer_id}")
-    def get_customer(customer_id: str) -> Customer:
+    def get_customer(customer_id: PathId) -> Customer:
         return read(lambda s: ledger.customer(s, customer_id))
 
     @app.put("/customers/{customer_id}", tags=["loading"])
-    def put_customer(customer_id: str, body: CustomerLoad) -> Customer:
+    def put_customer(customer_id: PathId, body: CustomerLoad) -> Customer:
         value = Customer(id=customer_id, **body.model_dump())
         return load(lambda s: ledger.put_customer(s, value))
 
     @app.get("/customers/{customer_id}/open-items")
-    def get_open_items(customer_id: str, as_of: AsOf = None) -> list[Invoice]:
+    def get_open_items(customer_id: PathId, as_of: AsOf = None) -> list[Invoice]:
         return read(lambda s: ledger.open_items(s, customer_id, _today(as_of)))
 
     @app.get("/customers/{customer_id}/exposure")
-    def get_exposure(customer_id: str, as_of: AsOf = None) -> Exposure:
+    def get_exposure(customer_id: PathId, as_of: AsOf = None) -> Exposure:
         return read(lambda s: ledger.exposure(s, customer_id, _today(as_of)))
 
     @app.put("/customers/{customer_id}/credit-hold")
     def put_credit_hold(
-        customer_id: str, body: CreditHoldRequest, key: IdempotencyKey = ""
+        customer_id: PathId, body: CreditHoldRequest, key: IdempotencyKey = ""
     ) -> CreditHold:
         return write(
             key,
@@ -204,7 +247,7 @@ def create_app(engine: Engine, token: str = "") -> FastAPI:
 
     @app.put("/customers/{customer_id}/credit-limit")
     def put_credit_limit(
-        customer_id: str, body: CreditLimitRequest, key: IdempotencyKey = ""
+        customer_id: PathId, body: CreditLimitRequest, key: IdempotencyKey = ""
     ) -> CreditLimit:
         return write(
             key,
@@ -216,7 +259,7 @@ def create_app(engine: Engine, token: str = "") -> FastAPI:
 
     @app.post("/customers/{customer_id}/payment-plans", status_code=201)
     def post_payment_plan(
-        customer_id: str, body: PaymentPlanRequest, key: IdempotencyKey = ""
+        customer_id: PathId, body: PaymentPlanRequest, key: IdempotencyKey = ""
     ) -> PaymentPlan:
         now = datetime.now(UTC)
         return write(
@@ -231,7 +274,7 @@ def create_app(engine: Engine, token: str = "") -> FastAPI:
 
     @app.post("/customers/{customer_id}/promises-to-pay", status_code=201)
     def post_promise_to_pay(
-        customer_id: str, body: PromiseToPayRequest, key: IdempotencyKey = ""
+        customer_id: PathId, body: PromiseToPayRequest, key: IdempotencyKey = ""
     ) -> PromiseToPay:
         now = datetime.now(UTC)
         return write(
@@ -245,22 +288,20 @@ def create_app(engine: Engine, token: str = "") -> FastAPI:
         )
 
     @app.get("/invoices")
-    def get_invoices(
-        invoice_id: Annotated[list[str], Query(alias="id", min_length=1)], as_of: AsOf = None
-    ) -> list[Invoice]:
+    def get_invoices(invoice_id: QueryIds, as_of: AsOf = None) -> list[Invoice]:
         return read(lambda s: ledger.invoices(s, invoice_id, _today(as_of)))
 
     @app.get("/invoices/{invoice_id}")
-    def get_invoice(invoice_id: str, as_of: AsOf = None) -> Invoice:
+    def get_invoice(invoice_id: PathId, as_of: AsOf = None) -> Invoice:
         return read(lambda s: ledger.invoices(s, [invoice_id], _today(as_of))[0])
 
     @app.put("/invoices/{invoice_id}", tags=["loading"])
-    def put_invoice(invoice_id: str, body: InvoiceLoad) -> Invoice:
+    def put_invoice(invoice_id: PathId, body: InvoiceLoad) -> Invoice:
         return load(lambda s: ledger.put_invoice(s, invoice_id, **body.model_dump()))
 
     @app.post("/invoices/{invoice_id}/credit-memos", status_code=201)
     def post_credit_memo(
-        invoice_id: str, body: CreditMemoRequest, key: IdempotencyKey = ""
+        invoice_id: PathId, body: CreditMemoRequest, key: IdempotencyKey = ""
     ) -> CreditMemo:
         now = datetime.now(UTC)
         return write(
@@ -268,11 +309,13 @@ def create_app(engine: Engine, token: str = "") -> FastAPI:
             "credit_memo",
             {"invoice_id": invoice_id},
             body,
-            lambda s: ledger.issue_credit_memo(s, invoice_id, body.amount, body.reason, now),
+            lambda s: ledger.issue_credit_memo(
+                s, invoice_id, body.amount, body.reason, now, body.customer_id, body.currency
+            ),
         )
 
     @app.post("/invoices/{invoice_id}/payments", status_code=201, tags=["loading"])
-    def post_payment(invoice_id: str, body: PaymentRequest, key: IdempotencyKey = "") -> Invoice:
+    def post_payment(invoice_id: PathId, body: PaymentRequest, key: IdempotencyKey = "") -> Invoice:
         received = _today(body.received_on)
         return write(
             key,
@@ -284,7 +327,7 @@ def create_app(engine: Engine, token: str = "") -> FastAPI:
 
     @app.get("/payment-status")
     def get_payment_status(
-        invoice_id: Annotated[list[str], Query(alias="id", min_length=1)],
+        invoice_id: QueryIds,
     ) -> PaymentStatus:
         return read(lambda s: ledger.payment_status(s, invoice_id))
 
@@ -294,4 +337,24 @@ def create_app(engine: Engine, token: str = "") -> FastAPI:
     ) -> list[OverdueCustomer]:
         return read(lambda s: ledger.overdue_customers(s, _today(as_of), min_days))
 
+    _document_bearer(app)
     return app
+
+
+def _document_bearer(app: FastAPI) -> None:
+    """Say in the spec what the middleware enforces: a bearer token everywhere but /healthz."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            spec = build()
+            schemes = spec.setdefault("components", {}).setdefault("securitySchemes", {})
+            schemes["bearer"] = {"type": "http", "scheme": "bearer"}
+            spec["security"] = [{"bearer": []}]
+            for operation in spec["paths"].get("/healthz", {}).values():
+                operation["security"] = []
+                operation["responses"].pop("401", None)
+            app.openapi_schema = spec
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -2,6 +2,12 @@
 
 Each function takes an open session and leaves committing to the caller, so a write and its
 idempotency record land in one transaction.
+
+Money never moves by read-then-write: requests run concurrently (a thread each), and two that
+read one balance and each write back their own result lose one of the changes. A balance
+changes in one conditional UPDATE (`open_cents = open_cents - :c WHERE open_cents >= :c`),
+a limit by compare-and-set, and what must read a balance and decide on it locks the rows
+first. Each holds on SQLite (one writer at a time) and PostgreSQL (row locks, READ COMMITTED).
 """
 
 from __future__ import annotations
@@ -11,8 +17,8 @@ from collections.abc import Iterable
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import case, func, select, update
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from billing.contract import (
     BillingBusinessError,
@@ -40,6 +46,11 @@ from billing.service.tables import (
     from_cents,
     to_cents,
 )
+from domain.values import is_currency, is_id
+
+# A compare-and-set only fails when another write landed in between; this many in a row
+# means something is hammering one customer, and the caller hears it instead of waiting.
+CAS_ATTEMPTS = 20
 
 
 def refuse(code: str, message: str, status: int = 422) -> BillingBusinessError:
@@ -59,18 +70,77 @@ def check_amount(amount: Decimal, name: str = "amount", *, allow_zero: bool = Fa
     return to_cents(amount.quantize(CENT))
 
 
-def _customer_row(session: Session, customer_id: str) -> CustomerRow:
-    row = session.get(CustomerRow, customer_id)
+def _customer_row(session: Session, customer_id: str, *, fresh: bool = False) -> CustomerRow:
+    row = session.get(CustomerRow, customer_id, populate_existing=fresh)
     if row is None:
         raise refuse("customer_not_found", f"no customer {customer_id!r}", 404)
     return row
 
 
-def _invoice_row(session: Session, invoice_id: str) -> InvoiceRow:
-    row = session.get(InvoiceRow, invoice_id)
+def _invoice_row(session: Session, invoice_id: str, *, fresh: bool = False) -> InvoiceRow:
+    """The invoice; `fresh` reads it again (after an UPDATE statement changed it)."""
+    row = session.get(InvoiceRow, invoice_id, populate_existing=fresh)
     if row is None:
         raise refuse("invoice_not_found", f"no invoice {invoice_id!r}", 404)
     return row
+
+
+def _check_id(field: str, value: str) -> None:
+    if not is_id(value):
+        raise refuse("invalid_id", f"{field} {value!r} is not an id")
+
+
+def _lock_invoices(session: Session, invoice_ids: list[str]) -> None:
+    """Hold these invoices until commit, so what is read of them next stays true.
+
+    A no-op UPDATE, because it locks on both databases: PostgreSQL locks the rows, SQLite
+    takes its one write lock (`SELECT ... FOR UPDATE` would do nothing on SQLite).
+    """
+    session.execute(
+        update(InvoiceRow)
+        .where(InvoiceRow.id.in_(invoice_ids))
+        .values(open_cents=InvoiceRow.open_cents)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _take_from_balance(
+    session: Session,
+    invoice_id: str,
+    cents: int,
+    booked_to: InstrumentedAttribute[int],
+    settled_on: date | None = None,
+) -> bool:
+    """Lower the open balance by `cents` in one statement, only if it covers them.
+
+    `booked_to` is where the cents go (credited or paid); `settled_on` is recorded when the
+    balance reaches zero (SET expressions read the row as it was before this UPDATE).
+    """
+    values: dict[object, object] = {
+        InvoiceRow.open_cents: InvoiceRow.open_cents - cents,
+        booked_to: booked_to + cents,
+    }
+    if settled_on is not None:
+        values[InvoiceRow.settled_on] = case(
+            (InvoiceRow.open_cents == cents, settled_on), else_=InvoiceRow.settled_on
+        )
+    applied = session.execute(
+        update(InvoiceRow)
+        .where(InvoiceRow.id == invoice_id, InvoiceRow.open_cents >= cents)
+        .values(values)
+        .execution_options(synchronize_session=False)
+    )
+    return applied.rowcount == 1  # type: ignore[attr-defined]
+
+
+def _above_balance(what: str, amount: Decimal, invoice: InvoiceRow) -> BillingBusinessError:
+    if invoice.open_cents == 0:
+        return refuse("invoice_closed", f"invoice {invoice.id} has no open balance", 409)
+    return refuse(
+        "amount_above_open_balance",
+        f"{what} {amount} is above invoice {invoice.id}'s open balance "
+        f"{from_cents(invoice.open_cents)}",
+    )
 
 
 def _days_past_due(row: InvoiceRow, as_of: date) -> int:
@@ -215,20 +285,27 @@ def payment_status(session: Session, invoice_ids: list[str]) -> PaymentStatus:
 
 
 def issue_credit_memo(
-    session: Session, invoice_id: str, amount: Decimal, reason: str, now: datetime
+    session: Session,
+    invoice_id: str,
+    amount: Decimal,
+    reason: str,
+    now: datetime,
+    customer_id: str,
+    currency: str,
 ) -> CreditMemo:
+    """Credit an invoice of `customer_id` in `currency` (the case's own, never the SOP's)."""
     invoice = _invoice_row(session, invoice_id)
-    cents = check_amount(amount)
-    if invoice.open_cents == 0:
-        raise refuse("invoice_closed", f"invoice {invoice_id} has no open balance", 409)
-    if cents > invoice.open_cents:
+    if invoice.customer_id != customer_id:
+        raise refuse("invoice_not_of_customer", f"invoice {invoice_id} is not {customer_id}'s")
+    if invoice.currency != currency:
         raise refuse(
-            "amount_above_open_balance",
-            f"credit {amount} is above invoice {invoice_id}'s open balance "
-            f"{from_cents(invoice.open_cents)}",
+            "currency_mismatch",
+            f"invoice {invoice_id} is in {invoice.currency}, the credit memo in {currency}",
         )
-    invoice.open_cents -= cents
-    invoice.credited_cents += cents
+    cents = check_amount(amount)
+    if not _take_from_balance(session, invoice_id, cents, InvoiceRow.credited_cents):
+        raise _above_balance("credit", amount, _invoice_row(session, invoice_id, fresh=True))
+    invoice = _invoice_row(session, invoice_id, fresh=True)
     memo = CreditMemoRow(
         id=_new_id("CM"),
         invoice_id=invoice_id,
@@ -248,20 +325,36 @@ def issue_credit_memo(
 
 
 def set_credit_hold(session: Session, customer_id: str, on: bool, reason: str) -> CreditHold:
-    row = _customer_row(session, customer_id)
-    row.on_hold, row.hold_reason = on, reason if on else ""
+    # One statement: flag and reason change together, whoever else writes the customer.
+    changed = session.execute(
+        update(CustomerRow)
+        .where(CustomerRow.id == customer_id)
+        .values(on_hold=on, hold_reason=reason if on else "")
+        .execution_options(synchronize_session=False)
+    )
+    if changed.rowcount != 1:  # type: ignore[attr-defined]
+        raise refuse("customer_not_found", f"no customer {customer_id!r}", 404)
     return CreditHold(customer_id=customer_id, on_hold=on, reason=reason)
 
 
 def update_credit_limit(session: Session, customer_id: str, new_limit: Decimal) -> CreditLimit:
-    row = _customer_row(session, customer_id)
-    previous = row.credit_limit_cents
-    row.credit_limit_cents = check_amount(new_limit, "credit_limit", allow_zero=True)
-    return CreditLimit(
-        customer_id=customer_id,
-        credit_limit=from_cents(row.credit_limit_cents),
-        previous_limit=from_cents(previous),
-    )
+    """Set the limit and answer the one it replaced (compare-and-set, so that is true)."""
+    cents = check_amount(new_limit, "credit_limit", allow_zero=True)
+    for _ in range(CAS_ATTEMPTS):
+        previous = _customer_row(session, customer_id, fresh=True).credit_limit_cents
+        swapped = session.execute(
+            update(CustomerRow)
+            .where(CustomerRow.id == customer_id, CustomerRow.credit_limit_cents == previous)
+            .values(credit_limit_cents=cents)
+            .execution_options(synchronize_session=False)
+        )
+        if swapped.rowcount == 1:  # type: ignore[attr-defined]
+            return CreditLimit(
+                customer_id=customer_id,
+                credit_limit=from_cents(cents),
+                previous_limit=from_cents(previous),
+            )
+    raise refuse("concurrent_update", f"customer {customer_id}'s limit keeps changing", 409)
 
 
 def _customer_open_invoices(session: Session, customer_id: str, invoice_ids: list[str]) -> None:
@@ -286,7 +379,9 @@ def record_payment_plan(
         raise refuse("invalid_request", "a payment plan needs at least one installment")
     for n, installment in enumerate(installments):
         check_amount(installment.amount, f"installments[{n}].amount")
-    open_cents = sum(_invoice_row(session, i).open_cents for i in invoice_ids)
+    # The plan must cover the balance as it stands at commit, not as it stood a moment ago.
+    _lock_invoices(session, invoice_ids)
+    open_cents = sum(_invoice_row(session, i, fresh=True).open_cents for i in invoice_ids)
     planned = sum(to_cents(i.amount) for i in installments)
     if planned != open_cents:
         raise refuse(
@@ -343,18 +438,11 @@ def record_payment(
     session: Session, invoice_id: str, amount: Decimal, received_on: date, reference: str
 ) -> Invoice:
     """Cash received against an invoice (the bank feed of a real ERP)."""
-    invoice = _invoice_row(session, invoice_id)
+    _invoice_row(session, invoice_id)
     cents = check_amount(amount)
-    if cents > invoice.open_cents:
-        raise refuse(
-            "amount_above_open_balance",
-            f"payment {amount} is above invoice {invoice_id}'s open balance "
-            f"{from_cents(invoice.open_cents)}",
-        )
-    invoice.open_cents -= cents
-    invoice.paid_cents += cents
-    if invoice.open_cents == 0:
-        invoice.settled_on = received_on
+    if not _take_from_balance(session, invoice_id, cents, InvoiceRow.paid_cents, received_on):
+        raise _above_balance("payment", amount, _invoice_row(session, invoice_id, fresh=True))
+    invoice = _invoice_row(session, invoice_id, fresh=True)
     session.add(
         PaymentRow(
             invoice_id=invoice_id, amount_cents=cents, received_on=received_on, reference=reference
@@ -364,11 +452,19 @@ def record_payment(
 
 
 def put_customer(session: Session, value: Customer) -> Customer:
-    """Create or replace a customer's master data (loading, not a Casebook operation)."""
-    row = session.get(CustomerRow, value.id) or CustomerRow(id=value.id)
+    """Create or replace a customer's master data (loading, not a Casebook operation).
+
+    A hold is not master data: reloading a customer keeps the one billing has set, so a load
+    can never release a credit hold that a case put on.
+    """
+    _check_id("customer_id", value.id)
+    if not is_currency(value.currency):
+        raise refuse("invalid_currency", f"currency {value.currency!r} is not an ISO 4217 code")
+    row = session.get(CustomerRow, value.id)
+    if row is None:
+        row = CustomerRow(id=value.id, on_hold=value.on_hold, hold_reason=value.hold_reason)
     row.name, row.email, row.currency = value.name, value.email, value.currency
     row.credit_limit_cents = check_amount(value.credit_limit, "credit_limit", allow_zero=True)
-    row.on_hold, row.hold_reason = value.on_hold, value.hold_reason
     session.add(row)
     return _customer(row)
 
@@ -383,6 +479,7 @@ def put_invoice(
     open_balance: Decimal | None = None,
 ) -> Invoice:
     """Create an invoice, or update one nothing has been applied to yet (loading)."""
+    _check_id("invoice_id", invoice_id)
     cust = _customer_row(session, customer_id)
     cents = check_amount(amount)
     open_cents = (
@@ -394,21 +491,34 @@ def put_invoice(
         raise refuse("invalid_amount", "open_balance is above the invoice amount")
     if due_on < issued_on:
         raise refuse("invalid_request", f"invoice {invoice_id} is due before it is issued")
-    row = session.get(InvoiceRow, invoice_id)
-    if row is not None and (row.paid_cents or row.credited_cents):
+    values = {
+        "customer_id": customer_id,
+        "currency": cust.currency,
+        "issued_on": issued_on,
+        "due_on": due_on,
+        "amount_cents": cents,
+        "open_cents": open_cents,
+        # Loaded partly paid: what was paid before Casebook knew the invoice.
+        "paid_cents": cents - open_cents,
+        "credited_cents": 0,
+        "settled_on": due_on if open_cents == 0 else None,
+    }
+    if session.get(InvoiceRow, invoice_id) is None:
+        row = InvoiceRow(id=invoice_id, **values)
+        session.add(row)
+        return _invoice(row, issued_on)
+    # Replaced only while nothing is applied, checked in the UPDATE itself: a credit memo
+    # landing between a read and this write would otherwise be wiped out.
+    replaced = session.execute(
+        update(InvoiceRow)
+        .where(
+            InvoiceRow.id == invoice_id, InvoiceRow.paid_cents == 0, InvoiceRow.credited_cents == 0
+        )
+        .values(values)
+        .execution_options(synchronize_session=False)
+    )
+    if replaced.rowcount != 1:  # type: ignore[attr-defined]
         raise refuse(
             "invoice_has_activity", f"invoice {invoice_id} already has payments or credits", 409
         )
-    row = row or InvoiceRow(id=invoice_id, credited_cents=0, paid_cents=0)
-    row.customer_id, row.currency, row.issued_on, row.due_on = (
-        customer_id,
-        cust.currency,
-        issued_on,
-        due_on,
-    )
-    row.amount_cents, row.open_cents = cents, open_cents
-    # Loaded partly paid: what was paid before Casebook knew the invoice.
-    row.paid_cents = cents - open_cents
-    row.settled_on = due_on if open_cents == 0 else None
-    session.add(row)
-    return _invoice(row, issued_on)
+    return _invoice(_invoice_row(session, invoice_id, fresh=True), issued_on)
