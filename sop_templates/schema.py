@@ -143,6 +143,9 @@ class BillingStep(_Strict):
     # The data a person answering billing's refusal may give (with outcome retry), i.e. the
     # fields the args read from `task.data`; free-form without it (older templates).
     fields: TaskFields | None = None
+    # Keep that retry's data in case.data[retry_store_as]: when the retry goes to an approver
+    # first, the args still find the corrected values once the approver is the last person.
+    retry_store_as: str | None = None
 
 
 class WaitStep(_Strict):

@@ -161,6 +161,8 @@ def complete(case: CaseSnapshot, template: SopTemplate, cmd: CompleteTask, now: 
     step = template.step(task.step)
     if isinstance(step, BillingStep):  # a person decided what to do about billing's refusal
         target = step.id if cmd.outcome == "retry" else step.next
+        if step.retry_store_as and cmd.outcome == "retry":
+            case.data = {**case.data, step.retry_store_as: cmd.data}
         _enter(case, template, target, now, last_task=task)
         return task
     assert isinstance(step, HumanTaskStep)
