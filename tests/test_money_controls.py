@@ -24,6 +24,7 @@ from workflows.case_models import (
     Task,
     TaskStatus,
 )
+from workflows.task_fields import field_errors
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 INVOICES = ["INV-A", "INV-B"]
@@ -172,6 +173,46 @@ def test_an_amount_that_is_not_a_decimal_goes_to_a_person() -> None:
     [refused] = [h for h in case.history if h.event == "billing_refused"]
     assert refused.detail["code"] == "invalid_amount" and "1.00001" in refused.detail["message"]
     assert _open_task(case, "issue_credit").queue == "disputes-tier1"
+
+
+def _credit_review(limit_asked: str) -> tuple[CaseSnapshot, SopTemplate]:
+    """A credit review (v2) past its exposure call: a good payer, nothing overdue."""
+    inp = case_input("credit_review", limit_asked, reason_code="periodic")
+    case = case_logic.open_case(inp, NOW)
+    exposure = {
+        "customer_id": inp.customer_id,
+        "credit_limit": "25000.00",
+        "open_amount": "1200.00",
+        "overdue_amount": "0.00",
+        "max_days_past_due": 0,
+        "paid_invoices": 4,
+        "paid_late": 0,
+        "average_days_late": "0.0",
+    }
+    case_logic.action_done(case, inp.template, exposure, NOW)
+    return case, inp.template
+
+
+def test_a_credit_limit_above_the_threshold_is_set_only_as_a_lead_approved_it() -> None:
+    case, template = _credit_review("40000.00")
+    _work(case, template, "review", "propose", data={"credit_limit": "40000.00"})
+    assert _may_call(case, template)  # below 50000: no lead
+    step, args = _billing(case, template)
+    assert (step.id, args["credit_limit"]) == ("update_limit", "40000.00")
+
+    case, template = _credit_review("90000.00")
+    _work(case, template, "review", "propose", data={"credit_limit": "90000.00"})
+    assert case.current_step == "lead_approval"
+    _work(case, template, "lead_approval", "approve", actor=LEAD)
+    assert _may_call(case, template)
+    # Billing refuses; the analyst's retry does not carry the lead's approval with it.
+    case_logic.action_refused(case, template, REFUSED, NOW)
+    _work(case, template, "update_limit", "retry")
+    assert not _may_call(case, template)
+    assert case.current_step == "lead_approval"
+    assert [h.detail["amount"] for h in case.history if h.event == "approval_required"] == [
+        "90000.00"
+    ]
 
 
 # -- the case's own customer and invoices --------------------------------------------------
@@ -334,3 +375,28 @@ def test_shipped_versions_carry_their_rules() -> None:
         assert isinstance(billing, BillingStep) and billing.approval is not None
         assert billing.approval.amount == amount and billing.approval.step == "lead_approval"
     assert Decimal(str(template.parameters["approval_threshold"])) == Decimal("50000")
+
+
+@pytest.mark.parametrize(
+    ("kind", "value", "fits"),
+    [
+        ("date", "2026-12-01", True),
+        ("date", "2026-02-30", False),
+        ("date", "20261201", False),  # fromisoformat takes it; the contract says YYYY-MM-DD
+        ("date", "2026-12-01T10:00", False),
+        ("id", "PO-2026.11_7", True),
+        ("id", "../etc", False),
+        ("id", "a" * 65, False),
+        ("amount", "0.5", True),
+        ("amount", "1.23456", False),
+        ("text", "short note", True),
+        ("text", 42, False),
+        ("invoice", "INV-A", True),
+        ("invoice", "inv-a", False),
+    ],
+)
+def test_each_field_type_takes_only_its_values(kind: str, value: Any, fits: bool) -> None:
+    errors = field_errors({"f": kind}, {"f": value}, INVOICES)
+    assert (errors == []) is fits, errors
+    if not fits:
+        assert errors[0]["field"] == "data.f"
