@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
+from sop_templates.registry import validated
 from sop_templates.schema import BillingStep, SopTemplate
 from sop_templates.validation import InvalidTemplateError, parse_template
 from tests.harness import AGENT, LEAD, case_input, shipped_document
-from workflows import case_logic
+from workflows import case_logic, money_rules
 from workflows.case_logic import CaseRuleError
 from workflows.case_models import (
     Actor,
@@ -307,8 +308,9 @@ def _step_index(document: dict[str, Any], step_id: str) -> int:
 
 
 def _errors(document: dict[str, Any]) -> dict[str, str]:
+    """The errors a new draft of `document` gets (what `POST /sops/{name}/versions` lists)."""
     with pytest.raises(InvalidTemplateError) as invalid:
-        parse_template(document, require_approval_rules=True)
+        validated(document)
     return {e.path: e.message for e in invalid.value.errors}
 
 
@@ -400,3 +402,31 @@ def test_each_field_type_takes_only_its_values(kind: str, value: Any, fits: bool
     assert (errors == []) is fits, errors
     if not fits:
         assert errors[0]["field"] == "data.f"
+
+
+@pytest.mark.parametrize(
+    ("value", "amount"),
+    [
+        ("250000", Decimal("250000")),
+        (1000, Decimal("1000")),
+        (Decimal("1E+3"), Decimal("1000")),  # a computed amount, written out in full
+        ("0.00", Decimal("0")),  # a credit limit may be set to nothing
+        (True, None),
+        (1.5, None),  # floats are not money
+        ("-1", None),
+        ("\u0661", None),  # a non-ASCII digit
+        (None, None),
+    ],
+)
+def test_what_counts_as_an_amount_sent_to_billing(value: Any, amount: Decimal | None) -> None:
+    if amount is None:
+        with pytest.raises(ValueError, match="is not a decimal amount"):
+            money_rules.money(value)
+    else:
+        assert money_rules.money(value) == amount
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", None, True, "ten"])
+def test_a_threshold_must_be_a_number(value: Any) -> None:
+    with pytest.raises(ValueError, match="is not a number"):
+        money_rules.threshold(value)

@@ -58,9 +58,12 @@ def money(value: Any) -> Decimal:
 
 def threshold(value: Any) -> Decimal:
     try:
-        return Decimal(str(value))
+        above = Decimal(str(value))
     except InvalidOperation:
-        raise ValueError(f"approval threshold {value!r} is not a number") from None
+        above = Decimal("NaN")
+    if isinstance(value, bool) or not above.is_finite():  # NaN would fail every comparison
+        raise ValueError(f"approval threshold {value!r} is not a number")
+    return above
 
 
 def amount_error(step: BillingStep, exc: ValueError) -> dict[str, Any]:
