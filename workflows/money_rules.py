@@ -50,7 +50,9 @@ def case_scope_error(case: CaseSnapshot, args: Mapping[str, Any]) -> dict[str, A
 def money(value: Any) -> Decimal:
     """A billing amount from an evaluated arg: ValueError unless an ASCII decimal (zero
     included: a credit limit may be set to nothing; billing judges the rest)."""
-    text = format(value, "f") if isinstance(value, Decimal | int) else value
+    text = format(value, "f") if isinstance(value, Decimal) else value
+    if isinstance(value, int) and not isinstance(value, bool):
+        text = str(value)
     if isinstance(value, bool) or not is_amount_text(text):
         raise ValueError(f"{value!r} is not a decimal amount")
     return Decimal(text)
