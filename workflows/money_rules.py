@@ -50,12 +50,22 @@ def case_scope_error(case: CaseSnapshot, args: Mapping[str, Any]) -> dict[str, A
 def money(value: Any) -> Decimal:
     """A billing amount from an evaluated arg: ValueError unless an ASCII decimal (zero
     included: a credit limit may be set to nothing; billing judges the rest)."""
-    text = format(value, "f") if isinstance(value, Decimal) else value
-    if isinstance(value, int) and not isinstance(value, bool):
-        text = str(value)
-    if isinstance(value, bool) or not is_amount_text(text):
+    text = _as_text(value)
+    if text is None or not is_amount_text(text):
         raise ValueError(f"{value!r} is not a decimal amount")
     return Decimal(text)
+
+
+def _as_text(value: Any) -> str | None:
+    """Amounts travel as text; an expression may also give an int or a Decimal (never a
+    float or a bool: neither is money)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, int | str):
+        return str(value)
+    return None
 
 
 def threshold(value: Any) -> Decimal:
