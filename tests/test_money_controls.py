@@ -21,6 +21,7 @@ from workflows.case_models import (
     CaseSnapshot,
     ClaimTask,
     CompleteTask,
+    ReleaseTask,
     Role,
     Task,
     TaskStatus,
@@ -149,18 +150,33 @@ def test_only_a_lead_or_admin_can_approve(role: Role) -> None:
     case, template = _open("5000.00")
     _work(case, template, "triage", "accept")
     _work(case, template, "investigate", "valid")
-    # An agent who serves the lead queue is still not an approver.
-    approver = Actor(name="sam", role=role)
+    # Someone who is not an approver holds the approval task (an agent serving the lead
+    # queue, say): the approval is refused at the door, and nothing changes.
     task = _open_task(case, "lead_approval")
-    task.status, task.assignee = TaskStatus.CLAIMED, approver.name  # however it got it
-    cmd = CompleteTask(task_id=task.id, actor=approver, outcome="approve")
-    case_logic.complete(case, template, cmd, NOW + timedelta(minutes=len(case.history)))
-    assert not _may_call(case, template)
-    assert case.current_step == "lead_approval"
+    someone = Actor(name="sam", role=role, queues=[task.queue])
+    task.status, task.assignee = TaskStatus.CLAIMED, someone.name
+    before = case.model_copy(deep=True)
+    cmd = CompleteTask(task_id=task.id, actor=someone, outcome="approve")
+    with pytest.raises(CaseRuleError) as refused:
+        case_logic.check_complete(case, cmd)
+    assert refused.value.kind == "forbidden" and "only a lead or admin" in refused.value.message
+    assert case == before
 
+    case_logic.release(case, ReleaseTask(task_id=task.id, actor=someone), NOW)
     admin = Actor(name="root", role=Role.ADMIN)
     _work(case, template, "lead_approval", "approve", actor=admin)
     assert _may_call(case, template)
+
+
+def test_the_billing_call_checks_the_approvers_role_again() -> None:
+    case, template = _open("5000.00")
+    _work(case, template, "triage", "accept")
+    _work(case, template, "investigate", "valid")
+    _work(case, template, "lead_approval", "approve", actor=LEAD)
+    [granted] = [h for h in case.history if h.event == "approval_granted"]
+    granted.detail["role"] = Role.AGENT.value  # as if recorded for someone who may not approve
+    assert not _may_call(case, template)
+    assert case.current_step == "lead_approval"
 
 
 def test_an_amount_that_is_not_a_decimal_goes_to_a_person() -> None:

@@ -116,6 +116,15 @@ async def test_an_agents_retry_with_a_large_credit_waits_for_a_lead(
     assert ledger.open_balance(invoices["big"]) == Decimal("300000.00")  # nothing credited
     refused = await api.http.post(f"/tasks/{approval['id']}/claim", headers=agent)
     assert refused.status_code == 403, refused.text  # the agent cannot take the lead's task
+    # Nor can an agent who serves the lead queue approve it.
+    tier2_agent = api.user("agent", queues=[TIER2])
+    await _claim(api, tier2_agent, approval)
+    body = {"outcome": "approve", "data": {}}
+    url = f"/tasks/{approval['id']}/complete"
+    not_theirs = await api.http.post(url, json=body, headers=tier2_agent)
+    assert not_theirs.status_code == 403 and "only a lead or admin" in not_theirs.text
+    released = await api.http.post(f"/tasks/{approval['id']}/release", headers=tier2_agent)
+    assert released.status_code == 200, released.text
 
     # The lead approves on the board: the memo goes out, for exactly the approved amount.
     board = await api.http.get("/escalations", params={"case_id": case_id}, headers=lead)
