@@ -26,7 +26,7 @@ from sqlalchemy import Engine
 
 from devstack.supervisor import billing_token
 from settings import Settings
-from sop_templates.registry import SHIPPED_DIR, retire
+from sop_templates.registry import retire, shipped_documents
 from store.db import make_engine, session_scope
 from store.users import create_user
 from workflows.case_models import Role
@@ -226,7 +226,10 @@ def external_target(api_url: str) -> Target:
 
 def publish_short_sla_dispute(target: Target, version: int, budget_s: int) -> None:
     """`casebook sop publish` of a dispute version whose triage SLA is `budget_s` on 24x7."""
-    document = yaml.safe_load((SHIPPED_DIR / "dispute.v1.yaml").read_text())
+    # The newest shipped version: a new version must carry its approval rule.
+    document = max(
+        (d for d in shipped_documents() if d["name"] == "dispute"), key=lambda d: d["version"]
+    )
     document["version"] = version
     triage = next(step for step in document["steps"] if step["id"] == "triage")
     triage["sla"] = {"budget": f"{budget_s}s", "calendar": "24x7"}

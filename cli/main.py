@@ -392,7 +392,7 @@ def sop_validate(path: Path) -> None:
     from sop_templates.validation import InvalidTemplateError, parse_template
 
     try:
-        template = parse_template(load_document(path))
+        template = parse_template(load_document(path), require_approval_rules=True)
     except InvalidTemplateError as exc:
         _sop_refused(*(str(error) for error in exc.errors))
     typer.echo(json.dumps({"valid": True, "name": template.name, "version": template.version}))

@@ -135,7 +135,7 @@ def validated(document: Mapping[str, Any], *, name: str | None = None) -> SopTem
     if name is not None and document.get("name") != name:
         errors.append(TemplateError("name", f"must be {name!r}, the SOP this version is for"))
     try:
-        template = parse_template(document)
+        template = parse_template(document, require_approval_rules=True)
     except InvalidTemplateError as exc:
         errors.extend(exc.errors)
     if errors:
@@ -222,7 +222,7 @@ def publish(session: Session, name: str, version: int, *, actor: str) -> SopVers
     if row.status != DRAFT:
         raise SopConflictError(f"{name} v{version} is {row.status}: only a draft can be published")
     # The draft was valid when stored; queues or calendars may have changed since.
-    parse_template(row.content)
+    parse_template(row.content, require_approval_rules=True)
     versions = _versions(session, name)
     released = max((r.version for r in versions if r.status != DRAFT), default=0)
     if released > version:

@@ -7,6 +7,9 @@ A template is data interpreted by the one generic case workflow (`workflows/`). 
 - `decision`: the first branch whose `when` condition holds picks the next step, else
   `otherwise`. Conditions use the safe expression language in `expressions.py`.
 - `end`: the case closes with `resolution`.
+
+Money controls: a billing step whose action moves money (`MONEY_ACTIONS`) declares its
+`approval` rule, and task steps declare the typed `fields` their data may carry.
 """
 
 from __future__ import annotations
@@ -17,6 +20,13 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 StepId = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
 QueueName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]*$", max_length=64)]
+FieldName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
+
+# What a value in a task's `data` may be (checked when the task is completed, see
+# `workflows/task_fields.py`): `amount` an ASCII decimal text, `invoice` one of the case's
+# invoice ids, `id` any well-formed id, `date` an ISO date, `text` a short single text.
+FieldType = Literal["amount", "invoice", "id", "date", "text"]
+TaskFields = dict[FieldName, FieldType]
 
 
 class _Strict(BaseModel):
@@ -44,6 +54,9 @@ class HumanTaskStep(_Strict):
     # An approval: the case also puts it on the lead board (an escalation of kind approval),
     # where approve/reject decide it.
     approval: bool = False
+    # The data a person may give when completing the task, by field; none other is taken.
+    # Without `fields` the data is free-form (templates written before typed fields).
+    fields: TaskFields | None = None
 
 
 class DecisionBranch(_Strict):
@@ -107,6 +120,18 @@ BillingAction = Literal[
     "get_customer",
     "payment_status",
 ]
+# Billing actions that move money: their step must declare an `approval` rule.
+MONEY_ACTIONS = frozenset({"issue_credit_memo", "update_credit_limit"})
+
+
+class ApprovalRule(_Strict):
+    """When a money-moving billing call needs a person's approval: if its `amount` arg is
+    above the `above` expression, the call goes out only after an `approve` of task step
+    `step` by a lead or admin for exactly that amount; otherwise the case enters `step`."""
+
+    amount: str  # the name of the billing arg that holds the money
+    above: str  # an expression: the threshold, e.g. params.approval_threshold
+    step: StepId
 
 
 class BillingStep(_Strict):
@@ -121,6 +146,13 @@ class BillingStep(_Strict):
     store_as: str | None = None  # keep the result in case.data[store_as]
     error_queue: QueueName
     next: StepId
+    approval: ApprovalRule | None = None
+    # The data a person answering billing's refusal may give (with outcome retry), i.e. the
+    # fields the args read from `task.data`; free-form without it (older templates).
+    fields: TaskFields | None = None
+    # Keep that retry's data in case.data[retry_store_as]: when the retry goes to an approver
+    # first, the args still find the corrected values once the approver is the last person.
+    retry_store_as: str | None = None
 
 
 class WaitStep(_Strict):

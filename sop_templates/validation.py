@@ -17,7 +17,9 @@ from escalations.sla_clock import InvalidBudgetError, parse_budget
 from sop_templates.expressions import ExpressionError, check_names, compile_expression
 from sop_templates.rendering import RenderError, render
 from sop_templates.schema import (
+    MONEY_ACTIONS,
     AnyStep,
+    ApprovalRule,
     BillingStep,
     ComputeStep,
     DecisionStep,
@@ -71,14 +73,21 @@ class InvalidTemplateError(ValueError):
 ONWARD = (EmailStep, BillingStep, WaitStep, ComputeStep)
 
 
-def parse_template(document: Mapping[str, Any]) -> SopTemplate:
-    """The template, or `InvalidTemplateError` listing every problem found."""
+def parse_template(
+    document: Mapping[str, Any], *, require_approval_rules: bool = False
+) -> SopTemplate:
+    """The template, or `InvalidTemplateError` listing every problem found.
+
+    `require_approval_rules` for a new version (a draft, `casebook sop validate`): its
+    money-moving billing steps must say who approves what. Versions published before the
+    rule existed (the shipped v1s, cases' pinned templates) still parse without it."""
     try:
         template = SopTemplate.model_validate(document)
     except ValidationError as exc:
         errors = [*_schema_errors(exc), *_errors_of_parsable_steps(document)]
         raise InvalidTemplateError(errors) from None
     errors = list(_semantic_errors(template))
+    errors += _money_errors(template, require_approval_rules)
     if errors:
         raise InvalidTemplateError(errors)
     return template
@@ -206,6 +215,50 @@ def _step_errors(
                 yield TemplateError(f"{path}.branches[{j}].goto", f"unknown step {branch.goto!r}")
         if step.otherwise not in known:
             yield TemplateError(f"{path}.otherwise", f"unknown step {step.otherwise!r}")
+
+
+def _money_errors(t: SopTemplate, required: bool) -> list[TemplateError]:
+    errors: list[TemplateError] = []
+    roots = condition_roots(t.parameters)
+    for i, step in enumerate(t.steps):
+        if not isinstance(step, BillingStep):
+            continue
+        path = f"steps[{i}].approval"
+        if step.approval is not None:
+            errors += _approval_errors(path, step, step.approval, t, roots)
+        elif required and step.action in MONEY_ACTIONS:
+            errors.append(
+                TemplateError(
+                    path,
+                    f"{step.action} moves money: declare who approves it, e.g. "
+                    "approval: {amount: amount, above: params.approval_threshold, "
+                    "step: lead_approval}",
+                )
+            )
+    return errors
+
+
+def _approval_errors(
+    path: str, step: BillingStep, rule: ApprovalRule, t: SopTemplate, roots: Roots
+) -> list[TemplateError]:
+    errors: list[TemplateError] = []
+    if rule.amount not in step.args:
+        errors.append(
+            TemplateError(f"{path}.amount", f"{rule.amount!r} is not one of this step's args")
+        )
+    errors += _condition_errors(f"{path}.above", rule.above, roots)
+    approver = next((s for s in t.steps if s.id == rule.step), None)
+    if not (
+        isinstance(approver, HumanTaskStep) and approver.approval and "approve" in approver.outcomes
+    ):
+        errors.append(
+            TemplateError(
+                f"{path}.step",
+                f"{rule.step!r} must be a human_task step with approval: true "
+                "and an outcome `approve`",
+            )
+        )
+    return errors
 
 
 def _wait_errors(path: str, step: WaitStep, roots: Roots) -> Iterator[TemplateError]:

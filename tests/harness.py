@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -132,9 +133,11 @@ def case_input(
     region: str = "FR",
     data: dict[str, Any] | None = None,
     case_id: str | None = None,
+    version: int | None = None,
 ) -> CaseInput:
-    """The input `POST /cases` would give the workflow for a case on a shipped SOP."""
-    document = next(d for d in shipped_documents() if d["name"] == sop)
+    """The input `POST /cases` would give the workflow for a case on a shipped SOP (its
+    latest version unless `version` is given)."""
+    document = shipped_document(sop, version)
     template = SopTemplate.model_validate(document)
     return CaseInput(
         case_id=case_id or f"{TYPE_PREFIX[template.case_type]}-{uuid.uuid4().hex[:8]}",
@@ -152,6 +155,14 @@ def case_input(
         escalation_routes=routes_for(template.queues(), region, None),
         public_url="http://casebook.test",
     )
+
+
+def shipped_document(name: str, version: int | None = None) -> dict[str, Any]:
+    """A copy of a shipped SOP version (the latest unless `version` is given)."""
+    documents = [d for d in shipped_documents() if d["name"] == name]
+    if version is not None:
+        return copy.deepcopy(next(d for d in documents if d["version"] == version))
+    return copy.deepcopy(max(documents, key=lambda d: int(d["version"])))
 
 
 def dispute_input(amount: str, region: str = "FR", case_id: str | None = None) -> CaseInput:

@@ -10,8 +10,9 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 from temporalio.testing import WorkflowEnvironment
 
+from sop_templates.registry import content_hash
 from store.tables import CaseRow, TaskRow
-from tests.harness import DISPUTE, Api, eventually
+from tests.harness import DISPUTE, Api, eventually, shipped_document
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -74,7 +75,11 @@ async def test_dispute_above_threshold_goes_through_lead_approval_to_close(api: 
     lead = api.user("lead", queues=[TIER2])
     case = await api.open_dispute(agent, amount="1250.00")
     assert case["status"] == "open"
-    assert case["sop"]["name"] == "dispute" and case["sop"]["version"] == 1
+    assert case["sop"] == {
+        "name": "dispute",
+        "version": 2,  # dispute v2: typed task data and the approval rule on the credit memo
+        "content_hash": content_hash(shipped_document("dispute", 2)),
+    }
     assert case["amount"] == "1250.00" and case["current_step"] == "triage"
 
     triage = await _open_task(api, agent, case["id"], "triage")

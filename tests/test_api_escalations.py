@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
 from typing import Any
@@ -12,10 +11,10 @@ import pytest_asyncio
 from sqlalchemy import Engine
 from temporalio.testing import WorkflowEnvironment
 
-from sop_templates.registry import publish_new, shipped_documents
+from sop_templates.registry import publish_new
 from sop_templates.validation import parse_template
 from store.db import session_scope
-from tests.harness import Api, eventually, running_api
+from tests.harness import Api, eventually, running_api, shipped_document
 from tests.smtp_sink import SmtpSink
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -33,8 +32,8 @@ def sink() -> Iterator[SmtpSink]:
 
 def _fast_triage_sop(engine: Engine) -> None:
     """Dispute v2: triage must be picked up within seconds, around the clock."""
-    document = copy.deepcopy(next(d for d in shipped_documents() if d["name"] == "dispute"))
-    document["version"] = 2
+    document = shipped_document("dispute")
+    document["version"] = int(document["version"]) + 1
     document["steps"][0]["sla"] = {"budget": f"{SLA_SECONDS}s", "calendar": "24x7"}
     with session_scope(engine) as session:
         publish_new(session, parse_template(document), document, "test")
@@ -67,7 +66,7 @@ async def test_breach_reaches_the_board_and_the_leads_inbox_then_leads_act(
     agent = api.user("agent", queues=[TIER1])
     lead = api.user("lead", queues=["disputes-leads"], email="lead@o2c.test")
     case = await api.open_dispute(agent)
-    assert case["sop"]["version"] == 2
+    assert case["sop"]["version"] == shipped_document("dispute")["version"] + 1
     due = datetime.fromisoformat(case["tasks"][0]["sla_due"])
 
     async def board() -> list[dict[str, Any]]:

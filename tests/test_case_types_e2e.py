@@ -378,3 +378,30 @@ async def test_a_billing_outage_makes_the_case_wait_then_finish(
     case = await flow.closed(seconds=40)
     assert case.resolution == "credited"
     assert _memos(ledger, invoice) == 1 and ledger.open_balance(invoice) == Decimal("650.00")
+
+
+async def test_another_customers_invoice_never_reaches_billing(
+    run: Callable[..., Any], ledger: BillingService, sink: SmtpSink
+) -> None:
+    customer, [invoice] = _customer(ledger, ("900.00", 3))
+    _, [theirs] = _customer(ledger, ("900.00", 3))  # another customer's real invoice
+    # On v1 task data is free-form: only the case's own check stands between it and billing.
+    inp = case_input("dispute", "300.00", customer_id=customer, invoice_ids=[invoice], version=1)
+    flow = await run(inp, sink)
+    await flow.work("triage", "accept")
+    await flow.work("investigate", "valid", data={"invoice_id": theirs})
+    case = await flow.until(
+        lambda c: any(t.step == "issue_credit" for t in c.tasks), "the refusal task"
+    )
+    [task] = [t for t in case.tasks if t.step == "issue_credit"]
+    error = task.data["billing_error"]
+    assert error["code"] == "invoice_not_on_case" and theirs in error["message"]
+    assert task.queue == "disputes-tier1" and task.allowed_outcomes == ["retry", "skip"]
+    assert _memos(ledger, theirs) == 0 and ledger.open_balance(theirs) == Decimal("900.00")
+    assert not any(h.event == "billing_done" for h in case.history)
+
+    # Put right by a person (the case's own invoice): one memo, on the case's invoice.
+    await flow.work("issue_credit", "retry", data={"invoice_id": invoice})
+    closed = await flow.closed()
+    assert closed.data["credit_memo"]["invoice_id"] == invoice
+    assert _memos(ledger, invoice) == 1 and _memos(ledger, theirs) == 0

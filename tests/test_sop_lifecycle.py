@@ -4,7 +4,6 @@ registry's numbering rules and `casebook sop diff`."""
 
 from __future__ import annotations
 
-import copy
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,19 +26,20 @@ from sop_templates.registry import (
     latest_published,
     publish,
     retire,
-    shipped_documents,
 )
 from sop_templates.validation import InvalidTemplateError
 from store.db import session_scope
 from store.tables import SopVersionRow
-from tests.harness import Api, running_api, terminate_cases
+from tests.harness import Api, running_api, shipped_document, terminate_cases
 
 TIER1 = "disputes-tier1"
 V1_TRIAGE_OUTCOMES = ["accept", "not_a_dispute"]
+# The newest shipped dispute version: what new cases pin on a freshly seeded registry.
+SHIPPED = int(shipped_document("dispute")["version"])
 
 
 def _dispute(version: int) -> dict[str, Any]:
-    document = copy.deepcopy(next(d for d in shipped_documents() if d["name"] == "dispute"))
+    document = shipped_document("dispute")
     document["version"] = version
     return document
 
@@ -209,7 +209,7 @@ async def test_running_cases_keep_their_version_and_retire_stops_only_new_cases(
     agent = api.user("agent", queues=[TIER1])
     v2 = await _next_version(api, owner)
     on_v1 = await _open(api, agent, case_ids)
-    assert on_v1["sop"]["version"] == 1
+    assert on_v1["sop"]["version"] == SHIPPED
 
     drafted = await api.http.post(
         "/sops/dispute/versions", json=_with_evidence_review(v2), headers=owner
@@ -217,7 +217,7 @@ async def test_running_cases_keep_their_version_and_retire_stops_only_new_cases(
     assert drafted.status_code == 201, drafted.text
     assert drafted.json()["status"] == "draft" and drafted.json()["published_at"] is None
     while_draft = await _open(api, agent, case_ids)
-    assert while_draft["sop"]["version"] == 1  # a draft never reaches a case
+    assert while_draft["sop"]["version"] == SHIPPED  # a draft never reaches a case
 
     published = await api.http.post(f"/sops/dispute/versions/{v2}/publish", headers=owner)
     assert published.status_code == 200, published.text
@@ -249,15 +249,19 @@ async def test_running_cases_keep_their_version_and_retire_stops_only_new_cases(
     retired = await api.http.post(f"/sops/dispute/versions/{v2}/retire", headers=owner)
     assert retired.status_code == 200 and retired.json()["status"] == "retired"
     after_retire = await _open(api, agent, case_ids)
-    assert after_retire["sop"]["version"] == 1
+    assert after_retire["sop"]["version"] == SHIPPED
     # The case already on the retired version carries on with it.
     resumed = await _complete(api, agent, on_v2["id"], "complete")
     assert resumed["current_step"] == "investigate" and resumed["sop"]["version"] == v2
 
     listing = (await api.http.get("/sops", headers=owner)).json()
     latest = {s["name"]: s["latest_published"] for s in listing}
-    assert latest["dispute"] == 1
-    assert await _pinned(api, owner, 1) == [on_v1["id"], while_draft["id"], after_retire["id"]]
+    assert latest["dispute"] == SHIPPED
+    assert await _pinned(api, owner, SHIPPED) == [
+        on_v1["id"],
+        while_draft["id"],
+        after_retire["id"],
+    ]
     assert await _pinned(api, owner, v2) == [on_v2["id"]]
 
 
@@ -311,37 +315,41 @@ def session(sqlite_engine: Engine) -> Iterator[Session]:
 
 
 def test_version_numbers_only_grow_and_only_drafts_publish(session: Session) -> None:
-    create_draft(session, _dispute(2), actor="sam")
-    create_draft(session, _dispute(4), actor="sam")
-    with pytest.raises(SopConflictError, match="already has v4: number a new version 5 or"):
-        create_draft(session, _dispute(3), actor="sam")
-    publish(session, "dispute", 4, actor="sam")
-    with pytest.raises(SopConflictError, match="v4 is already released"):
-        publish(session, "dispute", 2, actor="sam")
-    with pytest.raises(VersionExistsError, match=r"v4 already exists \(published\)"):
-        create_draft(session, _dispute(4), actor="sam")
+    create_draft(session, _dispute(SHIPPED + 1), actor="sam")
+    create_draft(session, _dispute(SHIPPED + 3), actor="sam")
+    with pytest.raises(
+        SopConflictError, match=f"already has v{SHIPPED + 3}: number a new version {SHIPPED + 4}"
+    ):
+        create_draft(session, _dispute(SHIPPED + 2), actor="sam")
+    publish(session, "dispute", SHIPPED + 3, actor="sam")
+    with pytest.raises(SopConflictError, match=f"v{SHIPPED + 3} is already released"):
+        publish(session, "dispute", SHIPPED + 1, actor="sam")
+    with pytest.raises(VersionExistsError, match=rf"v{SHIPPED + 3} already exists \(published\)"):
+        create_draft(session, _dispute(SHIPPED + 3), actor="sam")
     with pytest.raises(SopConflictError, match="only a published version can be retired"):
-        retire(session, "dispute", 2)
+        retire(session, "dispute", SHIPPED + 1)
 
 
 def test_retiring_the_latest_brings_back_the_previous_and_then_none(session: Session) -> None:
-    create_draft(session, _dispute(2), actor="sam")
-    publish(session, "dispute", 2, actor="sam")
-    assert latest_published(session, "dispute").version == 2
-    retire(session, "dispute", 2)
-    assert latest_published(session, "dispute").version == 1
+    new = SHIPPED + 1
+    create_draft(session, _dispute(new), actor="sam")
+    publish(session, "dispute", new, actor="sam")
+    assert latest_published(session, "dispute").version == new
+    for version in range(new, 1, -1):
+        retire(session, "dispute", version)
+        assert latest_published(session, "dispute").version == version - 1
     retire(session, "dispute", 1)
     with pytest.raises(NoPublishedVersionError):
         latest_published(session, "dispute")
     with pytest.raises(SopConflictError, match="only a draft can be published"):
-        publish(session, "dispute", 2, actor="sam")
+        publish(session, "dispute", new, actor="sam")
 
 
 def test_one_sop_name_runs_one_case_type(session: Session) -> None:
     other_name = {**_dispute(1), "name": "dispute-eu"}
     with pytest.raises(SopConflictError, match="run by SOP 'dispute'"):
         create_draft(session, other_name, actor="sam")
-    other_type = {**_dispute(2), "case_type": "collection"}
+    other_type = {**_dispute(SHIPPED + 1), "case_type": "collection"}
     with pytest.raises(SopConflictError, match="runs case type 'dispute'"):
         create_draft(session, other_type, actor="sam")
 
@@ -349,11 +357,14 @@ def test_one_sop_name_runs_one_case_type(session: Session) -> None:
 def test_a_draft_that_became_invalid_is_not_published(
     session: Session, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    create_draft(session, _dispute(2), actor="sam")
+    create_draft(session, _dispute(SHIPPED + 1), actor="sam")
     monkeypatch.setattr(validation, "known_queue_patterns", lambda: ("collections-*",))
     with pytest.raises(InvalidTemplateError, match="unknown queue 'disputes-tier1'"):
-        publish(session, "dispute", 2, actor="sam")
-    status = session.exec(select(SopVersionRow.status).where(SopVersionRow.version == 2)).one()
+        publish(session, "dispute", SHIPPED + 1, actor="sam")
+    query = select(SopVersionRow.status).where(
+        SopVersionRow.name == "dispute", SopVersionRow.version == SHIPPED + 1
+    )
+    status = session.exec(query).one()
     assert status == registry.DRAFT
 
 
@@ -361,19 +372,21 @@ def test_a_draft_that_became_invalid_is_not_published(
 
 
 def test_cli_publishes_then_diffs_two_stored_versions(tmp_path: Path) -> None:
-    path = tmp_path / "dispute.v2.yaml"
-    path.write_text(yaml.safe_dump(_with_evidence_review(2)))
+    new = SHIPPED + 1
+    path = tmp_path / f"dispute.v{new}.yaml"
+    path.write_text(yaml.safe_dump(_with_evidence_review(new)))
     data_dir = ["--data-dir", str(tmp_path / "data")]
     runner = CliRunner()
 
     published = runner.invoke(cli, ["sop", "publish", str(path), *data_dir])
     assert published.exit_code == 0, published.output
-    diffed = runner.invoke(cli, ["sop", "diff", "dispute", "1", "2", *data_dir])
+    diffed = runner.invoke(cli, ["sop", "diff", "dispute", str(SHIPPED), str(new), *data_dir])
 
     assert diffed.exit_code == 0, diffed.output
     lines = diffed.output.splitlines()
-    assert lines[0] == "dispute v1 -> v2: 5 changes"
+    assert lines[0] == f"dispute v{SHIPPED} -> v{new}: 5 changes"
     assert "  ~ parameters.approval_threshold: 1000 -> 500" in lines
     assert any(line.startswith("  + steps.review_evidence: {") for line in lines)
     missing = runner.invoke(cli, ["sop", "diff", "dispute", "1", "9", *data_dir])
-    assert missing.exit_code == 1 and "dispute has no v9 (versions: 1, 2)" in missing.output
+    versions = ", ".join(str(v) for v in range(1, new + 1))
+    assert missing.exit_code == 1 and f"dispute has no v9 (versions: {versions})" in missing.output

@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import pytest
 
-from sop_templates.registry import shipped_documents
-from tests.harness import Api
+from tests.harness import Api, shipped_document
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 TIER1 = "disputes-tier1"
+SHIPPED = int(shipped_document("dispute")["version"])  # what new cases pin
+NEW = SHIPPED + 1
 
 
-def _v2() -> dict[str, Any]:
-    """v2 asks for documents in a new step (`request_documents`) and drops `await_customer`."""
-    doc = copy.deepcopy(next(d for d in shipped_documents() if d["name"] == "dispute"))
-    doc["version"] = 2
+def _next() -> dict[str, Any]:
+    """The next version asks for documents in a new step (`request_documents`) and drops
+    `await_customer`."""
+    doc = shipped_document("dispute")
+    doc["version"] = NEW
     steps = {s["id"]: s for s in doc["steps"]}
     steps["triage"]["outcomes"] = ["accept", "not_a_dispute", "duplicate"]
     steps["triage"]["transitions"]["duplicate"] = "closed_not_a_dispute"
@@ -42,24 +43,24 @@ async def test_dry_run_then_move_the_movable_cases(api: Api) -> None:
     at_triage = (await api.open_dispute(agent))["id"]
     waiting = (await api.open_dispute(agent))["id"]
     await _advance(api, agent, waiting, 1, "accept")
-    await _advance(api, agent, waiting, 2, "need_info")  # now in await_customer (gone in v2)
+    await _advance(api, agent, waiting, 2, "need_info")  # now in await_customer (gone next)
 
-    draft = await api.http.post("/sops/dispute/versions", json=_v2(), headers=owner)
+    draft = await api.http.post("/sops/dispute/versions", json=_next(), headers=owner)
     assert draft.status_code == 201, draft.text
     assert (
-        await api.http.post("/sops/dispute/versions/2/publish", headers=owner)
+        await api.http.post(f"/sops/dispute/versions/{NEW}/publish", headers=owner)
     ).status_code == 200
 
-    url = "/sops/dispute/versions/2/migrations"
+    url = f"/sops/dispute/versions/{NEW}/migrations"
     assert (await api.http.post(url, json={}, headers=agent)).status_code == 403
     dry = await api.http.post(url, json={"dry_run": True}, headers=owner)
     assert dry.status_code == 200, dry.text
     report = dry.json()
     assert at_triage in report["movable"] and report["moved"] == []
     blocked = {b["case_id"]: b["reason"] for b in report["blocked"]}
-    assert "await_customer" in blocked[waiting] and "does not exist in v2" in blocked[waiting]
+    assert "await_customer" in blocked[waiting] and f"does not exist in v{NEW}" in blocked[waiting]
     unchanged = (await api.http.get(f"/cases/{at_triage}", headers=auditor)).json()
-    assert unchanged["sop"]["version"] == 1  # a dry run moves nothing
+    assert unchanged["sop"]["version"] == SHIPPED  # a dry run moves nothing
 
     moved = await api.http.post(
         url, json={"dry_run": False, "case_ids": [at_triage, waiting]}, headers=owner
@@ -67,15 +68,15 @@ async def test_dry_run_then_move_the_movable_cases(api: Api) -> None:
     assert moved.status_code == 200, moved.text
     assert moved.json()["moved"] == [at_triage]
     case = (await api.http.get(f"/cases/{at_triage}", headers=auditor)).json()
-    assert case["sop"]["version"] == 2
+    assert case["sop"]["version"] == NEW
     assert case["tasks"][0]["allowed_outcomes"] == ["accept", "not_a_dispute", "duplicate"]
     [move] = [h for h in case["history"] if h["event"] == "sop_migrated"]
-    assert move["actor"].startswith("sop_owner-") and move["detail"]["from_version"] == 1
+    assert move["actor"].startswith("sop_owner-") and move["detail"]["from_version"] == SHIPPED
     stayed = (await api.http.get(f"/cases/{waiting}", headers=auditor)).json()
-    assert stayed["sop"]["version"] == 1 and stayed["current_step"] == "await_customer"
+    assert stayed["sop"]["version"] == SHIPPED and stayed["current_step"] == "await_customer"
     assert not [h for h in stayed["history"] if h["event"] == "sop_migrated"]
 
-    # The moved case runs on v2's rules from here on.
+    # The moved case runs on the new version's rules from here on.
     await _advance(api, agent, at_triage, 1, "duplicate")
     final = (await api.http.get(f"/cases/{at_triage}", headers=auditor)).json()
     assert final["status"] == "closed" and final["resolution"] == "not_a_dispute"

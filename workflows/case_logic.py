@@ -26,6 +26,7 @@ from sop_templates.schema import (
     WaitStep,
 )
 from sop_templates.validation import CASE_FIELDS
+from workflows import money_rules
 from workflows.case_models import (
     Actor,
     CaseInput,
@@ -42,6 +43,7 @@ from workflows.case_models import (
     Task,
     TaskStatus,
 )
+from workflows.task_fields import field_errors
 
 # Decision steps lead to decision steps; a cycle made only of them would never stop.
 MAX_AUTOMATIC_STEPS = 100
@@ -139,7 +141,34 @@ def check_complete(case: CaseSnapshot, cmd: CompleteTask) -> Task:
             f"allowed: {', '.join(task.allowed_outcomes)}",
             {"field": "outcome", "allowed_outcomes": task.allowed_outcomes},
         )
+    _check_approver(case, task, cmd)
+    _check_fields(case, task, cmd.data)
     return task
+
+
+def _check_approver(case: CaseSnapshot, task: Task, cmd: CompleteTask) -> None:
+    """An approval task (`approval: true`) is approved by a lead or admin only, whoever else
+    serves its queue; the billing call checks the approver's role again."""
+    is_approval = any(e.kind == "approval" and e.task_id == task.id for e in case.escalations)
+    if (
+        is_approval
+        and cmd.outcome == "approve"
+        and cmd.actor.role not in money_rules.APPROVER_ROLES
+    ):
+        raise CaseRuleError(
+            "forbidden",
+            f"only a lead or admin may approve task {task.id}; {cmd.actor.name} is "
+            f"{cmd.actor.role.value}",
+        )
+
+
+def _check_fields(case: CaseSnapshot, task: Task, data: dict[str, Any]) -> None:
+    if task.fields is None:
+        return
+    errors = field_errors(task.fields, data, case.invoice_ids)
+    if errors:
+        message = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        raise CaseRuleError("invalid", message, {"fields": errors})
 
 
 def complete(case: CaseSnapshot, template: SopTemplate, cmd: CompleteTask, now: datetime) -> Task:
@@ -159,6 +188,8 @@ def complete(case: CaseSnapshot, template: SopTemplate, cmd: CompleteTask, now: 
     step = template.step(task.step)
     if isinstance(step, BillingStep):  # a person decided what to do about billing's refusal
         target = step.id if cmd.outcome == "retry" else step.next
+        if step.retry_store_as and cmd.outcome == "retry":
+            case.data = {**case.data, step.retry_store_as: cmd.data}
         _enter(case, template, target, now, last_task=task)
         return task
     if isinstance(step, EmailStep):  # a person decided what to do about an unsendable email
@@ -167,8 +198,72 @@ def complete(case: CaseSnapshot, template: SopTemplate, cmd: CompleteTask, now: 
     assert isinstance(step, HumanTaskStep)
     if step.store_as:
         case.data = {**case.data, step.store_as: cmd.data}
+    _record_approval(case, template, task, cmd.actor, now)
     _enter(case, template, step.transitions[cmd.outcome], now, last_task=task)
     return task
+
+
+def _record_approval(
+    case: CaseSnapshot, template: SopTemplate, task: Task, actor: Actor, now: datetime
+) -> None:
+    """An `approve` of a money rule's approval step: keep who approved which amount (what the
+    billing step would send now), so the billing call can be held to exactly that."""
+    if task.outcome != "approve":
+        return
+    for billing in money_rules.approval_steps_of(template, task.step):
+        assert billing.approval is not None
+        source = billing.args.get(billing.approval.amount, "")
+        try:
+            value = compile_expression(source).evaluate(condition_context(case, template, task))
+            amount: str | None = str(money_rules.money(value))
+        except (ExpressionError, ValueError):
+            amount = None  # nothing approvable: the billing step will ask again
+        detail = {"billing_step": billing.id, "amount": amount, "role": actor.role.value}
+        record(case, now, money_rules.APPROVAL_GRANTED, task=task, actor=actor.name, detail=detail)
+
+
+def check_billing_call(
+    case: CaseSnapshot,
+    template: SopTemplate,
+    step: BillingStep,
+    args: dict[str, Any],
+    now: datetime,
+) -> bool:
+    """Whether the pending billing call may go out with these `args` (the values it would
+    send). If not, the case has moved: to a person with the error (another customer's
+    account, an invoice not on the case, no valid amount), or into the approval step."""
+    assert case.pending_action is not None and case.pending_action.step == step.id
+    error = money_rules.case_scope_error(case, args)
+    if error is None and step.approval is not None:
+        try:
+            amount = money_rules.money(args.get(step.approval.amount))
+            above = money_rules.threshold(evaluate(case, template, step.approval.above))
+        except ValueError as exc:
+            error = money_rules.amount_error(step, exc)
+        else:
+            if amount > above and not money_rules.is_approved(case, step, amount):
+                _require_approval(case, template, step, amount, above, now)
+                return False
+    if error is not None:
+        action_refused(case, template, error, now)
+        return False
+    return True
+
+
+def _require_approval(
+    case: CaseSnapshot,
+    template: SopTemplate,
+    step: BillingStep,
+    amount: Decimal,
+    above: Decimal,
+    now: datetime,
+) -> None:
+    """The amount needs an approval it does not have: the case goes (back) to the approver."""
+    assert step.approval is not None
+    case.pending_action = None
+    detail = {"amount": str(amount), "above": str(above), "approval_step": step.approval.step}
+    record(case, now, money_rules.APPROVAL_REQUIRED, step=step.id, detail=detail)
+    _enter(case, template, step.approval.step, now, last_task=last_completed_task(case))
 
 
 def _enter(
@@ -262,6 +357,7 @@ def _open_task_for(case: CaseSnapshot, step: HumanTaskStep, now: datetime) -> Ta
         allowed_outcomes=list(step.outcomes),
         vendor=case.vendor,
         created_at=now,
+        fields=step.fields,
     )
     if step.sla:
         calendar = step.sla.calendar or case.region
@@ -409,6 +505,7 @@ def migrate(case: CaseSnapshot, cmd: MigrateSop, now: datetime) -> SopTemplate:
                 step.queue,
                 step.title,
             )
+            task.fields = step.fields
     record(
         case,
         now,
@@ -574,6 +671,7 @@ def action_refused(
         vendor=case.vendor,
         created_at=now,
         data={"billing_error": error},
+        fields=step.fields,
     )
     case.tasks.append(task)
     record(case, now, "task_opened", task=task, detail={"queue": step.error_queue})

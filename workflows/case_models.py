@@ -106,6 +106,8 @@ class Task(BaseModel):
     outcome: str | None = None
     data: dict[str, Any] = Field(default_factory=dict)
     note: str | None = None
+    # The typed fields its completion may carry (the step's `fields`); None: free-form.
+    fields: dict[str, str] | None = None
     sla: SlaClock | None = None
     sla_due: datetime | None = None
     sla_warning_at: datetime | None = None
