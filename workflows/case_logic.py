@@ -150,16 +150,10 @@ def _check_approver(case: CaseSnapshot, task: Task, cmd: CompleteTask) -> None:
     """An approval task (`approval: true`) is approved by a lead or admin only, whoever else
     serves its queue; the billing call checks the approver's role again."""
     is_approval = any(e.kind == "approval" and e.task_id == task.id for e in case.escalations)
-    if (
-        is_approval
-        and cmd.outcome == "approve"
-        and cmd.actor.role not in money_rules.APPROVER_ROLES
-    ):
-        raise CaseRuleError(
-            "forbidden",
-            f"only a lead or admin may approve task {task.id}; {cmd.actor.name} is "
-            f"{cmd.actor.role.value}",
-        )
+    if is_approval and cmd.outcome == "approve":
+        refusal = refuse_role(cmd.actor, Action.APPROVE)
+        if refusal:
+            raise CaseRuleError(refusal.kind, f"task {task.id}: {refusal.message}")
 
 
 def _check_fields(case: CaseSnapshot, task: Task, data: dict[str, Any]) -> None:

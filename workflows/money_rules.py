@@ -15,12 +15,13 @@ from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from access.policy import Action, roles_allowed
 from domain.values import is_amount_text
 from sop_templates.schema import BillingStep, SopTemplate
-from workflows.case_models import CaseSnapshot, HistoryEntry, Role
+from workflows.case_models import CaseSnapshot, HistoryEntry
 
-# Who may approve money above an SOP's threshold (the lead board's roles).
-APPROVER_ROLES = frozenset({Role.LEAD, Role.ADMIN})
+# Who may approve money above an SOP's threshold: the policy's approvers (the lead board).
+APPROVER_ROLES = frozenset(roles_allowed(Action.APPROVE))
 APPROVAL_GRANTED = "approval_granted"
 APPROVAL_REQUIRED = "approval_required"
 
