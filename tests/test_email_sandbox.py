@@ -9,7 +9,6 @@ the email activity retry forever: it becomes a task for a person, and the case c
 from __future__ import annotations
 
 import asyncio
-import copy
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -26,12 +25,12 @@ from temporalio.testing import WorkflowEnvironment
 from activities.email import EMAIL_UNSENDABLE, EmailActivities, EmailRequest, InlineTemplate
 from audit.replay import replay_case
 from settings import Settings
-from sop_templates.registry import content_hash, shipped_documents
+from sop_templates.registry import content_hash
 from sop_templates.rendering import RENDERED_LIMIT, SOURCE_LIMIT
 from sop_templates.schema import DEFAULT_EMAIL_ERROR_QUEUE, SopTemplate
 from sop_templates.validation import InvalidTemplateError, parse_template
 from store.tables import CaseRow, OutboxRow
-from tests.harness import AGENT, DISPUTE, LEAD, Api, case_input, terminate_cases
+from tests.harness import AGENT, DISPUTE, LEAD, Api, case_input, shipped_document, terminate_cases
 from tests.smtp_sink import SmtpSink
 from workflows import case_logic
 from workflows.case_models import CaseSnapshot, ClaimTask, CompleteTask, SopRef
@@ -60,7 +59,7 @@ def marker(tmp_path: Path) -> Iterator[Path]:
 
 
 def _dispute_with(part: str, source: str) -> dict[str, Any]:
-    document = copy.deepcopy(next(d for d in shipped_documents() if d["name"] == "dispute"))
+    document = shipped_document("dispute")  # the latest: valid but for the payload
     document["emails"]["acknowledgement"][part] = source
     return document
 
