@@ -34,7 +34,7 @@ from access.policy import (
 from api.app import create_app
 from store.db import session_scope
 from store.users import actor_of, create_user
-from tests.harness import DISPUTE, Api, eventually
+from tests.harness import DISPUTE, Api, eventually, shipped_document
 from workflows.case_models import Actor, Role
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -163,16 +163,17 @@ async def _world(api: Api, callers: dict[str, Caller]) -> World:
         return (await api.http.get(f"/escalations/{esc_id}", headers=admin.headers)).status_code
 
     assert await eventually(started, lambda status: status == 200) == 200
-    v1 = (await api.http.get("/sops/dispute/versions/1", headers=admin.headers)).json()
+    latest = shipped_document("dispute")
+    draft_version = int(latest["version"]) + 1
     draft = await api.http.post(
-        "/sops/dispute/versions", json={**v1["content"], "version": 2}, headers=admin.headers
+        "/sops/dispute/versions", json={**latest, "version": draft_version}, headers=admin.headers
     )
     assert draft.status_code == 201, draft.text
     return World(
         case=CaseFacts(case["id"], case["vendor"], case["opened_by"]),
         task=TaskFacts(task["id"], task["vendor"], task["queue"]),
         escalation_id=esc_id,
-        sop_version=2,
+        sop_version=draft_version,
     )
 
 
