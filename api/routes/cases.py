@@ -8,11 +8,20 @@ from fastapi import APIRouter, Depends, Header, Query, Response
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import ServicesDep, current_actor, require_roles
-from api.schemas import CaseCreate, CaseOut, CaseSummary, SopOut
+from api.schemas import (
+    CaseCreate,
+    CaseOut,
+    CaseSummary,
+    CaseType,
+    EntityId,
+    Limit,
+    Offset,
+    SopOut,
+)
 from api.services import cases as service
 from store.read_model import CaseFilter
 from store.tables import CaseRow
-from workflows.case_models import Actor, Role
+from workflows.case_models import Actor, CaseStatus, Role
 
 router = APIRouter(prefix="/cases", tags=["cases"])
 
@@ -41,11 +50,11 @@ async def open_case(
 async def list_cases(
     actor: AnyUser,
     svc: ServicesDep,
-    type: str | None = None,
-    status: str | None = None,
-    customer_id: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    type: CaseType | None = None,
+    status: CaseStatus | None = None,
+    customer_id: Annotated[EntityId | None, Query()] = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
 ) -> list[CaseSummary]:
     f = CaseFilter(type=type, status=status, customer_id=customer_id, limit=limit, offset=offset)
     rows = await run_in_threadpool(service.search_cases, svc, actor, f)

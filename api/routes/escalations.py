@@ -8,7 +8,17 @@ from fastapi import APIRouter, Depends, Query
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import ServicesDep, require_roles
-from api.schemas import ActionBody, CaseOut, EscalateBody, EscalationOut, ReassignBody
+from api.schemas import (
+    ActionBody,
+    CaseOut,
+    EntityId,
+    EscalateBody,
+    EscalationOut,
+    Limit,
+    Offset,
+    ReassignBody,
+    ShortText,
+)
 from api.services import escalations as service
 from store.read_model import EscalationFilter
 from workflows.case_models import Actor, EscalateCase, Role
@@ -33,10 +43,10 @@ async def board(
     _: BoardReader,
     svc: ServicesDep,
     status: Literal["open", "acknowledged", "resolved"] | None = None,
-    queue: str | None = None,
-    case_id: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    queue: Annotated[ShortText | None, Query()] = None,
+    case_id: Annotated[EntityId | None, Query()] = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
 ) -> list[EscalationOut]:
     """Open first, most overdue first."""
     f = EscalationFilter(status=status, queue=queue, case_id=case_id, limit=limit, offset=offset)

@@ -8,12 +8,14 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Response
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import ServicesDep, require_roles
+from api.schemas import MAX_LIST_ITEMS, EntityId
 from api.services import sops as service
 from sop_templates.diff import render_text
+from sop_templates.schema import SopTemplate
 from store.tables import SopVersionRow
 from workflows.case_models import Actor, Role
 
@@ -23,7 +25,36 @@ Reader = Annotated[
     Actor, Depends(require_roles(Role.SOP_OWNER, Role.ADMIN, Role.LEAD, Role.AUDITOR))
 ]
 Writer = Annotated[Actor, Depends(require_roles(Role.SOP_OWNER, Role.ADMIN))]
-Version = Annotated[int, Path(ge=1)]
+# Versions are stored as PostgreSQL integers; a larger one could never exist.
+MAX_VERSION = 2**31 - 1
+Version = Annotated[int, Path(ge=1, le=MAX_VERSION)]
+
+
+def _inlined(schema: dict[str, Any]) -> dict[str, Any]:
+    """`schema` with its `$defs` written in place: OpenAPI resolves `#/$defs/...` against
+    its own root, where they are not."""
+    defs = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return resolve(defs[ref.removeprefix("#/$defs/")])
+            return {k: resolve(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [resolve(v) for v in node]
+        return node
+
+    return resolve(schema)
+
+
+# The body stays a plain dict at run time: the registry validates it (every error with its
+# path) and hashes it as sent. OpenAPI shows the template's own schema.
+SopDocument = Annotated[
+    dict[str, Any],
+    WithJsonSchema(_inlined(SopTemplate.model_json_schema())),
+    Body(description="the template document, as JSON"),
+]
 
 
 class SopListing(BaseModel):
@@ -100,7 +131,7 @@ async def get_version(name: str, version: Version, _: Reader, svc: ServicesDep) 
 @router.post("/{name}/versions", status_code=201, response_model=SopVersionOut)
 async def create_draft(
     name: str,
-    document: Annotated[dict[str, Any], Body(description="the template document, as JSON")],
+    document: SopDocument,
     actor: Writer,
     svc: ServicesDep,
     response: Response,
@@ -132,8 +163,8 @@ async def diff(
     name: str,
     _: Reader,
     svc: ServicesDep,
-    from_version: Annotated[int, Query(alias="from", ge=1)],
-    to_version: Annotated[int, Query(alias="to", ge=1)],
+    from_version: Annotated[int, Query(alias="from", ge=1, le=MAX_VERSION)],
+    to_version: Annotated[int, Query(alias="to", ge=1, le=MAX_VERSION)],
 ) -> SopDiffOut:
     """What changed from one version to another: steps, transitions, SLAs, parameters."""
     changes = await run_in_threadpool(service.diff, svc, name, from_version, to_version)
@@ -161,7 +192,7 @@ def _out(row: SopVersionRow) -> SopVersionOut:
 
 class MigrationBody(BaseModel):
     dry_run: bool = True
-    case_ids: list[str] | None = None
+    case_ids: list[EntityId] | None = Field(default=None, max_length=MAX_LIST_ITEMS)
 
 
 @router.post("/{name}/versions/{version}/migrations")

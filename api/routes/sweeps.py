@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date
 from decimal import Decimal
 from typing import Annotated
 
@@ -10,6 +9,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
 from api.deps import ServicesDep, require_roles
+from api.schemas import Day, Region
 from api.services import collections, credit_reviews
 from api.services.sweeps import SweepLine, SweepStatus
 from workflows.case_models import Actor, Role
@@ -20,12 +20,12 @@ Sweeper = Annotated[Actor, Depends(require_roles(Role.LEAD, Role.ADMIN, Role.SYS
 
 
 class SweepBody(BaseModel):
-    region: str = Field(min_length=2, max_length=16, description="calendar of the new cases")
-    as_of: date | None = Field(default=None, description="the day to sweep as of; today")
+    region: Region
+    as_of: Day | None = Field(default=None, description="the day to sweep as of; today")
 
 
 class OverdueScanBody(SweepBody):
-    min_days_past_due: int = Field(default=1, ge=0)
+    min_days_past_due: int = Field(default=1, ge=0, le=3650)
 
 
 class CreditReviewSweepBody(SweepBody):

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Header, Query, Response
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import ServicesDep, require_roles
-from api.schemas import CompleteBody, PauseBody, TaskOut
+from api.schemas import CompleteBody, EntityId, Limit, Offset, PauseBody, ShortText, TaskOut
 from api.services import tasks as service
 from store.read_model import TaskFilter
 from workflows.case_models import (
@@ -30,12 +30,12 @@ IdempotencyKey = Annotated[str | None, Header(max_length=200)]
 async def inbox(
     actor: Worker,
     svc: ServicesDep,
-    queue: str | None = None,
+    queue: Annotated[ShortText | None, Query()] = None,
     status: Literal["open", "claimed", "done"] | None = None,
-    assignee: Annotated[str | None, Query(description="a user name, or `me`")] = None,
-    case_id: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    assignee: Annotated[ShortText | None, Query(description="a user name, or `me`")] = None,
+    case_id: Annotated[EntityId | None, Query()] = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
 ) -> list[TaskOut]:
     """The inbox, most urgent first."""
     f = TaskFilter(
