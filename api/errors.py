@@ -36,6 +36,7 @@ class ErrorOut(BaseModel):
 
 
 _WHEN = {
+    400: "a body that cannot be read as JSON",
     401: "no bearer token, or one that is not valid",
     403: "the caller's role or scope may not do this",
     404: "no such case, task, escalation or SOP (or not visible to the caller)",
@@ -54,7 +55,7 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 # What any authenticated route can answer besides its success; declared once for all routers.
-AUTHENTICATED_ERRORS = error_responses(401, 403, 404, 409, 413, 422, 504)
+AUTHENTICATED_ERRORS = error_responses(400, 401, 403, 404, 409, 413, 422, 504)
 
 
 class ApiError(Exception):

@@ -94,7 +94,11 @@ async def resume(
     return TaskOut.of(await service.command(svc, ResumeTask(task_id=task_id, actor=actor), key))
 
 
-@router.post("/queues/{queue}/claim-next", response_model=TaskOut)
+@router.post(
+    "/queues/{queue}/claim-next",
+    response_model=TaskOut,
+    responses={204: {"description": "no open task the caller may take"}},
+)
 async def claim_next(queue: str, actor: Worker, svc: ServicesDep) -> TaskOut | Response:
     """Claim the most urgent open task of the queue the caller may take; 204 when none."""
     task = await service.claim_next(svc, actor, queue)

@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from billing.contract import (
     BillingBusinessError,
@@ -131,6 +132,12 @@ def create_app(engine: Engine, token: str = "") -> FastAPI:
     async def _business(_: Request, exc: BillingBusinessError) -> JSONResponse:
         body = {"error": {"code": exc.code, "message": exc.message}}
         return JSONResponse(body, status_code=exc.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # FastAPI's own refusals (a body it cannot parse: 400) in the contract's error shape.
+        body = {"error": {"code": "bad_request", "message": str(exc.detail)}}
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
