@@ -44,7 +44,8 @@ FIRST_YEAR, LAST_YEAR = 2000, 2199
 MAX_EVENT_ID = 2**63 - 1
 
 CaseType = Literal["dispute", "collection", "credit_review"]
-_Name = Field(min_length=1, max_length=128)
+# PostgreSQL stores no NUL in text or JSON; refused at the door rather than at the insert.
+NO_NUL = r"^[^\x00]*$"
 
 
 def _json_depth(value: Any, limit: int) -> int:
@@ -63,10 +64,18 @@ def _json_depth(value: Any, limit: int) -> int:
     return level + (1 if frontier else 0)
 
 
+def storable_json(value: Any) -> str:
+    """`value` as compact JSON; ValueError if a database could not store it (NaN, NUL)."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    if "\\u0000" in text:
+        raise ValueError("contains a NUL character (\\u0000)")
+    return text
+
+
 def _bounded_data(value: dict[str, Any]) -> dict[str, Any]:
     if _json_depth(value, DATA_MAX_DEPTH) > DATA_MAX_DEPTH:
         raise ValueError(f"nested deeper than {DATA_MAX_DEPTH} levels")
-    size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
+    size = len(storable_json(value).encode())
     if size > DATA_MAX_BYTES:
         raise ValueError(f"{size} bytes as JSON; at most {DATA_MAX_BYTES}")
     return value
@@ -182,7 +191,9 @@ AsOf = Annotated[
 # Paging of every list route.
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
 Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
-ShortText = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+ShortText = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=NO_NUL)]
+Reason = Annotated[str, StringConstraints(min_length=1, max_length=2000, pattern=NO_NUL)]
+Note = Annotated[str, StringConstraints(max_length=4000, pattern=NO_NUL)]
 
 
 class CaseCreate(BaseModel):
@@ -192,7 +203,7 @@ class CaseCreate(BaseModel):
     amount: Amount
     currency: Currency
     region: Region
-    reason_code: str | None = Field(default=None, max_length=64)
+    reason_code: ShortText | None = None
     vendor: EntityId | None = None
     data: CaseData = Field(default_factory=dict)
 
@@ -272,29 +283,31 @@ class CaseOut(CaseSummary):
 
 
 class CompleteBody(BaseModel):
-    outcome: str = Field(min_length=1, max_length=64)
+    outcome: ShortText
     data: CaseData = Field(default_factory=dict)
-    note: str | None = Field(default=None, max_length=4000)
+    note: Note | None = None
 
 
 class PauseBody(BaseModel):
-    reason: str = Field(min_length=1, max_length=200, examples=["awaiting_customer"])
+    reason: str = Field(
+        min_length=1, max_length=200, pattern=NO_NUL, examples=["awaiting_customer"]
+    )
     until: Instant | None = Field(default=None, description="resume by itself at this instant")
 
 
 class EscalateBody(BaseModel):
-    reason: str = Field(min_length=1, max_length=2000)
-    task_id: str | None = Field(default=None, max_length=128)
+    reason: Reason
+    task_id: ShortText | None = None
 
 
 class ReassignBody(BaseModel):
     to_user: ShortText | None = None
     to_queue: ShortText | None = None
-    note: str | None = Field(default=None, max_length=4000)
+    note: Note | None = None
 
 
 class ActionBody(BaseModel):
-    note: str | None = Field(default=None, max_length=4000)
+    note: Note | None = None
 
 
 class EscalationOut(BaseModel):

@@ -64,6 +64,8 @@ async def _refused_intake(api: Api, change: dict[str, Any], field: str) -> None:
         ({"invoice_ids": ["INV-1/payments?"]}, "invoice_ids"),
         ({"invoice_ids": [f"INV-{i}" for i in range(1000)]}, "invoice_ids"),
         ({"vendor": "acme corp"}, "vendor"),
+        ({"data": {"note": "a\u0000b"}}, "data"),  # PostgreSQL cannot store a NUL
+        ({"reason_code": "pricing\u0000"}, "reason_code"),
     ],
 )
 async def test_harmful_intake_is_refused_and_starts_nothing(
@@ -107,7 +109,8 @@ async def _task_now(api: Api, headers: dict[str, str], task: dict[str, Any]) -> 
 
 
 @pytest.mark.parametrize(
-    "data", [_nested(250), _nested(DATA_MAX_DEPTH + 1), {"blob": "x" * DATA_MAX_BYTES}]
+    "data",
+    [_nested(250), _nested(DATA_MAX_DEPTH + 1), {"blob": "x" * DATA_MAX_BYTES}, {"\u0000": 1}],
 )
 async def test_harmful_completion_data_is_refused_and_the_task_is_unchanged(
     api: Api, data: dict[str, Any]
@@ -197,3 +200,24 @@ async def test_openapi_tells_the_checks(api: Api) -> None:
             }
     error = spec["components"]["schemas"]["ErrorOut"]
     assert set(error["required"]) == {"error", "message"}
+
+
+async def test_a_note_with_nul_is_refused_and_the_task_is_unchanged(api: Api) -> None:
+    agent, task = await _claimed_task(api)
+    body = {"outcome": task["allowed_outcomes"][0], "note": "called\u0000"}
+    response = await api.http.post(f"/tasks/{task['id']}/complete", json=body, headers=agent)
+    _assert_invalid(response, "note")
+    assert (await _task_now(api, agent, task))["status"] == "claimed"
+
+
+async def test_an_sop_draft_with_nul_is_refused_and_stores_nothing(api: Api) -> None:
+    owner = api.user("sop_owner")
+    listed = (await api.http.get("/sops/dispute/versions", headers=owner)).json()
+    document = (
+        await api.http.get(f"/sops/dispute/versions/{listed[-1]['version']}", headers=owner)
+    ).json()["content"]
+    draft = {**document, "version": listed[-1]["version"] + 1, "title": "nul\u0000"}
+    response = await api.http.post("/sops/dispute/versions", json=draft, headers=owner)
+    _assert_invalid(response, "body")
+    after = (await api.http.get("/sops/dispute/versions", headers=owner)).json()
+    assert after == listed

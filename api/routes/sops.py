@@ -8,11 +8,11 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Response
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import ServicesDep, require_roles
-from api.schemas import MAX_LIST_ITEMS, EntityId
+from api.schemas import MAX_LIST_ITEMS, EntityId, storable_json
 from api.services import sops as service
 from sop_templates.diff import render_text
 from sop_templates.schema import SopTemplate
@@ -50,8 +50,14 @@ def _inlined(schema: dict[str, Any]) -> dict[str, Any]:
 
 # The body stays a plain dict at run time: the registry validates it (every error with its
 # path) and hashes it as sent. OpenAPI shows the template's own schema.
+def _storable(document: dict[str, Any]) -> dict[str, Any]:
+    storable_json(document)
+    return document
+
+
 SopDocument = Annotated[
     dict[str, Any],
+    AfterValidator(_storable),
     WithJsonSchema(_inlined(SopTemplate.model_json_schema())),
     Body(description="the template document, as JSON"),
 ]
