@@ -49,7 +49,9 @@ def create_app(
     install_metrics(app)
     # Outermost: an oversized body is refused before anything reads or measures it.
     app.add_middleware(BodyLimit, max_bytes=REQUEST_MAX_BYTES)
-    app.include_router(health.router)
+    app.include_router(
+        health.router, responses={503: {"description": "the database or Temporal is down"}}
+    )
     # Every other route authenticates and may be refused, conflict or time out: documented
     # once here, so each route declares only its success.
     for routes in (cases, tasks, escalations, sweeps, audit, sops):

@@ -134,7 +134,12 @@ async def get_version(name: str, version: Version, _: Reader, svc: ServicesDep) 
     return _out(await run_in_threadpool(service.get_version, svc, name, version))
 
 
-@router.post("/{name}/versions", status_code=201, response_model=SopVersionOut)
+@router.post(
+    "/{name}/versions",
+    status_code=201,
+    response_model=SopVersionOut,
+    responses={200: {"model": SopVersionOut, "description": "replaced a draft of that version"}},
+)
 async def create_draft(
     name: str,
     document: SopDocument,
