@@ -18,6 +18,7 @@ from pydantic import (
     AwareDatetime,
     BaseModel,
     BeforeValidator,
+    ConfigDict,
     Field,
     StringConstraints,
     WithJsonSchema,
@@ -196,7 +197,14 @@ Reason = Annotated[str, StringConstraints(min_length=1, max_length=2000, pattern
 Note = Annotated[str, StringConstraints(max_length=4000, pattern=NO_NUL)]
 
 
-class CaseCreate(BaseModel):
+class RequestBody(BaseModel):
+    """A request body: a field the server does not know is refused (422 naming it), not
+    ignored; a misspelt `vendor` would otherwise open a case that no vendor owns."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class CaseCreate(RequestBody):
     type: CaseType
     customer_id: EntityId
     invoice_ids: list[EntityId] = Field(default_factory=list, max_length=MAX_LIST_ITEMS)
@@ -282,31 +290,31 @@ class CaseOut(CaseSummary):
         )
 
 
-class CompleteBody(BaseModel):
+class CompleteBody(RequestBody):
     outcome: ShortText
     data: CaseData = Field(default_factory=dict)
     note: Note | None = None
 
 
-class PauseBody(BaseModel):
+class PauseBody(RequestBody):
     reason: str = Field(
         min_length=1, max_length=200, pattern=NO_NUL, examples=["awaiting_customer"]
     )
     until: Instant | None = Field(default=None, description="resume by itself at this instant")
 
 
-class EscalateBody(BaseModel):
+class EscalateBody(RequestBody):
     reason: Reason
     task_id: ShortText | None = None
 
 
-class ReassignBody(BaseModel):
+class ReassignBody(RequestBody):
     to_user: ShortText | None = None
     to_queue: ShortText | None = None
     note: Note | None = None
 
 
-class ActionBody(BaseModel):
+class ActionBody(RequestBody):
     note: Note | None = None
 
 

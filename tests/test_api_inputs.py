@@ -64,6 +64,7 @@ async def _refused_intake(api: Api, change: dict[str, Any], field: str) -> None:
         ({"invoice_ids": ["INV-1/payments?"]}, "invoice_ids"),
         ({"invoice_ids": [f"INV-{i}" for i in range(1000)]}, "invoice_ids"),
         ({"vendor": "acme corp"}, "vendor"),
+        ({"vendr": "acme"}, "vendr"),  # misspelt: ignoring it would open a vendor-less case
         ({"data": {"note": "a\u0000b"}}, "data"),  # PostgreSQL cannot store a NUL
         ({"reason_code": "pricing\u0000"}, "reason_code"),
     ],

@@ -12,7 +12,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchem
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import ServicesDep, require_roles
-from api.schemas import MAX_LIST_ITEMS, EntityId, storable_json
+from api.schemas import MAX_LIST_ITEMS, EntityId, RequestBody, storable_json
 from api.services import sops as service
 from sop_templates.diff import render_text
 from sop_templates.schema import SopTemplate
@@ -201,7 +201,7 @@ def _out(row: SopVersionRow) -> SopVersionOut:
     return SopVersionOut.model_validate(row)
 
 
-class MigrationBody(BaseModel):
+class MigrationBody(RequestBody):
     dry_run: bool = True
     case_ids: list[EntityId] | None = Field(default=None, max_length=MAX_LIST_ITEMS)
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
 from api.deps import ServicesDep, require_roles
-from api.schemas import Day, Region
+from api.schemas import Day, Region, RequestBody
 from api.services import collections, credit_reviews
 from api.services.sweeps import SweepLine, SweepStatus
 from workflows.case_models import Actor, Role
@@ -19,7 +19,7 @@ router = APIRouter(tags=["sweeps"])
 Sweeper = Annotated[Actor, Depends(require_roles(Role.LEAD, Role.ADMIN, Role.SYSTEM))]
 
 
-class SweepBody(BaseModel):
+class SweepBody(RequestBody):
     region: Region
     as_of: Day | None = Field(default=None, description="the day to sweep as of; today")
 
