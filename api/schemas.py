@@ -102,19 +102,21 @@ def _known_region(value: str) -> str:
     return value
 
 
-def _in_years(instant: datetime) -> datetime:
-    try:
-        year = instant.astimezone(UTC).year
-    except OverflowError:  # year 1 or 9999 with an offset: far outside anyway
-        year = instant.year
+def _check_year(year: int) -> None:
     if not FIRST_YEAR <= year <= LAST_YEAR:
         raise ValueError(f"must be between the years {FIRST_YEAR} and {LAST_YEAR}")
+
+
+def _in_years(instant: datetime) -> datetime:
+    try:
+        _check_year(instant.astimezone(UTC).year)
+    except OverflowError:  # year 1 or 9999 with an offset: far outside anyway
+        _check_year(instant.year)
     return instant
 
 
 def _day_in_years(day: date) -> date:
-    if not FIRST_YEAR <= day.year <= LAST_YEAR:
-        raise ValueError(f"must be between the years {FIRST_YEAR} and {LAST_YEAR}")
+    _check_year(day.year)
     return day
 
 
@@ -184,9 +186,10 @@ AsOf = Annotated[
     str,
     AfterValidator(_as_of),
     Query(
-        min_length=1,
         max_length=40,
-        description="ISO-8601 instant with a time zone, or a history event id",
+        pattern=r"^([0-9]{1,19}|[0-9]{4}-[0-9]{2}-[0-9]{2}T.+)$",
+        description="ISO-8601 instant with a time zone (years "
+        f"{FIRST_YEAR}-{LAST_YEAR}), or a history event id",
     ),
 ]
 # Paging of every list route.
