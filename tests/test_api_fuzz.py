@@ -194,3 +194,34 @@ def test_billing_service_answers_only_what_its_contract_documents(
 
     failures = _fuzz_all(schema, {"billing client": auth}, send)
     assert not failures, "\n\n".join(failures)
+
+
+# What the fuzzer found in the billing service, as plain tests.
+
+
+def test_billing_answers_an_unreadable_body_in_its_error_shape(billing: BillingService) -> None:
+    response = httpx.put(
+        f"{billing.url}/customers/C-UNREADABLE",
+        content=b"\xff\xfe{",
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 400, response.text
+    assert set(response.json()["error"]) == {"code", "message"}
+
+
+def test_billing_refuses_an_amount_past_15_digits(billing: BillingService) -> None:
+    body = {"name": "Huge", "email": "ap@huge.example", "currency": "EUR"}
+    response = httpx.put(
+        f"{billing.url}/customers/C-HUGE", json={**body, "credit_limit": "1" + "0" * 30}
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["code"] == "invalid_amount"
+    assert httpx.get(f"{billing.url}/customers/C-HUGE").status_code == 404
+
+
+def test_billing_overdue_before_year_one_is_nothing(billing: BillingService) -> None:
+    response = httpx.get(
+        f"{billing.url}/overdue", params={"as_of": "0020-07-17", "min_days": 10**6}
+    )
+    assert response.status_code == 200, response.text
+    assert response.json() == []

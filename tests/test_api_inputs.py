@@ -222,3 +222,11 @@ async def test_an_sop_draft_with_nul_is_refused_and_stores_nothing(api: Api) -> 
     _assert_invalid(response, "body")
     after = (await api.http.get("/sops/dispute/versions", headers=owner)).json()
     assert after == listed
+
+
+async def test_a_body_that_is_not_json_answers_400_in_the_error_shape(api: Api) -> None:
+    agent = api.user("agent", queues=[TIER1])
+    headers = {**agent, "Content-Type": "application/json"}
+    response = await api.http.post("/cases", content=b"\xff\xfe{", headers=headers)
+    assert response.status_code in (400, 422), response.text
+    assert set(response.json()) >= {"error", "message"}
