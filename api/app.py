@@ -9,10 +9,10 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 from temporalio.client import Client
 
-from api.body_limit import BodyLimit
 from api.deps import Services
 from api.errors import AUTHENTICATED_ERRORS, install_error_handlers
 from api.metrics import install_metrics
+from api.request_limits import BodyLimit, NulInPath
 from api.routes import audit, cases, escalations, health, sops, sweeps, tasks
 from api.schemas import REQUEST_MAX_BYTES
 from settings import Settings, get_settings
@@ -47,7 +47,8 @@ def create_app(
     )
     install_error_handlers(app)
     install_metrics(app)
-    # Outermost: an oversized body is refused before anything reads or measures it.
+    # Outermost: an oversized body or an impossible path is refused before anything reads it.
+    app.add_middleware(NulInPath)
     app.add_middleware(BodyLimit, max_bytes=REQUEST_MAX_BYTES)
     app.include_router(
         health.router, responses={503: {"description": "the database or Temporal is down"}}

@@ -230,3 +230,11 @@ async def test_a_body_that_is_not_json_answers_400_in_the_error_shape(api: Api) 
     response = await api.http.post("/cases", content=b"\xff\xfe{", headers=headers)
     assert response.status_code in (400, 422), response.text
     assert set(response.json()) >= {"error", "message"}
+
+
+@pytest.mark.parametrize("path", ["/cases/DSP-1%00", "/sops/dispute%00/versions"])
+async def test_a_path_with_nul_answers_404(api: Api, path: str) -> None:
+    """PostgreSQL cannot look such an id up at all: that was a 500."""
+    response = await api.http.get(path, headers=api.user("lead"))
+    assert response.status_code == 404, response.text
+    assert response.json()["error"] == "not_found"
