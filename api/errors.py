@@ -43,7 +43,7 @@ _WHEN = {
     409: "a conflict: taken by someone else, the wrong state, a reused Idempotency-Key",
     413: "the request body is over the size cap",
     422: "invalid input; the message and `details.fields` name each field",
-    503: "a service the API depends on is unavailable",
+    503: "a service the API depends on (billing, for the sweeps) did not answer",
     504: "Temporal did not answer in time; the command may still land, retry with the same "
     "Idempotency-Key",
 }
@@ -55,7 +55,7 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 # What any authenticated route can answer besides its success; declared once for all routers.
-AUTHENTICATED_ERRORS = error_responses(400, 401, 403, 404, 409, 413, 422, 504)
+AUTHENTICATED_ERRORS = error_responses(400, 401, 403, 404, 409, 413, 422, 503, 504)
 
 
 class ApiError(Exception):
