@@ -10,9 +10,11 @@ from sqlalchemy import Engine
 from temporalio.client import Client
 
 from api.deps import Services
-from api.errors import install_error_handlers
+from api.errors import AUTHENTICATED_ERRORS, install_error_handlers
 from api.metrics import install_metrics
+from api.request_limits import BodyLimit, NulInPath
 from api.routes import audit, cases, escalations, health, sops, sweeps, tasks
+from api.schemas import REQUEST_MAX_BYTES
 from settings import Settings, get_settings
 from store.db import make_engine
 from workflows.client import connect
@@ -45,6 +47,14 @@ def create_app(
     )
     install_error_handlers(app)
     install_metrics(app)
-    for routes in (health, cases, tasks, escalations, sweeps, audit, sops):
-        app.include_router(routes.router)
+    # Outermost: an oversized body or an impossible path is refused before anything reads it.
+    app.add_middleware(NulInPath)
+    app.add_middleware(BodyLimit, max_bytes=REQUEST_MAX_BYTES)
+    app.include_router(
+        health.router, responses={503: {"description": "the database or Temporal is down"}}
+    )
+    # Every other route authenticates and may be refused, conflict or time out: documented
+    # once here, so each route declares only its success.
+    for routes in (cases, tasks, escalations, sweeps, audit, sops):
+        app.include_router(routes.router, responses=AUTHENTICATED_ERRORS)
     return app

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from workflows.client import CaseCommandError
@@ -16,10 +17,45 @@ STATUS_BY_KIND = {
     "forbidden": 403,
     "not_found": 404,
     "conflict": 409,
+    "too_large": 413,
     "invalid": 422,
     "timeout": 504,
     "unavailable": 503,
 }
+
+
+class ErrorOut(BaseModel):
+    """Every error the API answers, whatever its status."""
+
+    error: str = Field(description="what kind: " + ", ".join(STATUS_BY_KIND), examples=["invalid"])
+    message: str = Field(description="for people: what was wrong, naming the field")
+    details: Any = Field(
+        default=None,
+        description="for programs: e.g. `fields` (each invalid field and why) or `allowed`",
+    )
+
+
+_WHEN = {
+    400: "a body that cannot be read as JSON",
+    401: "no bearer token, or one that is not valid",
+    403: "the caller's role or scope may not do this",
+    404: "no such case, task, escalation or SOP (or not visible to the caller)",
+    409: "a conflict: taken by someone else, the wrong state, a reused Idempotency-Key",
+    413: "the request body is over the size cap",
+    422: "invalid input; the message and `details.fields` name each field",
+    503: "a service the API depends on (billing, for the sweeps) did not answer",
+    504: "Temporal did not answer in time; the command may still land, retry with the same "
+    "Idempotency-Key",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for these statuses, each with the one error schema."""
+    return {status: {"model": ErrorOut, "description": _WHEN[status]} for status in statuses}
+
+
+# What any authenticated route can answer besides its success; declared once for all routers.
+AUTHENTICATED_ERRORS = error_responses(400, 401, 403, 404, 409, 413, 422, 503, 504)
 
 
 class ApiError(Exception):

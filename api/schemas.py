@@ -1,52 +1,222 @@
-"""Request and response bodies of the HTTP API (separate from tables and workflow models)."""
+"""Request and response bodies of the HTTP API (separate from tables and workflow models).
+
+Request schemas are as strict as the checks behind them, and say so in OpenAPI: what a
+client can read there is what the server accepts, and what it accepts cannot hurt a case
+(a `data` Temporal cannot serialise, an instant with no time zone, an integer past 64 bits).
+"""
 
 from __future__ import annotations
 
-import re
-from datetime import datetime
+import json
+from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from fastapi import Query
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+)
 
+from domain.values import AMOUNT_PATTERN, ID_PATTERN, currencies, is_currency, parse_amount
+from escalations.calendars import calendar_names
 from workflows.case_models import CaseSnapshot, EscalationLink, HistoryEntry, Task
 from workflows.escalation_models import EscalationSnapshot
 
+# Limits on what one request may carry. `data` travels in the case's workflow history on
+# every task, so its size and depth bound what a case can grow to; the body cap bounds what
+# the server reads before it validates anything.
+REQUEST_MAX_BYTES = 1024 * 1024
+DATA_MAX_BYTES = 32 * 1024
+DATA_MAX_DEPTH = 8
+MAX_LIST_ITEMS = 500
+MAX_OFFSET = 1_000_000
+MAX_PAGE = 500
+# Instants outside these years are typos or attacks; at the edges of `datetime` they also
+# overflow when converted to UTC or moved by an SLA.
+FIRST_YEAR, LAST_YEAR = 2000, 2199
+# Temporal's event ids are 64-bit signed integers.
+MAX_EVENT_ID = 2**63 - 1
+
 CaseType = Literal["dispute", "collection", "credit_review"]
-_AMOUNT = re.compile(r"^\d{1,15}(\.\d{1,4})?$")
-_Name = Field(min_length=1, max_length=128)
+# PostgreSQL stores no NUL in text or JSON; refused at the door rather than at the insert.
+NO_NUL = r"^[^\x00]*$"
 
 
-class CaseCreate(BaseModel):
-    type: CaseType
-    customer_id: str = _Name
-    invoice_ids: list[str] = Field(default_factory=list, max_length=500)
-    amount: Decimal = Field(description='a decimal string such as "1250.00", never a float')
-    currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code, e.g. USD")
-    region: str = Field(min_length=2, max_length=16, description="business calendar, e.g. SG")
-    reason_code: str | None = Field(default=None, max_length=64)
-    vendor: str | None = Field(default=None, max_length=64)
-    data: dict[str, Any] = Field(default_factory=dict)
+def _json_depth(value: Any, limit: int) -> int:
+    """Nesting depth of `value`, counting stops once past `limit` (so 10,000 levels cost
+    no more than `limit + 1`)."""
+    level, frontier = 0, [value]
+    while frontier and level <= limit:
+        level += 1
+        frontier = [
+            child
+            for item in frontier
+            if isinstance(item, dict | list)
+            for child in (item.values() if isinstance(item, dict) else item)
+            if isinstance(child, dict | list)
+        ]
+    return level + (1 if frontier else 0)
 
-    @field_validator("amount", mode="before")
-    @classmethod
-    def _exact_decimal(cls, value: Any) -> Any:
-        # A JSON number may already have lost cents to binary floating point: refuse it.
-        if isinstance(value, bool) or not isinstance(value, str | int):
-            raise ValueError('send the amount as a decimal string such as "1250.00"')
-        text = str(value).strip()
-        if not _AMOUNT.match(text):
-            raise ValueError("must be a positive decimal with at most 4 decimal places")
-        if Decimal(text) <= 0:
-            raise ValueError("must be greater than zero")
-        return text
 
-    @field_validator("invoice_ids")
-    @classmethod
-    def _non_empty_ids(cls, value: list[str]) -> list[str]:
-        if any(not v.strip() for v in value):
-            raise ValueError("invoice ids must be non-empty strings")
+def storable_json(value: Any) -> str:
+    """`value` as compact JSON; ValueError if a database could not store it (NaN, NUL)."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    if "\\u0000" in text:
+        raise ValueError("contains a NUL character (\\u0000)")
+    return text
+
+
+def _bounded_data(value: dict[str, Any]) -> dict[str, Any]:
+    if _json_depth(value, DATA_MAX_DEPTH) > DATA_MAX_DEPTH:
+        raise ValueError(f"nested deeper than {DATA_MAX_DEPTH} levels")
+    size = len(storable_json(value).encode())
+    if size > DATA_MAX_BYTES:
+        raise ValueError(f"{size} bytes as JSON; at most {DATA_MAX_BYTES}")
+    return value
+
+
+def _decimal_text(value: Any) -> Any:
+    # A JSON number may already have lost cents to binary floating point: refuse it.
+    if not isinstance(value, str):
+        raise ValueError('send the amount as a decimal string such as "1250.00"')
+    parse_amount(value)
+    return value
+
+
+def _known_currency(value: str) -> str:
+    if not is_currency(value):
+        raise ValueError(f"{value!r} is not an ISO 4217 currency code (e.g. USD, EUR)")
+    return value
+
+
+def _known_region(value: str) -> str:
+    if value not in calendar_names():
+        raise ValueError(f"unknown calendar {value!r}; known: {', '.join(calendar_names())}")
+    return value
+
+
+def _check_year(year: int) -> None:
+    if not FIRST_YEAR <= year <= LAST_YEAR:
+        raise ValueError(f"must be between the years {FIRST_YEAR} and {LAST_YEAR}")
+
+
+def _in_years(instant: datetime) -> datetime:
+    try:
+        _check_year(instant.astimezone(UTC).year)
+    except OverflowError:  # year 1 or 9999 with an offset: far outside anyway
+        _check_year(instant.year)
+    return instant
+
+
+def _day_in_years(day: date) -> date:
+    _check_year(day.year)
+    return day
+
+
+def _as_of(value: str) -> str:
+    """An event id (ASCII digits, within 64 bits) or an ISO-8601 instant with a time zone;
+    whether the event exists is for the history to say."""
+    if value.isascii() and value.isdigit():
+        if not 1 <= int(value) <= MAX_EVENT_ID:
+            raise ValueError(f"an event id is between 1 and {MAX_EVENT_ID}")
         return value
+    try:
+        instant = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError("give an ISO-8601 instant or an event id") from None
+    if instant.tzinfo is None:
+        raise ValueError("the instant needs a time zone (e.g. Z)")
+    _in_years(instant)
+    return value
+
+
+def _enum(values: tuple[str, ...] | frozenset[str], description: str) -> WithJsonSchema:
+    return WithJsonSchema({"type": "string", "enum": sorted(values), "description": description})
+
+
+EntityId = Annotated[
+    str,
+    StringConstraints(pattern=ID_PATTERN),
+    Field(description="letters, digits and `._-`, at most 64, starting with a letter or digit"),
+]
+Amount = Annotated[
+    Decimal,
+    BeforeValidator(_decimal_text),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": AMOUNT_PATTERN,
+            # Zero matches the pattern but is no amount.
+            "not": {"pattern": "^[0.]+$"},
+            "description": 'a positive decimal string such as "1250.00" (ASCII digits, at '
+            "most 4 decimal places), never a JSON number",
+        }
+    ),
+]
+Currency = Annotated[
+    str, AfterValidator(_known_currency), _enum(currencies(), "ISO 4217 code, e.g. USD")
+]
+Region = Annotated[
+    str,
+    AfterValidator(_known_region),
+    _enum(calendar_names(), "the business calendar SLAs run on, e.g. SG"),
+]
+CaseData = Annotated[
+    dict[str, Any],
+    AfterValidator(_bounded_data),
+    Field(
+        description=f"free-form JSON: at most {DATA_MAX_BYTES} bytes and {DATA_MAX_DEPTH} "
+        "levels deep"
+    ),
+]
+Instant = Annotated[
+    AwareDatetime,
+    AfterValidator(_in_years),
+    Field(description=f"ISO-8601 with a time zone, years {FIRST_YEAR} to {LAST_YEAR}"),
+]
+Day = Annotated[date, AfterValidator(_day_in_years)]
+AsOf = Annotated[
+    str,
+    AfterValidator(_as_of),
+    Query(
+        max_length=40,
+        pattern=r"^([0-9]{1,19}|[0-9]{4}-[0-9]{2}-[0-9]{2}T.+)$",
+        description="ISO-8601 instant with a time zone (years "
+        f"{FIRST_YEAR}-{LAST_YEAR}), or a history event id",
+    ),
+]
+# Paging of every list route.
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
+ShortText = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=NO_NUL)]
+Reason = Annotated[str, StringConstraints(min_length=1, max_length=2000, pattern=NO_NUL)]
+Note = Annotated[str, StringConstraints(max_length=4000, pattern=NO_NUL)]
+
+
+class RequestBody(BaseModel):
+    """A request body: a field the server does not know is refused (422 naming it), not
+    ignored; a misspelt `vendor` would otherwise open a case that no vendor owns."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class CaseCreate(RequestBody):
+    type: CaseType
+    customer_id: EntityId
+    invoice_ids: list[EntityId] = Field(default_factory=list, max_length=MAX_LIST_ITEMS)
+    amount: Amount
+    currency: Currency
+    region: Region
+    reason_code: ShortText | None = None
+    vendor: EntityId | None = None
+    data: CaseData = Field(default_factory=dict)
 
 
 class SopOut(BaseModel):
@@ -123,30 +293,32 @@ class CaseOut(CaseSummary):
         )
 
 
-class CompleteBody(BaseModel):
-    outcome: str = Field(min_length=1)
-    data: dict[str, Any] = Field(default_factory=dict)
-    note: str | None = Field(default=None, max_length=4000)
+class CompleteBody(RequestBody):
+    outcome: ShortText
+    data: CaseData = Field(default_factory=dict)
+    note: Note | None = None
 
 
-class PauseBody(BaseModel):
-    reason: str = Field(min_length=1, max_length=200, examples=["awaiting_customer"])
-    until: datetime | None = Field(default=None, description="resume by itself at this instant")
+class PauseBody(RequestBody):
+    reason: str = Field(
+        min_length=1, max_length=200, pattern=NO_NUL, examples=["awaiting_customer"]
+    )
+    until: Instant | None = Field(default=None, description="resume by itself at this instant")
 
 
-class EscalateBody(BaseModel):
-    reason: str = Field(min_length=1, max_length=2000)
-    task_id: str | None = None
+class EscalateBody(RequestBody):
+    reason: Reason
+    task_id: ShortText | None = None
 
 
-class ReassignBody(BaseModel):
-    to_user: str | None = None
-    to_queue: str | None = None
-    note: str | None = Field(default=None, max_length=4000)
+class ReassignBody(RequestBody):
+    to_user: ShortText | None = None
+    to_queue: ShortText | None = None
+    note: Note | None = None
 
 
-class ActionBody(BaseModel):
-    note: str | None = Field(default=None, max_length=4000)
+class ActionBody(RequestBody):
+    note: Note | None = None
 
 
 class EscalationOut(BaseModel):

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends
 
 from access.policy import Action
 from api.deps import ServicesDep, authorize
-from api.schemas import CaseOut
+from api.schemas import AsOf, CaseOut
 from api.services import audit as service
 from audit.timeline import TimelineEntry
 from workflows.case_models import Actor
@@ -37,7 +37,7 @@ async def state(
     case_id: str,
     actor: Reader,
     svc: ServicesDep,
-    as_of: Annotated[str, Query(description="ISO-8601 instant, or a history event id")],
+    as_of: AsOf,
 ) -> CaseOut:
     """The case as it stood at `as_of`, rebuilt from its history (not from the read model)."""
     return CaseOut.of(await service.state_at(svc, actor, case_id, as_of))

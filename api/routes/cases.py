@@ -9,11 +9,20 @@ from starlette.concurrency import run_in_threadpool
 
 from access.policy import Action
 from api.deps import ServicesDep, authorize
-from api.schemas import CaseCreate, CaseOut, CaseSummary, SopOut
+from api.schemas import (
+    CaseCreate,
+    CaseOut,
+    CaseSummary,
+    CaseType,
+    EntityId,
+    Limit,
+    Offset,
+    SopOut,
+)
 from api.services import cases as service
 from store.read_model import CaseFilter
 from store.tables import CaseRow
-from workflows.case_models import Actor
+from workflows.case_models import Actor, CaseStatus
 
 router = APIRouter(prefix="/cases", tags=["cases"])
 
@@ -41,11 +50,11 @@ async def open_case(
 async def list_cases(
     actor: Lister,
     svc: ServicesDep,
-    type: str | None = None,
-    status: str | None = None,
-    customer_id: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    type: CaseType | None = None,
+    status: CaseStatus | None = None,
+    customer_id: Annotated[EntityId | None, Query()] = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
 ) -> list[CaseSummary]:
     f = CaseFilter(type=type, status=status, customer_id=customer_id, limit=limit, offset=offset)
     rows = await run_in_threadpool(service.search_cases, svc, actor, f)

@@ -10,7 +10,16 @@ from starlette.concurrency import run_in_threadpool
 
 from access.policy import Action
 from api.deps import ServicesDep, authorize
-from api.schemas import ActionBody, EscalateBody, EscalationOut, ReassignBody
+from api.schemas import (
+    ActionBody,
+    EntityId,
+    EscalateBody,
+    EscalationOut,
+    Limit,
+    Offset,
+    ReassignBody,
+    ShortText,
+)
 from api.services import escalations as service
 from api.services.idempotency import IdempotencyKey
 from store.read_model import EscalationFilter
@@ -52,10 +61,10 @@ async def board(
     actor: BoardReader,
     svc: ServicesDep,
     status: Literal["open", "acknowledged", "resolved"] | None = None,
-    queue: str | None = None,
-    case_id: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    queue: Annotated[ShortText | None, Query()] = None,
+    case_id: Annotated[EntityId | None, Query()] = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
 ) -> list[EscalationOut]:
     """Open first, most overdue first."""
     f = EscalationFilter(status=status, queue=queue, case_id=case_id, limit=limit, offset=offset)

@@ -8,13 +8,15 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Response
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 from starlette.concurrency import run_in_threadpool
 
 from access.policy import Action
 from api.deps import ServicesDep, authorize
+from api.schemas import MAX_LIST_ITEMS, EntityId, RequestBody, storable_json
 from api.services import sops as service
 from sop_templates.diff import render_text
+from sop_templates.schema import SopTemplate
 from store.tables import SopVersionRow
 from workflows.case_models import Actor
 
@@ -24,7 +26,42 @@ Reader = Annotated[Actor, Depends(authorize(Action.SOP_READ))]
 Author = Annotated[Actor, Depends(authorize(Action.SOP_AUTHOR))]
 Publisher = Annotated[Actor, Depends(authorize(Action.SOP_PUBLISH))]
 Migrator = Annotated[Actor, Depends(authorize(Action.MIGRATE))]
-Version = Annotated[int, Path(ge=1)]
+# Versions are stored as PostgreSQL integers; a larger one could never exist.
+MAX_VERSION = 2**31 - 1
+Version = Annotated[int, Path(ge=1, le=MAX_VERSION)]
+
+
+def _inlined(schema: dict[str, Any]) -> dict[str, Any]:
+    """`schema` with its `$defs` written in place: OpenAPI resolves `#/$defs/...` against
+    its own root, where they are not."""
+    defs = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return resolve(defs[ref.removeprefix("#/$defs/")])
+            return {k: resolve(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [resolve(v) for v in node]
+        return node
+
+    return resolve(schema)
+
+
+# The body stays a plain dict at run time: the registry validates it (every error with its
+# path) and hashes it as sent. OpenAPI shows the template's own schema.
+def _storable(document: dict[str, Any]) -> dict[str, Any]:
+    storable_json(document)
+    return document
+
+
+SopDocument = Annotated[
+    dict[str, Any],
+    AfterValidator(_storable),
+    WithJsonSchema(_inlined(SopTemplate.model_json_schema())),
+    Body(description="the template document, as JSON"),
+]
 
 
 class SopListing(BaseModel):
@@ -98,10 +135,15 @@ async def get_version(name: str, version: Version, _: Reader, svc: ServicesDep) 
     return _out(await run_in_threadpool(service.get_version, svc, name, version))
 
 
-@router.post("/{name}/versions", status_code=201, response_model=SopVersionOut)
+@router.post(
+    "/{name}/versions",
+    status_code=201,
+    response_model=SopVersionOut,
+    responses={200: {"model": SopVersionOut, "description": "replaced a draft of that version"}},
+)
 async def create_draft(
     name: str,
-    document: Annotated[dict[str, Any], Body(description="the template document, as JSON")],
+    document: SopDocument,
     actor: Author,
     svc: ServicesDep,
     response: Response,
@@ -133,8 +175,8 @@ async def diff(
     name: str,
     _: Reader,
     svc: ServicesDep,
-    from_version: Annotated[int, Query(alias="from", ge=1)],
-    to_version: Annotated[int, Query(alias="to", ge=1)],
+    from_version: Annotated[int, Query(alias="from", ge=1, le=MAX_VERSION)],
+    to_version: Annotated[int, Query(alias="to", ge=1, le=MAX_VERSION)],
 ) -> SopDiffOut:
     """What changed from one version to another: steps, transitions, SLAs, parameters."""
     changes = await run_in_threadpool(service.diff, svc, name, from_version, to_version)
@@ -160,9 +202,9 @@ def _out(row: SopVersionRow) -> SopVersionOut:
     return SopVersionOut.model_validate(row)
 
 
-class MigrationBody(BaseModel):
+class MigrationBody(RequestBody):
     dry_run: bool = True
-    case_ids: list[str] | None = None
+    case_ids: list[EntityId] | None = Field(default=None, max_length=MAX_LIST_ITEMS)
 
 
 @router.post("/{name}/versions/{version}/migrations")

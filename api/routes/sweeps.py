@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date
 from decimal import Decimal
 from typing import Annotated
 
@@ -11,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from access.policy import Action
 from api.deps import ServicesDep, authorize
+from api.schemas import Day, EntityId, Region, RequestBody
 from api.services import collections, credit_reviews
 from api.services.sweeps import SweepLine, SweepStatus, VendorChoice
 from workflows.case_models import Actor
@@ -20,13 +20,11 @@ router = APIRouter(tags=["sweeps"])
 Sweeper = Annotated[Actor, Depends(authorize(Action.SWEEP))]
 
 
-class SweepBody(BaseModel):
-    region: str = Field(min_length=2, max_length=16, description="calendar of the new cases")
-    as_of: date | None = Field(default=None, description="the day to sweep as of; today")
-    vendor: str | None = Field(
-        default=None, max_length=64, description="the vendor the new cases belong to"
-    )
-    customer_vendors: dict[str, str] = Field(
+class SweepBody(RequestBody):
+    region: Region
+    as_of: Day | None = Field(default=None, description="the day to sweep as of; today")
+    vendor: EntityId | None = Field(default=None, description="the vendor the new cases belong to")
+    customer_vendors: dict[EntityId, EntityId] = Field(
         default_factory=dict,
         max_length=10_000,
         description="vendor by customer id, before `vendor`; a case with neither has none",
@@ -37,7 +35,7 @@ class SweepBody(BaseModel):
 
 
 class OverdueScanBody(SweepBody):
-    min_days_past_due: int = Field(default=1, ge=0)
+    min_days_past_due: int = Field(default=1, ge=0, le=3650)
 
 
 class CreditReviewSweepBody(SweepBody):

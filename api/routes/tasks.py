@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from access.policy import Action
 from api.deps import ServicesDep, authorize
-from api.schemas import CompleteBody, PauseBody, TaskOut
+from api.schemas import CompleteBody, EntityId, Limit, Offset, PauseBody, ShortText, TaskOut
 from api.services import tasks as service
 from api.services.idempotency import IdempotencyKey
 from store.read_model import TaskFilter
@@ -33,12 +33,12 @@ Worker = Annotated[Actor, Depends(authorize(Action.WORK_TASK))]
 async def inbox(
     actor: InboxReader,
     svc: ServicesDep,
-    queue: str | None = None,
+    queue: Annotated[ShortText | None, Query()] = None,
     status: Literal["open", "claimed", "done"] | None = None,
-    assignee: Annotated[str | None, Query(description="a user name, or `me`")] = None,
-    case_id: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    assignee: Annotated[ShortText | None, Query(description="a user name, or `me`")] = None,
+    case_id: Annotated[EntityId | None, Query()] = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
 ) -> list[TaskOut]:
     """The inbox, most urgent first."""
     f = TaskFilter(
@@ -97,7 +97,11 @@ async def resume(
     return TaskOut.of(await service.command(svc, ResumeTask(task_id=task_id, actor=actor), key))
 
 
-@router.post("/queues/{queue}/claim-next", response_model=TaskOut)
+@router.post(
+    "/queues/{queue}/claim-next",
+    response_model=TaskOut,
+    responses={204: {"description": "no open task the caller may take"}},
+)
 async def claim_next(queue: str, actor: Claimer, svc: ServicesDep) -> TaskOut | Response:
     """Claim the most urgent open task of the queue the caller may take; 204 when none."""
     task = await service.claim_next(svc, actor, queue)

@@ -170,8 +170,10 @@ def create_app(engine: Engine, token: str, *, insecure_no_token: bool = False) -
 
     @app.exception_handler(HTTPException)
     async def _http(_: Request, exc: HTTPException) -> JSONResponse:
-        # Unknown paths (a quoted `/` in an id lands here) answer in the contract's shape.
-        code = "not_found" if exc.status_code == 404 else f"http_{exc.status_code}"
+        # Unknown paths (a quoted `/` in an id lands here) and FastAPI's own refusals (a body
+        # it cannot parse: 400) answer in the contract's error shape.
+        codes = {404: "not_found", 400: "bad_request"}
+        code = codes.get(exc.status_code, f"http_{exc.status_code}")
         body = {"error": {"code": code, "message": str(exc.detail)}}
         return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 

@@ -52,6 +52,8 @@ from domain.values import is_currency, is_id
 # means something is hammering one customer, and the caller hears it instead of waiting.
 CAS_ATTEMPTS = 20
 
+MAX_AMOUNT_DIGITS = 15
+
 
 def refuse(code: str, message: str, status: int = 422) -> BillingBusinessError:
     return BillingBusinessError(code, message, status)
@@ -67,6 +69,9 @@ def check_amount(amount: Decimal, name: str = "amount", *, allow_zero: bool = Fa
         raise refuse("invalid_amount", f"{name} {amount} must have at most two decimal places")
     if amount < 0 or (amount == 0 and not allow_zero):
         raise refuse("invalid_amount", f"{name} must be {'≥' if allow_zero else '>'} 0")
+    # Past 15 integer digits the cents overflow a 64-bit column (and quantize fails first).
+    if amount.adjusted() >= MAX_AMOUNT_DIGITS:
+        raise refuse("invalid_amount", f"{name} must be below 10^{MAX_AMOUNT_DIGITS}")
     return to_cents(amount.quantize(CENT))
 
 
@@ -247,11 +252,14 @@ def exposure(session: Session, customer_id: str, as_of: date) -> Exposure:
 
 def overdue_customers(session: Session, as_of: date, min_days: int = 1) -> list[OverdueCustomer]:
     """Customers with invoices at least `min_days` past due, the oldest debt first."""
+    latest_due = as_of.toordinal() - min_days
+    if latest_due < 1:
+        return []  # nothing falls due before the first day of year 1
     query = (
         select(InvoiceRow)
         .where(
             InvoiceRow.open_cents > 0,
-            InvoiceRow.due_on <= date.fromordinal(as_of.toordinal() - min_days),
+            InvoiceRow.due_on <= date.fromordinal(latest_due),
         )
         .order_by(InvoiceRow.customer_id, InvoiceRow.due_on, InvoiceRow.id)
     )
