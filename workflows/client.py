@@ -87,18 +87,40 @@ async def start_case(
     return await read_case(handle)
 
 
-async def read_case(handle: WorkflowHandle[Any, Any]) -> CaseSnapshot:
+# A query is answered by a worker in milliseconds; one that takes this long has none.
+QUERY_TIMEOUT = timedelta(seconds=10)
+
+
+async def read_case(
+    handle: WorkflowHandle[Any, Any], timeout: timedelta = QUERY_TIMEOUT
+) -> CaseSnapshot:
     """The case as the workflow holds it (a closed case answers with its final state)."""
     try:
-        return await handle.query(CaseWorkflow.snapshot)
+        return await handle.query(CaseWorkflow.snapshot, rpc_timeout=timeout)
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             raise CaseCommandError("not_found", f"case {handle.id} not found") from exc
+        if exc.status in (RPCStatusCode.CANCELLED, RPCStatusCode.DEADLINE_EXCEEDED):
+            raise CaseCommandError(
+                "unavailable", f"case {handle.id}: no worker answered; try again shortly"
+            ) from exc
+        raise_if_no_worker(exc, handle.id)
         raise
 
 
-async def get_case(client: Client, case_id: str) -> CaseSnapshot:
-    return await read_case(client.get_workflow_handle(case_id))
+def raise_if_no_worker(exc: RPCError, case_id: str) -> None:
+    """Temporal answers FAILED_PRECONDITION when no worker has polled the case's task queue
+    lately: an outage of ours (503), not a server error."""
+    if exc.status == RPCStatusCode.FAILED_PRECONDITION and "no poller" in exc.message:
+        raise CaseCommandError(
+            "unavailable", f"case {case_id}: no worker is running; try again shortly"
+        ) from exc
+
+
+async def get_case(
+    client: Client, case_id: str, timeout: timedelta = QUERY_TIMEOUT
+) -> CaseSnapshot:
+    return await read_case(client.get_workflow_handle(case_id), timeout)
 
 
 # Worth another try until the request's timeout: Temporal admits 10 Updates in flight per
@@ -160,6 +182,7 @@ async def _update_once(
             if await _is_closed(handle):
                 raise CaseCommandError("conflict", f"{case_id} is closed") from exc
             raise CaseCommandError("not_found", f"{case_id} not found") from exc
+        raise_if_no_worker(exc, case_id)
         raise
 
 
