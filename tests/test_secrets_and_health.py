@@ -13,7 +13,6 @@ from api.app import create_app
 from settings import Settings
 from store.db import make_engine
 
-pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 PASSWORD = "hunter2-Zq9"
 # Nothing listens on port 1: connecting fails at once with a message naming host and port.
@@ -34,6 +33,7 @@ def test_secrets_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> N
     assert Settings().billing_token.get_secret_value() == PASSWORD
 
 
+@pytest.mark.asyncio(loop_scope="session")
 async def test_healthz_names_the_database_down_without_exception_text(
     dev_server: WorkflowEnvironment, caplog: pytest.LogCaptureFixture
 ) -> None:
