@@ -13,7 +13,6 @@ from api.app import create_app
 from settings import Settings
 from store.db import make_engine
 
-
 PASSWORD = "hunter2-Zq9"
 # Nothing listens on port 1: connecting fails at once with a message naming host and port.
 DOWN_DATABASE = f"postgresql+psycopg://casebook:{PASSWORD}@127.0.0.1:1/casebook"
