@@ -16,8 +16,10 @@ from typing import Any
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import (
+    HandleUpdateInput,
     Interceptor,
     Replayer,
+    StartActivityInput,
     StartLocalActivityInput,
     WorkflowInboundInterceptor,
     WorkflowInterceptorClassInput,
@@ -63,16 +65,41 @@ class _KeepSnapshots(Interceptor):
     ) -> type[WorkflowInboundInterceptor]:
         kept = self.snapshots
 
+        def _seen(revision: int) -> bool:
+            return bool(kept) and kept[-1].revision == revision
+
+        def keep(activity: str, args: Sequence[Any]) -> None:
+            if activity != PROJECT_CASE or not args:
+                return
+            # A copy: the workflow keeps changing the object it handed over.
+            state = CaseSnapshot.model_validate(args[0]).model_copy(deep=True)
+            if _seen(state.revision):
+                return
+            # A projection by activity carries only the entries since the last one.
+            before = kept[-1].history[: state.history_offset] if kept else []
+            kept.append(state.model_copy(update={"history": before + state.history,
+                                                 "history_offset": 0}))  # fmt: skip
+
         class Outbound(WorkflowOutboundInterceptor):
             def start_local_activity(self, input: StartLocalActivityInput) -> Any:
-                if input.activity == PROJECT_CASE and input.args:
-                    # A copy: the workflow keeps changing the object it handed over.
-                    kept.append(CaseSnapshot.model_validate(input.args[0]).model_copy(deep=True))
+                keep(input.activity, input.args)
                 return super().start_local_activity(input)
+
+            def start_activity(self, input: StartActivityInput) -> Any:
+                keep(input.activity, input.args)
+                return super().start_activity(input)
 
         class Inbound(WorkflowInboundInterceptor):
             def init(self, outbound: WorkflowOutboundInterceptor) -> None:
                 super().init(Outbound(outbound))
+
+            async def handle_update_handler(self, input: HandleUpdateInput) -> Any:
+                # An Update answers with the case as it left it: a state of its own, also
+                # when no projection followed before the next change.
+                result = await super().handle_update_handler(input)
+                if isinstance(result, CaseSnapshot) and not _seen(result.revision):
+                    kept.append(result.model_copy(deep=True))
+                return result
 
         return Inbound
 

@@ -322,10 +322,17 @@ async def _assert_each_send_failed_on_its_first_attempt(
     history = await handle.fetch_history()
     verdict = await replay_case(history)
     assert verdict.deterministic, verdict.divergence
+    sending = {
+        e.event_id
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+        and e.activity_task_scheduled_event_attributes.activity_type.name == "send_email"
+    }
     started = [
         e.activity_task_started_event_attributes.attempt
         for e in history.events
         if e.HasField("activity_task_started_event_attributes")
+        and e.activity_task_started_event_attributes.scheduled_event_id in sending
     ]
     failed = [e for e in history.events if e.HasField("activity_task_failed_event_attributes")]
     assert started == [1] * sends and len(failed) == sends

@@ -181,6 +181,9 @@ class CaseSnapshot(BaseModel):
     email_retries: list[PendingAction] = Field(default_factory=list)
     waiting_until: datetime | None = None
     history: list[HistoryEntry] = Field(default_factory=list)
+    # `history` holds the entries from this index on (a projection carries only the new
+    # ones, so its events in Temporal's history never grow with the case's whole past).
+    history_offset: int = 0
     revision: int = 0
     # Calendar name -> digest of the pinned facts its clocks count on.
     calendars: dict[str, str] = Field(default_factory=dict)

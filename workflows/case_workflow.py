@@ -60,6 +60,8 @@ OUTAGE_RETRY = RetryPolicy(
 )
 
 
+# Patch: the read model is written by a regular activity (after the workflow task commits).
+PROJECT_AFTER_COMMIT = "project-after-commit"
 # Patch: an email that fails for good becomes a task for a person (retry/skip).
 EMAIL_FAILURE_PATCH = "email-failure-task"
 
@@ -81,12 +83,20 @@ class CaseWorkflow:
         self._input = inp
         self._case = case_logic.open_case(inp, workflow.now())
         self._projected_revision = 0
+        self._projected_entries = 0  # history entries already sent to the read model
+        self._project_after_commit = False
         # Emails on their way, in the order they were queued: (step id, the sending task).
         self._emails: list[tuple[str, asyncio.Task[dict[str, Any]]]] = []
 
     @workflow.run
     async def run(self, inp: CaseInput) -> CaseSnapshot:
+        # Patched, and asked first, before any local activity: a local activity's result can
+        # reach the workflow one workflow task later than its marker, and a `patched` asked
+        # right after it then answers otherwise on replay. Cases started since project by
+        # a regular activity, which also runs only once the state it writes is persisted.
+        self._project_after_commit = workflow.patched(PROJECT_AFTER_COMMIT)
         while True:
+            top = self._case.revision
             self._queue_pending_email()
             self._queue_email_retries()
             self._take_failed_emails()
@@ -102,6 +112,8 @@ class CaseWorkflow:
                     break
                 await self._collect_emails()
                 continue
+            if self._project_after_commit and self._case.revision != top:
+                continue  # an Update landed while this round awaited: look at it first
             await self._sleep_until_change_or_deadline()
         await workflow.wait_condition(workflow.all_handlers_finished)
         # Patched: cases closed before archiving existed must replay without this child.
@@ -138,13 +150,31 @@ class CaseWorkflow:
 
     async def _project(self) -> None:
         revision = self._case.revision
-        # A local activity: one marker event per write instead of a scheduled activity task.
-        await workflow.execute_local_activity(
-            PROJECT_CASE,
-            self._case,
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=PROJECTION_RETRY,
-        )
+        if self._project_after_commit:
+            # Only the history entries the read model has not had yet: the activity's input
+            # is in Temporal's history, and the whole past in every one would grow it
+            # quadratically (the read model keeps no history; auditors replay it).
+            sent = len(self._case.history)
+            await workflow.execute_activity(
+                PROJECT_CASE,
+                self._case.model_copy(
+                    update={
+                        "history": self._case.history[self._projected_entries :],
+                        "history_offset": self._projected_entries,
+                    }
+                ),
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=PROJECTION_RETRY,
+            )
+            self._projected_entries = sent
+        else:
+            # Cases started before: a local activity, as they recorded it.
+            await workflow.execute_local_activity(
+                PROJECT_CASE,
+                self._case,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=PROJECTION_RETRY,
+            )
         self._projected_revision = max(self._projected_revision, revision)
 
     async def _start_escalations(self) -> None:

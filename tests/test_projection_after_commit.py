@@ -1,0 +1,64 @@
+"""The read model is written by a regular activity, after the workflow task that made the
+state is persisted, and each history entry travels to it once (never the whole past again)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import pytest
+from temporalio.api.history.v1 import HistoryEvent
+from temporalio.testing import WorkflowEnvironment
+
+from activities.read_model import PROJECT_CASE
+from audit.replay import replay_case
+from tests.harness import Api
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+TIER1 = "disputes-tier1"
+
+
+def _projected(event: HistoryEvent) -> dict | None:
+    attrs = event.activity_task_scheduled_event_attributes
+    if not event.HasField("activity_task_scheduled_event_attributes"):
+        return None
+    if attrs.activity_type.name != PROJECT_CASE:
+        return None
+    return json.loads(attrs.input.payloads[0].data)
+
+
+async def test_projections_are_activities_that_send_each_entry_once(
+    api: Api, dev_server: WorkflowEnvironment
+) -> None:
+    agent = api.user("agent", queues=[TIER1])
+    cid = (await api.open_dispute(agent, amount="150.00"))["id"]
+    for n, outcome in ((1, "accept"), (2, "valid")):
+        await api.http.post(f"/tasks/{cid}.t{n}/claim", headers=agent)
+        done = await api.http.post(
+            f"/tasks/{cid}.t{n}/complete", json={"outcome": outcome}, headers=agent
+        )
+        assert done.status_code == 200, done.text
+    final = await api.settled_case(agent, cid)
+
+    history = await dev_server.client.get_workflow_handle(cid).fetch_history()
+    markers = [
+        e.marker_recorded_event_attributes.marker_name
+        for e in history.events
+        if e.HasField("marker_recorded_event_attributes")
+    ]
+    assert "core_local_activity" not in markers  # no local activity left in a new case
+    sent = [p for p in (_projected(e) for e in history.events) if p is not None]
+    assert len(sent) >= 3
+    # Each projection carries the entries since the previous one: together, the history once.
+    offsets = [p["history_offset"] for p in sent]
+    assert offsets == sorted(offsets) and offsets[0] == 0
+    for before, after in itertools.pairwise(sent):
+        assert after["history_offset"] == before["history_offset"] + len(before["history"])
+    assert sum(len(p["history"]) for p in sent) <= len(final["history"])
+
+    verdict = await replay_case(history)
+    assert verdict.deterministic, verdict.divergence
+    # Auditors still get every state, whole: each Update's and each projection's.
+    revisions = [s.revision for s in verdict.states]
+    assert revisions == sorted(set(revisions))
+    assert all(len(s.history) == s.revision for s in verdict.states)
