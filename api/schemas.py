@@ -269,6 +269,9 @@ class CaseSummary(BaseModel):
     resolution: str | None
     opened_at: datetime
     closed_at: datetime | None
+    # Why the case waits on a person after an error of its SOP at run time (a task in its
+    # step's error queue says what to do); null when it is not stalled.
+    stalled: str | None = None
 
 
 class CaseOut(CaseSummary):

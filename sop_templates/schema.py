@@ -93,7 +93,9 @@ class EndStep(_Strict):
 
 # Where an email that can never go as it is (it does not render, a bad address) becomes a
 # task when its step names no `error_queue`: a leads' queue, as leads work every queue.
-DEFAULT_EMAIL_ERROR_QUEUE = "o2c-leads"
+# Where a run-time error of the SOP becomes work when its step names no `error_queue`.
+DEFAULT_ERROR_QUEUE = "o2c-leads"
+DEFAULT_EMAIL_ERROR_QUEUE = DEFAULT_ERROR_QUEUE
 
 
 class EmailStep(_Strict):

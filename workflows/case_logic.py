@@ -16,6 +16,7 @@ from escalations.sla_clock import SlaClock, parse_budget
 from sop_templates.expressions import ExpressionError, compile_expression
 from sop_templates.schema import (
     DEFAULT_EMAIL_ERROR_QUEUE,
+    DEFAULT_ERROR_QUEUE,
     BillingStep,
     ComputeStep,
     DecisionStep,
@@ -63,7 +64,7 @@ class CaseRuleError(Exception):
         return cls(refusal.kind, refusal.message, dict(refusal.details))
 
 
-def open_case(inp: CaseInput, now: datetime) -> CaseSnapshot:
+def open_case(inp: CaseInput, now: datetime, *, errors_become_work: bool = False) -> CaseSnapshot:
     """A new case, already moved into its SOP's start step."""
     case = CaseSnapshot(
         id=inp.case_id,
@@ -80,6 +81,7 @@ def open_case(inp: CaseInput, now: datetime) -> CaseSnapshot:
         opened_by=inp.opened_by.name,
         opened_at=now,
         calendars={facts.name: pin(facts) for facts in inp.calendars},
+        errors_become_work=errors_become_work,
     )
     record(
         case,
@@ -131,7 +133,9 @@ def release(case: CaseSnapshot, cmd: ReleaseTask, now: datetime) -> Task:
     return task
 
 
-def check_complete(case: CaseSnapshot, cmd: CompleteTask) -> Task:
+def check_complete(
+    case: CaseSnapshot, cmd: CompleteTask, template: SopTemplate | None = None
+) -> Task:
     task = live_task(case, cmd.task_id)
     check_assignee(task, cmd.actor)
     if cmd.outcome not in task.allowed_outcomes:
@@ -141,6 +145,10 @@ def check_complete(case: CaseSnapshot, cmd: CompleteTask) -> Task:
             f"allowed: {', '.join(task.allowed_outcomes)}",
             {"field": "outcome", "allowed_outcomes": task.allowed_outcomes},
         )
+    if SOP_ERROR in task.data:
+        if template is not None:
+            _check_sop_error_decision(template, task, cmd)
+        return task
     _check_approver(case, task, cmd)
     _check_fields(case, task, cmd.data)
     return task
@@ -167,9 +175,12 @@ def _check_fields(case: CaseSnapshot, task: Task, data: dict[str, Any]) -> None:
 
 def complete(case: CaseSnapshot, template: SopTemplate, cmd: CompleteTask, now: datetime) -> Task:
     """Finish the task with its outcome and move the case along the SOP."""
-    task = check_complete(case, cmd)
+    task = check_complete(case, cmd, template)
+    sop_error = SOP_ERROR in task.data
     task.status, task.completed_at = TaskStatus.DONE, now
-    task.outcome, task.data, task.note = cmd.outcome, cmd.data, cmd.note
+    task.outcome, task.note = cmd.outcome, cmd.note
+    # An SOP error's task keeps its error beside what the person decided.
+    task.data = {SOP_ERROR: task.data[SOP_ERROR], **cmd.data} if sop_error else cmd.data
     record(
         case,
         now,
@@ -179,6 +190,9 @@ def complete(case: CaseSnapshot, template: SopTemplate, cmd: CompleteTask, now: 
         outcome=cmd.outcome,
         note=cmd.note,
     )
+    if sop_error:
+        _resolve_sop_error(case, template, task, cmd, now)
+        return task
     step = template.step(task.step)
     if isinstance(step, BillingStep):  # a person decided what to do about billing's refusal
         target = step.id if cmd.outcome == "retry" else step.next
@@ -260,7 +274,99 @@ def _require_approval(
     _enter(case, template, step.approval.step, now, last_task=last_completed_task(case))
 
 
+# What an SOP can get wrong at run time: an expression that fails, data that is missing or
+# of the wrong kind, a date that is none, a step the interpreter cannot take.
+SOP_RUNTIME_ERRORS = (CaseRuleError, ExpressionError, AssertionError, KeyError, ValueError,
+                      TypeError, ArithmeticError)  # fmt: skip
+SOP_ERROR = "sop_error"
+SOP_ERROR_OUTCOMES = ["retry", "skip", "goto"]
+
+
 def _enter(
+    case: CaseSnapshot, template: SopTemplate, step_id: str, now: datetime, last_task: Task | None
+) -> None:
+    """Enter `step_id`; an SOP error on the way becomes a task for a person (see `stall`)."""
+    try:
+        _enter_steps(case, template, step_id, now, last_task)
+    except SOP_RUNTIME_ERRORS as exc:
+        if not case.errors_become_work:
+            raise
+        stall(case, template, case.current_step or step_id, error_text(exc), now)
+
+
+def error_text(exc: BaseException) -> str:
+    message = exc.message if isinstance(exc, CaseRuleError) else str(exc)
+    return f"{type(exc).__name__}: {message}" if not isinstance(exc, CaseRuleError) else message
+
+
+def stall(
+    case: CaseSnapshot, template: SopTemplate, step_id: str, error: str, now: datetime
+) -> Task:
+    """The SOP failed at `step_id`: the case waits on a person, who can `retry` the step,
+    `skip` to its next one, or `goto` another (`data.goto`); never a silently stuck case."""
+    step = template.step(step_id) if step_id in {s.id for s in template.steps} else None
+    queue = getattr(step, "error_queue", None) or DEFAULT_ERROR_QUEUE
+    case.pending_action, case.waiting_until = None, None
+    case.stalled = f"step {step_id!r}: {error}"
+    record(case, now, SOP_ERROR, step=step_id, detail={"error": error})
+    task = Task(
+        id=f"{case.id}.t{len(case.tasks) + 1}",
+        case_id=case.id,
+        step=step_id,
+        title=f"SOP error at {step_id}: {error}"[:300],
+        queue=queue,
+        priority=90,
+        allowed_outcomes=SOP_ERROR_OUTCOMES,
+        vendor=case.vendor,
+        created_at=now,
+        data={SOP_ERROR: {"step": step_id, "error": error}},
+    )
+    case.tasks.append(task)
+    record(case, now, "task_opened", task=task, detail={"queue": queue})
+    return task
+
+
+def _check_sop_error_decision(template: SopTemplate, task: Task, cmd: CompleteTask) -> None:
+    if cmd.outcome == "goto":
+        target = cmd.data.get("goto")
+        if target not in {s.id for s in template.steps}:
+            raise CaseRuleError(
+                "invalid",
+                f"data.goto: {target!r} is not a step of SOP {template.name} v{template.version}",
+                {"field": "data.goto", "steps": [s.id for s in template.steps]},
+            )
+    if cmd.outcome == "skip" and _step_after(template, task.step) is None:
+        raise CaseRuleError(
+            "invalid",
+            f"step {task.step!r} has no next step to skip to; use goto",
+            {"field": "outcome"},
+        )
+
+
+def _step_after(template: SopTemplate, step_id: str) -> str | None:
+    step = template.step(step_id)
+    if isinstance(step, DecisionStep):
+        return step.otherwise
+    return getattr(step, "next", None)
+
+
+def _resolve_sop_error(
+    case: CaseSnapshot, template: SopTemplate, task: Task, cmd: CompleteTask, now: datetime
+) -> None:
+    case.stalled = None
+    if cmd.outcome == "retry":
+        target: str | None = task.step
+    elif cmd.outcome == "goto":
+        target = str(cmd.data["goto"])
+    else:
+        target = _step_after(template, task.step)
+    assert target is not None  # checked by _check_sop_error_decision
+    # The work the SOP reads (`task.*`) is the last person's real task, not this one.
+    last = [t for t in case.tasks if t.status == TaskStatus.DONE and SOP_ERROR not in t.data]
+    _enter(case, template, target, now, last_task=last[-1] if last else None)
+
+
+def _enter_steps(
     case: CaseSnapshot, template: SopTemplate, step_id: str, now: datetime, last_task: Task | None
 ) -> None:
     """Enter `step_id`, following decision steps until a task is opened or the case ends."""
@@ -453,8 +559,11 @@ def record(
     case.revision += 1
 
 
-def migration_blocker(case: CaseSnapshot, template: SopTemplate) -> str | None:
-    """Why `case` cannot move onto `template` now, or None when it can."""
+def migration_blocker(
+    case: CaseSnapshot, template: SopTemplate, current: SopTemplate | None = None
+) -> str | None:
+    """Why `case` cannot move onto `template` now, or None when it can (`current`: the
+    version it runs, to compare the kind of the step it is in)."""
     if case.status == CaseStatus.CLOSED:
         return "the case is closed"
     if case.sop.name != template.name:
@@ -464,6 +573,13 @@ def migration_blocker(case: CaseSnapshot, template: SopTemplate) -> str | None:
     step_ids = {s.id for s in template.steps}
     if case.current_step not in step_ids:
         return f"its current step {case.current_step!r} does not exist in v{template.version}"
+    if current is not None and case.current_step in {s.id for s in current.steps}:
+        was, will = current.step(case.current_step).kind, template.step(case.current_step).kind
+        if was != will:
+            return (
+                f"its current step {case.current_step!r} is a {was} step in "
+                f"v{current.version} but a {will} step in v{template.version}"
+            )
     for task in case.tasks:
         if task.status == TaskStatus.DONE:
             continue
@@ -476,11 +592,11 @@ def migration_blocker(case: CaseSnapshot, template: SopTemplate) -> str | None:
     return None
 
 
-def check_migrate(case: CaseSnapshot, cmd: MigrateSop) -> None:
+def check_migrate(case: CaseSnapshot, cmd: MigrateSop, current: SopTemplate | None = None) -> None:
     refusal = refuse_role(cmd.actor, Action.MIGRATE)
     if refusal:
         raise CaseRuleError.of(refusal)
-    reason = migration_blocker(case, cmd.template)
+    reason = migration_blocker(case, cmd.template, current)
     if reason:
         raise CaseRuleError("conflict", f"case {case.id} cannot move: {reason}")
 

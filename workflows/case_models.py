@@ -185,6 +185,11 @@ class CaseSnapshot(BaseModel):
     # ones, so its events in Temporal's history never grow with the case's whole past).
     history_offset: int = 0
     revision: int = 0
+    # An SOP error at run time opens a task for a person instead of failing the workflow
+    # task (cases started since the `sop-errors-become-work` patch); `stalled` says why the
+    # case waits on that person.
+    errors_become_work: bool = False
+    stalled: str | None = None
     # Calendar name -> digest of the pinned facts its clocks count on.
     calendars: dict[str, str] = Field(default_factory=dict)
 

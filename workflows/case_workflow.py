@@ -60,6 +60,8 @@ OUTAGE_RETRY = RetryPolicy(
 )
 
 
+# Patch: an SOP error at run time opens a task for a person (case_logic.stall).
+SOP_ERRORS_BECOME_WORK = "sop-errors-become-work"
 # Patch: the read model is written by a regular activity (after the workflow task commits).
 PROJECT_AFTER_COMMIT = "project-after-commit"
 # Patch: an email that fails for good becomes a task for a person (retry/skip).
@@ -81,7 +83,11 @@ class CaseWorkflow:
     @workflow.init
     def __init__(self, inp: CaseInput) -> None:
         self._input = inp
-        self._case = case_logic.open_case(inp, workflow.now())
+        # Patched: cases started before keep failing their workflow task on an SOP error.
+        errors_become_work = workflow.patched(SOP_ERRORS_BECOME_WORK)
+        self._case = case_logic.open_case(
+            inp, workflow.now(), errors_become_work=errors_become_work
+        )
         self._projected_revision = 0
         self._projected_entries = 0  # history entries already sent to the read model
         self._project_after_commit = False
@@ -208,7 +214,20 @@ class CaseWorkflow:
                 workflow.logger.info("escalation %s no longer takes signals", link.id)
 
     async def _carry_out(self, action: PendingAction) -> None:
-        """An automatic step: send the SOP's email, or call billing; then move on."""
+        """An automatic step: send the SOP's email, or call billing; then move on. An SOP
+        error on the way (an argument that does not evaluate) becomes work for a person."""
+        try:
+            await self._carry_out_step(action)
+        except case_logic.SOP_RUNTIME_ERRORS as exc:
+            self._stall_or_raise(action.step, exc)
+
+    def _stall_or_raise(self, step_id: str, exc: BaseException) -> None:
+        if not self._case.errors_become_work:
+            raise exc
+        error = case_logic.error_text(exc)
+        case_logic.stall(self._case, self._input.template, step_id, error, workflow.now())
+
+    async def _carry_out_step(self, action: PendingAction) -> None:
         template = self._input.template
         step = template.step(action.step)
         if isinstance(step, EmailStep):
@@ -239,7 +258,11 @@ class CaseWorkflow:
                 return
             step = template.step(action.step)
             assert isinstance(step, EmailStep)
-            request = self._email_request(step, action)
+            try:
+                request = self._email_request(step, action)
+            except case_logic.SOP_RUNTIME_ERRORS as exc:
+                self._stall_or_raise(step.id, exc)
+                continue
             case_logic.email_queued(self._case, template, request.to, workflow.now())
             self._emails.append((step.id, asyncio.create_task(self._send_quietly(step, request))))
 
@@ -412,7 +435,7 @@ class CaseWorkflow:
     @complete_task.validator
     def _validate_complete(self, cmd: CompleteTask) -> None:
         self._check(lambda: self._may_work_own(cmd.task_id, cmd.actor))
-        self._check(lambda: case_logic.check_complete(self._case, cmd))
+        self._check(lambda: case_logic.check_complete(self._case, cmd, self._input.template))
 
     @workflow.update(name="pause_task")
     def pause_task(self, cmd: PauseTask) -> CaseSnapshot:
@@ -449,7 +472,7 @@ class CaseWorkflow:
 
     @migrate_sop.validator
     def _validate_migrate(self, cmd: MigrateSop) -> None:
-        self._check(lambda: case_logic.check_migrate(self._case, cmd))
+        self._check(lambda: case_logic.check_migrate(self._case, cmd, self._input.template))
 
     @workflow.update(name="apply_calendars")
     def apply_calendars(self, cmd: ApplyCalendars) -> list[str]:

@@ -69,7 +69,8 @@ async def get_case(case_id: str, actor: Reader, svc: ServicesDep) -> CaseOut:
 
 def _summary(row: CaseRow) -> CaseSummary:
     return CaseSummary(
-        **row.model_dump(include=set(CaseSummary.model_fields) - {"sop"}),
+        **row.model_dump(include=set(CaseSummary.model_fields) - {"sop", "stalled"}),
+        stalled=row.snapshot.get("stalled"),
         sop=SopOut(
             name=row.sop_name,
             version=row.sop_version,

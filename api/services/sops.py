@@ -15,6 +15,7 @@ from api.errors import ApiError
 from api.services import tasks
 from sop_templates import registry
 from sop_templates.diff import Change
+from sop_templates.schema import SopTemplate
 from sop_templates.validation import InvalidTemplateError
 from store.db import session_scope
 from store.read_model import project_snapshot
@@ -119,7 +120,8 @@ async def migrate_cases(
     report = MigrationReport(to_version=version, dry_run=dry_run)
     for case_id in candidates:
         case = await temporal.get_case(svc.temporal, case_id)  # the truth, not the read model
-        reason = migration_blocker(case, template)
+        current = await run_in_threadpool(_template, svc, case.sop.name, case.sop.version)
+        reason = migration_blocker(case, template, current)
         if reason:
             report.blocked.append({"case_id": case_id, "reason": reason})
             continue
@@ -130,6 +132,11 @@ async def migrate_cases(
             await run_in_threadpool(project_snapshot, svc.engine, snapshot)
             report.moved.append(case_id)
     return report
+
+
+def _template(svc: Services, name: str, version: int) -> SopTemplate:
+    with Session(svc.engine) as session:
+        return registry.template_of(registry.get_version(session, name, version))
 
 
 def _migration_inputs(
