@@ -10,12 +10,15 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
+from starlette.concurrency import run_in_threadpool
 
 from access.policy import Action
-from api.deps import authorize
+from api.deps import ServicesDep, authorize
+from store.read_model import count_stalled
 
 
 def install_metrics(app: FastAPI) -> None:
@@ -46,6 +49,13 @@ def install_metrics(app: FastAPI) -> None:
         latency.labels(request.method, name).observe(time.perf_counter() - started)
         return response
 
+    stalled = Gauge(
+        "casebook_cases_stalled",
+        "open cases waiting on a person after an error of their SOP at run time",
+        registry=registry,
+    )
+
     @app.get("/metrics", include_in_schema=False, dependencies=[Depends(authorize(Action.METRICS))])
-    async def metrics() -> Response:
+    async def metrics(svc: ServicesDep) -> Response:
+        stalled.set(await run_in_threadpool(count_stalled, svc.engine))
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Engine, Table, false, or_
+from sqlalchemy import Engine, Table, false, func, or_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
@@ -262,3 +262,15 @@ def list_escalations(session: Session, f: EscalationFilter) -> Sequence[Escalati
         col(EscalationRow.opened_at),
     )
     return session.exec(query.offset(f.offset).limit(f.limit)).all()
+
+
+def count_stalled(engine: Engine) -> int:
+    """Open cases whose SOP failed at run time and that wait on a person (`stalled`)."""
+    stalled = CaseRow.__table__.c.snapshot["stalled"].as_string()
+    query = (
+        select(func.count())
+        .select_from(CaseRow)
+        .where(CaseRow.status == "open", stalled.is_not(None))
+    )
+    with Session(engine) as session:
+        return int(session.exec(query).one())

@@ -14,7 +14,15 @@ from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from sop_templates.schema import DEFAULT_ERROR_QUEUE, SopTemplate
-from tests.harness import AGENT, LEAD, case_input, shipped_document, terminate_cases
+from tests.harness import (
+    AGENT,
+    LEAD,
+    Api,
+    case_input,
+    eventually,
+    shipped_document,
+    terminate_cases,
+)
 from workflows import case_logic
 from workflows.case_logic import SOP_ERROR, CaseRuleError
 from workflows.case_models import CaseInput, CaseSnapshot, ClaimTask, CompleteTask
@@ -103,6 +111,8 @@ async def test_the_workflow_never_fails_a_task_on_it_and_goes_on_when_told(
             CaseWorkflow.run, inp, id=inp.case_id, task_queue=queue
         )
         try:
+            # The triage task opens once the workflow's loop has queued the acknowledgement.
+            await _eventually(handle, lambda c: c.task(f"{inp.case_id}.t1") is not None)
             await _work(handle, f"{inp.case_id}.t1", AGENT, outcome="accept")
             await _work(handle, f"{inp.case_id}.t2", AGENT, outcome="valid")
             case = await _eventually(handle, lambda c: c.stalled is not None)
@@ -133,3 +143,35 @@ def test_a_move_that_changes_the_kind_of_the_current_step_is_refused() -> None:
     later = SopTemplate.model_validate(document)
     reason = case_logic.migration_blocker(case, later, inp.template)
     assert reason is not None and "human_task step" in reason and "wait step" in reason
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_stalled_case_shows_on_the_api_and_in_a_metric(api: Api) -> None:
+    owner, lead = api.user("sop_owner"), api.user("lead")
+    agent = api.user("agent", queues=["disputes-tier1"])
+    document = _broken_dispute().template.model_dump(mode="json", exclude_none=True)
+    document["version"] = int(shipped_document("dispute")["version"]) + 1
+    drafted = await api.http.post("/sops/dispute/versions", json=document, headers=owner)
+    assert drafted.status_code in (200, 201), drafted.text
+    published = await api.http.post(
+        f"/sops/dispute/versions/{document['version']}/publish", headers=owner
+    )
+    assert published.status_code == 200, published.text
+    cid = (await api.open_dispute(agent))["id"]
+    for n, outcome in ((1, "accept"), (2, "valid")):
+        await api.http.post(f"/tasks/{cid}.t{n}/claim", headers=agent)
+        done = await api.http.post(
+            f"/tasks/{cid}.t{n}/complete", json={"outcome": outcome}, headers=agent
+        )
+        assert done.status_code == 200, done.text
+
+    async def detail() -> dict[str, Any]:
+        return (await api.http.get(f"/cases/{cid}", headers=lead)).json()
+
+    case = await eventually(detail, lambda c: c.get("stalled") is not None)
+    assert "approval_route" in case["stalled"] and "risk_score" in case["stalled"]
+    listed = (await api.http.get("/cases", params={"status": "open"}, headers=lead)).json()
+    assert next(c for c in listed if c["id"] == cid)["stalled"] == case["stalled"]
+    metrics = (await api.http.get("/metrics", headers=lead)).text
+    [line] = [m for m in metrics.splitlines() if m.startswith("casebook_cases_stalled ")]
+    assert float(line.split()[1]) >= 1
