@@ -309,17 +309,35 @@ def stall(
     case.pending_action, case.waiting_until = None, None
     case.stalled = f"step {step_id!r}: {error}"
     record(case, now, SOP_ERROR, step=step_id, detail={"error": error})
+    title = f"SOP error at {step_id}: {error}"[:300]
+    data = {SOP_ERROR: {"step": step_id, "error": error}}
+    return _open_error_task(case, step_id, title, queue, 90, SOP_ERROR_OUTCOMES, data, now)
+
+
+def _open_error_task(
+    case: CaseSnapshot,
+    step_id: str,
+    title: str,
+    queue: str,
+    priority: int,
+    outcomes: list[str],
+    data: dict[str, Any],
+    now: datetime,
+    fields: dict[str, str] | None = None,
+) -> Task:
+    """A task for a person about what an automatic step could not do, the error attached."""
     task = Task(
         id=f"{case.id}.t{len(case.tasks) + 1}",
         case_id=case.id,
         step=step_id,
-        title=f"SOP error at {step_id}: {error}"[:300],
+        title=title,
         queue=queue,
-        priority=90,
-        allowed_outcomes=SOP_ERROR_OUTCOMES,
+        priority=priority,
+        allowed_outcomes=outcomes,
         vendor=case.vendor,
         created_at=now,
-        data={SOP_ERROR: {"step": step_id, "error": error}},
+        data=data,
+        fields=fields,
     )
     case.tasks.append(task)
     record(case, now, "task_opened", task=task, detail={"queue": queue})
@@ -702,21 +720,9 @@ def email_refused(
     assert isinstance(step, EmailStep)
     record(case, now, "email_failed", step=step.id, detail=error)
     queue = step.error_queue or DEFAULT_EMAIL_ERROR_QUEUE
-    task = Task(
-        id=f"{case.id}.t{len(case.tasks) + 1}",
-        case_id=case.id,
-        step=step.id,
-        title=f"Email {step.template} not sent: {error.get('error', '')}"[:300],
-        queue=queue,
-        priority=80,
-        allowed_outcomes=ERROR_OUTCOMES,
-        vendor=case.vendor,
-        created_at=now,
-        data={"email_error": error},
-    )
-    case.tasks.append(task)
-    record(case, now, "task_opened", task=task, detail={"queue": queue})
-    return task
+    title = f"Email {step.template} not sent: {error.get('error', '')}"[:300]
+    data = {"email_error": error}
+    return _open_error_task(case, step.id, title, queue, 80, ERROR_OUTCOMES, data, now)
 
 
 def open_email_tasks(case: CaseSnapshot, template: SopTemplate) -> list[Task]:
@@ -770,22 +776,11 @@ def action_refused(
     assert isinstance(step, BillingStep)
     case.pending_action = None
     record(case, now, "billing_refused", step=step.id, detail=error)
-    task = Task(
-        id=f"{case.id}.t{len(case.tasks) + 1}",
-        case_id=case.id,
-        step=step.id,
-        title=f"Billing refused {step.action}: {error.get('message', '')}",
-        queue=step.error_queue,
-        priority=80,
-        allowed_outcomes=ERROR_OUTCOMES,
-        vendor=case.vendor,
-        created_at=now,
-        data={"billing_error": error},
-        fields=step.fields,
+    title = f"Billing refused {step.action}: {error.get('message', '')}"
+    data = {"billing_error": error}
+    return _open_error_task(
+        case, step.id, title, step.error_queue, 80, ERROR_OUTCOMES, data, now, step.fields
     )
-    case.tasks.append(task)
-    record(case, now, "task_opened", task=task, detail={"queue": step.error_queue})
-    return task
 
 
 def _wait_end(case: CaseSnapshot, template: SopTemplate, step: WaitStep, now: datetime) -> datetime:
