@@ -16,6 +16,7 @@ import hashlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from functools import cache
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -230,8 +231,15 @@ def calendar_facts(calendar: BusinessCalendar, years: range) -> CalendarFacts:
 
 def facts_for(names: Iterable[str], around: date) -> list[CalendarFacts]:
     """Pinned facts for each named calendar, from `around`'s year to a few years on."""
-    years = range(around.year, around.year + PINNED_YEARS_AHEAD + 1)
-    return [calendar_facts(get_calendar(name), years) for name in sorted(set(names))]
+    return [_shipped_facts(name, around.year) for name in sorted(set(names))]
+
+
+@cache
+def _shipped_facts(name: str, first_year: int) -> CalendarFacts:
+    # The shipped calendars are read once per process: their facts per year are too, so a
+    # case's intake does not walk four years of days.
+    years = range(first_year, first_year + PINNED_YEARS_AHEAD + 1)
+    return calendar_facts(get_calendar(name), years)
 
 
 def _dates_of(year: int) -> Iterator[date]:
