@@ -210,7 +210,15 @@ async def test_a_lead_cannot_reassign_to_another_vendors_agent(api: Api) -> None
         return (await api.http.get(f"/escalations/{esc_id}", headers=lead)).status_code
 
     assert await eventually(on_board, lambda status: status == 200) == 200
-    before = (await api.http.get(f"/cases/{case['id']}", headers=lead)).json()
+
+    async def told() -> dict[str, Any]:
+        return (await api.http.get(f"/cases/{case['id']}", headers=lead)).json()
+
+    # The escalation tells its case it opened (a signal, in its own time): wait for it, so
+    # that nothing but the refused reassignments could change the case from here on.
+    before = await eventually(
+        told, lambda c: any(h["event"] == "escalation_opened" for h in c["history"])
+    )
     url = f"/escalations/{esc_id}/reassign"
     to_globex = await api.http.post(url, json={"to_user": globex_agent}, headers=lead)
     assert to_globex.status_code == 403, to_globex.text
