@@ -121,6 +121,9 @@ BillingAction = Literal[
     "get_exposure",
     "get_customer",
     "payment_status",
+    # A dispute case takes its invoices out of dunning, and puts them back with its outcome.
+    "open_dispute",
+    "close_dispute",
 ]
 # Billing actions that move money: their step must declare an `approval` rule.
 MONEY_ACTIONS = frozenset({"issue_credit_memo", "update_credit_limit"})
