@@ -115,6 +115,7 @@ async def test_dispute_above_threshold_goes_through_lead_approval_to_close(api: 
     assert [t["step"] for t in detail["tasks"]] == ["triage", "investigate", "lead_approval"]
     entered = [h["step"] for h in detail["history"] if h["event"] == "step_entered"]
     assert entered == [
+        "take_out_of_dunning",
         "acknowledge",
         "triage",
         "investigate",
@@ -122,6 +123,7 @@ async def test_dispute_above_threshold_goes_through_lead_approval_to_close(api: 
         "lead_approval",
         "issue_credit",
         "notify_credited",
+        "release_credited",
         "closed_credited",
     ]
     memo = detail["data"]["credit_memo"]
@@ -315,6 +317,7 @@ async def test_store_rebuild_restores_the_read_model(
 
     agent = api.user("agent", queues=[TIER1])
     case = await api.open_dispute(agent)
+    await _open_task(api, agent, case["id"], "triage")  # once billing marked the dispute
     with Session(engine) as session:
         before = {t.id: t.status for t in session.exec(select(TaskRow)).all()}
         for row in session.exec(select(TaskRow)).all():
