@@ -124,6 +124,9 @@ def _open_dispute(billing: BillingSystem, req: BillingRequest) -> Awaitable[Any]
 
 ACTIONS: dict[str, Call] = {
     "open_dispute": _open_dispute,
+    "record_dunning_notice": lambda b, r: b.record_dunning_notice(
+        r.case_id, _own_customer(r), str(r.args["notice"]), r.idempotency_key
+    ),
     "close_dispute": lambda b, r: b.close_dispute(
         r.case_id, str(r.args["outcome"]), r.idempotency_key
     ),

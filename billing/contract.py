@@ -89,6 +89,21 @@ class Dispute(BaseModel):
     outcome: str
     opened_at: datetime
     closed_at: datetime | None
+    dunned_by: list[str] = Field(
+        default_factory=list,
+        description="The collection cases whose notices named these invoices, latest first",
+    )
+
+
+class DunningNotice(BaseModel):
+    """A notice a collection case sent, with the invoices billing counted as dunned then."""
+
+    case_id: str
+    customer_id: str
+    notice: str
+    invoice_ids: list[str]
+    amount: Decimal
+    sent_at: datetime
 
 
 class Exposure(BaseModel):
@@ -278,3 +293,10 @@ class BillingSystem(Protocol):
         ...
 
     async def dispute(self, dispute_id: str) -> Dispute: ...
+
+    async def record_dunning_notice(
+        self, case_id: str, customer_id: str, notice: str, idempotency_key: str
+    ) -> DunningNotice:
+        """Record that `case_id` sent `notice`, on what billing dunns now (overdue, not
+        in dispute)."""
+        ...

@@ -29,6 +29,7 @@ from billing.contract import (
     Customer,
     CustomerStanding,
     Dispute,
+    DunningNotice,
     Exposure,
     Installment,
     Invoice,
@@ -229,6 +230,13 @@ class HttpBillingSystem:
 
     async def dispute(self, dispute_id: str) -> Dispute:
         return await self._call("GET", _path("disputes", ("dispute_id", dispute_id)), Dispute)
+
+    async def record_dunning_notice(
+        self, case_id: str, customer_id: str, notice: str, idempotency_key: str
+    ) -> DunningNotice:
+        body = {"case_id": _checked("case_id", case_id), "notice": notice}
+        path = _path("customers", ("customer_id", customer_id), "dunning-notices")
+        return await self._call("POST", path, DunningNotice, key=idempotency_key, body=body)
 
 
 def _listing(raw: list[Any], model: type[R], id_field: str) -> Listing[R]:

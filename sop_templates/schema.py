@@ -124,6 +124,8 @@ BillingAction = Literal[
     # A dispute case takes its invoices out of dunning, and puts them back with its outcome.
     "open_dispute",
     "close_dispute",
+    # A collection's notice, kept in billing with what it dunned (a dispute names the case).
+    "record_dunning_notice",
 ]
 # Billing actions that move money: their step must declare an `approval` rule.
 MONEY_ACTIONS = frozenset({"issue_credit_memo", "update_credit_limit"})

@@ -76,6 +76,22 @@ async def test_an_open_dispute_takes_its_invoice_out_of_dunning_until_it_closes(
 
 
 @pytest.mark.asyncio(loop_scope="session")
+async def test_a_dispute_names_the_collections_that_dunned_its_invoices(
+    billing: HttpBillingSystem,
+) -> None:
+    notice = await billing.record_dunning_notice("COL-KB", "K-B", "overdue_notice", "n1")
+    assert notice.invoice_ids == ["KB-1"] and notice.amount == Decimal("100.00")
+    with pytest.raises(BillingBusinessError) as foreign:  # the case id goes into billing
+        await billing.record_dunning_notice("COL/../x", "K-B", "overdue_notice", "n2")
+    assert foreign.value.code == "invalid_id"
+    dispute = await billing.open_dispute(
+        "DSP-KB", ["KB-1"], Decimal("100.00"), "tax", "d1", customer_id="K-B", currency="EUR"
+    )
+    assert dispute.dunned_by == ["COL-KB"]
+    await billing.close_dispute("DSP-KB", "not_a_dispute", "d2")
+
+
+@pytest.mark.asyncio(loop_scope="session")
 async def test_a_dispute_stays_on_its_customer_and_currency(billing: HttpBillingSystem) -> None:
     refusals = {
         "invoice_not_of_customer": ("K-A", "EUR", ["KB-1"]),

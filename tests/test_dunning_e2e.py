@@ -153,13 +153,25 @@ async def _start_dispute(
     return dispute
 
 
+async def _at_reminder_wait(
+    run: Callable[..., Any], ledger: BillingService, sink: SmtpSink, *amounts: str
+) -> tuple[str, list[str], Flow]:
+    """A collection over a new customer's overdue invoices, its call unanswered: the first
+    notice is out and the ladder waits for the reminder."""
+    customer, invoices = _customer(ledger, *amounts)
+    total = str(sum(Decimal(a) for a in amounts))
+    collection = await run(_collection(customer, invoices, total), sink)
+    await collection.work("contact_customer", "no_contact")
+    await collection.until(lambda c: c.waiting_until is not None, "the reminder wait")
+    return customer, invoices, collection
+
+
 async def test_a_disputed_invoice_leaves_the_notices_until_the_dispute_is_rejected(
     run: Callable[..., Any], ledger: BillingService, sink: SmtpSink, dispute_mail: SmtpSink
 ) -> None:
-    customer, [kept, disputed] = _customer(ledger, "500.00", "300.00")
-    collection = await run(_collection(customer, [kept, disputed], "800.00"), sink)
-    await collection.work("contact_customer", "no_contact")
-    await collection.until(lambda c: c.waiting_until is not None, "the reminder wait")
+    customer, [kept, disputed], collection = await _at_reminder_wait(
+        run, ledger, sink, "500.00", "300.00"
+    )
     [(_, first)] = await _notices(sink, 1)
     assert kept in _dunned(first) and disputed in _dunned(first) and "800.00" in first
 
@@ -182,7 +194,8 @@ async def test_a_disputed_invoice_leaves_the_notices_until_the_dispute_is_reject
     await dispute.work("investigate", "invalid", data={"root_cause": "price was agreed"})
     closed = await dispute.closed()
     assert closed.resolution == "rejected"
-    assert closed.data["dunning_block"]["invoice_ids"] == [disputed]  # the link, on the dispute
+    block = closed.data["dunning_block"]  # the link, on the dispute: billing's answer
+    assert block["invoice_ids"] == [disputed] and block["dunned_by"] == [collection.handle.id]
     assert closed.data["dunning_release"]["outcome"] == "rejected"
     await collection.env.sleep(TWO_WEEKS)
     await collection.until(lambda c: c.current_step == "hand_off", "the final demand")
@@ -199,10 +212,9 @@ async def test_a_disputed_invoice_leaves_the_notices_until_the_dispute_is_reject
 async def test_a_partly_credited_dispute_puts_only_the_rest_back_in_dunning(
     run: Callable[..., Any], ledger: BillingService, sink: SmtpSink, dispute_mail: SmtpSink
 ) -> None:
-    customer, [kept, disputed] = _customer(ledger, "500.00", "1000.00")
-    collection = await run(_collection(customer, [kept, disputed], "1500.00"), sink)
-    await collection.work("contact_customer", "no_contact")
-    await collection.until(lambda c: c.waiting_until is not None, "the reminder wait")
+    customer, [kept, disputed], collection = await _at_reminder_wait(
+        run, ledger, sink, "500.00", "1000.00"
+    )
     dispute = await _start_dispute(run, dispute_mail, ledger, customer, disputed)
     await collection.env.sleep(WEEK)
     await collection.until(lambda c: c.current_step == "wait_before_final_demand", "reminder")
@@ -217,7 +229,8 @@ async def test_a_partly_credited_dispute_puts_only_the_rest_back_in_dunning(
     await collection.env.sleep(TWO_WEEKS)
     await collection.until(lambda c: c.current_step == "hand_off", "the final demand")
     *_, (_, demand) = await _notices(sink, 3)
-    assert disputed in _dunned(demand) and "1100.00" in _dunned(demand)  # 500 + the rest 600
+    assert kept in _dunned(demand) and disputed in _dunned(demand)
+    assert "1100.00" in _dunned(demand)  # 500.00 and the 600.00 left of the disputed one
     case = await collection.case()
     [back] = [h for h in case.history if h.event == "invoice_back_in_dunning"]
     assert back.detail["outcome"] == "credited" and back.detail["open_balance"] == "600.00"
@@ -226,10 +239,7 @@ async def test_a_partly_credited_dispute_puts_only_the_rest_back_in_dunning(
 async def test_a_customer_on_hold_pays_and_the_closing_case_lifts_the_hold(
     run: Callable[..., Any], ledger: BillingService, sink: SmtpSink
 ) -> None:
-    customer, [invoice] = _customer(ledger, "500.00")
-    collection = await run(_collection(customer, [invoice], "500.00"), sink)
-    await collection.work("contact_customer", "no_contact")
-    await collection.until(lambda c: c.waiting_until is not None, "the reminder wait")
+    customer, [invoice], collection = await _at_reminder_wait(run, ledger, sink, "500.00")
     await collection.env.sleep(WEEK)
     await collection.until(lambda c: c.current_step == "wait_before_final_demand", "reminder")
     await collection.env.sleep(TWO_WEEKS)

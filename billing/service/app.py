@@ -32,6 +32,7 @@ from billing.contract import (
     Customer,
     CustomerStanding,
     Dispute,
+    DunningNotice,
     Exposure,
     Installment,
     Invoice,
@@ -113,6 +114,11 @@ class DisputeRequest(StrictBody):
     invoice_ids: Ids
     amount: Decimal = Field(gt=0, description="The disputed amount")
     reason: str = Field("", max_length=500)
+
+
+class DunningNoticeRequest(StrictBody):
+    case_id: Id = Field(description="The collection case that sent the notice")
+    notice: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$", description="e.g. final_demand")
 
 
 class DisputeCloseRequest(StrictBody):
@@ -329,6 +335,20 @@ def create_app(engine: Engine, token: str, *, insecure_no_token: bool = False) -
             lambda s: ledger.issue_credit_memo(
                 s, invoice_id, body.amount, body.reason, now, body.customer_id, body.currency
             ),
+        )
+
+    @app.post("/customers/{customer_id}/dunning-notices", status_code=201)
+    def post_dunning_notice(
+        customer_id: PathId, body: DunningNoticeRequest, key: IdempotencyKey = ""
+    ) -> DunningNotice:
+        """A collection case sent a notice: billing keeps which invoices it dunned."""
+        now = datetime.now(UTC)
+        return write(
+            key,
+            "dunning_notice",
+            {"customer_id": customer_id},
+            body,
+            lambda s: ledger.record_dunning_notice(s, body.case_id, customer_id, body.notice, now),
         )
 
     @app.put("/disputes/{dispute_id}")

@@ -30,6 +30,7 @@ from billing.contract import (
     CustomerStanding,
     Dispute,
     DisputedItem,
+    DunningNotice,
     Exposure,
     Installment,
     Invoice,
@@ -43,6 +44,7 @@ from billing.service.tables import (
     CreditMemoRow,
     CustomerRow,
     DisputeRow,
+    DunningNoticeRow,
     InvoiceRow,
     PaymentPlanRow,
     PaymentRow,
@@ -235,7 +237,7 @@ def exposure(session: Session, customer_id: str, as_of: date) -> Exposure:
     in_dispute = _open_disputes(session, customer_id)
     open_rows = [r for r in rows if r.open_cents > 0]
     overdue = [r for r in open_rows if r.due_on < as_of]
-    dunning = [r for r in overdue if r.id not in in_dispute]
+    dunning = _dunnable(overdue, in_dispute)
     paid = [r for r in rows if r.settled_on is not None]
     late_days = [max(0, (r.settled_on - r.due_on).days) for r in paid if r.settled_on]
     open_cents = sum(r.open_cents for r in open_rows)
@@ -261,6 +263,54 @@ def exposure(session: Session, customer_id: str, as_of: date) -> Exposure:
             if late_days
             else Decimal("0.0")
         ),
+    )
+
+
+def _dunnable(overdue: list[InvoiceRow], in_dispute: dict[str, DisputeRow]) -> list[InvoiceRow]:
+    """What dunning may ask for: the overdue invoices no open dispute holds."""
+    return [r for r in overdue if r.id not in in_dispute]
+
+
+def _dunned_by(session: Session, customer_id: str, invoice_ids: set[str]) -> list[str]:
+    """The collection cases whose notices named any of these invoices, latest first."""
+    query = (
+        select(DunningNoticeRow)
+        .where(DunningNoticeRow.customer_id == customer_id)
+        .order_by(DunningNoticeRow.sent_at.desc(), DunningNoticeRow.id.desc())
+    )
+    cases: list[str] = []
+    for notice in session.scalars(query):
+        if invoice_ids & set(notice.invoice_ids) and notice.case_id not in cases:
+            cases.append(notice.case_id)
+    return cases
+
+
+def record_dunning_notice(
+    session: Session, case_id: str, customer_id: str, notice: str, now: datetime
+) -> DunningNotice:
+    """A collection case sent `notice`: keep which invoices it dunned (what is overdue and
+    not in dispute as of today), so a dispute opened on them later names the case."""
+    _check_id("case_id", case_id)
+    _customer_row(session, customer_id)
+    as_of = now.date()
+    rows = _customer_invoices(session, customer_id)
+    overdue = [r for r in rows if r.open_cents > 0 and r.due_on < as_of]
+    dunned = _dunnable(overdue, _open_disputes(session, customer_id))
+    row = DunningNoticeRow(
+        case_id=case_id,
+        customer_id=customer_id,
+        notice=notice,
+        invoice_ids=[r.id for r in dunned],
+        sent_at=now,
+    )
+    session.add(row)
+    return DunningNotice(
+        case_id=case_id,
+        customer_id=customer_id,
+        notice=notice,
+        invoice_ids=row.invoice_ids,
+        amount=from_cents(sum(r.open_cents for r in dunned)),
+        sent_at=now,
     )
 
 
@@ -340,7 +390,7 @@ def _overdue_line(
     in_dispute: dict[str, DisputeRow],
     as_of: date,
 ) -> OverdueCustomer:
-    dunning = [r for r in rows if r.id not in in_dispute]
+    dunning = _dunnable(rows, in_dispute)
     return OverdueCustomer(
         customer_id=customer_id,
         currency=rows[0].currency,
@@ -362,8 +412,9 @@ def _overdue_line(
     )
 
 
-def _dispute(row: DisputeRow) -> Dispute:
+def _dispute(session: Session, row: DisputeRow) -> Dispute:
     return Dispute(
+        dunned_by=_dunned_by(session, row.customer_id, set(row.invoice_ids)),
         id=row.id,
         customer_id=row.customer_id,
         currency=row.currency,
@@ -385,7 +436,7 @@ def _dispute_row(session: Session, dispute_id: str, *, fresh: bool = False) -> D
 
 
 def dispute(session: Session, dispute_id: str) -> Dispute:
-    return _dispute(_dispute_row(session, dispute_id))
+    return _dispute(session, _dispute_row(session, dispute_id))
 
 
 def open_dispute(
@@ -420,7 +471,7 @@ def open_dispute(
                 f"{', '.join(existing.invoice_ids)})",
                 409,
             )
-        return _dispute(existing)
+        return _dispute(session, existing)
     row = DisputeRow(
         id=dispute_id,
         customer_id=customer_id,
@@ -434,7 +485,7 @@ def open_dispute(
     )
     session.add(row)
     session.flush()
-    return _dispute(row)
+    return _dispute(session, row)
 
 
 def close_dispute(session: Session, dispute_id: str, outcome: str, now: datetime) -> Dispute:
@@ -443,7 +494,7 @@ def close_dispute(session: Session, dispute_id: str, outcome: str, now: datetime
     row = _dispute_row(session, dispute_id)
     if row.status != "open":
         if row.outcome == outcome:
-            return _dispute(row)
+            return _dispute(session, row)
         raise refuse(
             "dispute_closed", f"dispute {dispute_id} is already closed ({row.outcome})", 409
         )
@@ -459,7 +510,7 @@ def close_dispute(session: Session, dispute_id: str, outcome: str, now: datetime
         raise refuse(
             "dispute_closed", f"dispute {dispute_id} is already closed ({row.outcome})", 409
         )
-    return _dispute(row)
+    return _dispute(session, row)
 
 
 def payment_status(session: Session, invoice_ids: list[str]) -> PaymentStatus:

@@ -104,6 +104,19 @@ class DisputeRow(Base):
     closed_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
+class DunningNoticeRow(Base):
+    """A dunning notice a collection case sent, and the invoices it dunned then (what was
+    overdue and not in dispute): a dispute opened later names the cases that dunned it."""
+
+    __tablename__ = "dunning_notices"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    case_id: Mapped[str] = mapped_column(String(64), index=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
+    notice: Mapped[str] = mapped_column(String(64))
+    invoice_ids: Mapped[list[str]] = mapped_column(JSON)
+    sent_at: Mapped[datetime]
+
+
 class IdempotencyRow(Base):
     """The first answer to each idempotency key, so a retried write changes nothing."""
 
