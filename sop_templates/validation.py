@@ -186,6 +186,11 @@ def _step_errors(
             yield from _queue_errors(f"{path}.error_queue", step.error_queue)
         if emails is not None and step.template not in emails:
             yield TemplateError(f"{path}.template", f"no email {step.template!r} in `emails`")
+        for language, name in step.languages.items():
+            if emails is not None and name not in emails:
+                yield TemplateError(
+                    f"{path}.languages.{language}", f"no email {name!r} in `emails`"
+                )
         yield from _condition_errors(f"{path}.to", step.to, roots)
     if isinstance(step, ComputeStep):
         for name, source in step.set.items():
