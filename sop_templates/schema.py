@@ -99,6 +99,9 @@ class EndStep(_Strict):
 # task when its step names no `error_queue`: a leads' queue, as leads work every queue.
 # Where a run-time error of the SOP becomes work when its step names no `error_queue`.
 DEFAULT_ERROR_QUEUE = "o2c-leads"
+# The step intake puts ahead of an SOP's start when billing did not answer at intake
+# (api/services/intake.py): no template may name a step so.
+INTAKE_CHECK_STEP = "intake_check"
 DEFAULT_EMAIL_ERROR_QUEUE = DEFAULT_ERROR_QUEUE
 
 

@@ -47,6 +47,15 @@ def test_a_variant_naming_no_email_is_reported_with_its_path() -> None:
     assert paths == {f"steps[{index}].languages.de": "no email 'acknowledgement_de' in `emails`"}
 
 
+def test_no_template_may_name_a_step_intake_check() -> None:
+    document = _dispute_with_french_acknowledgement(3)
+    index = next(i for i, s in enumerate(document["steps"]) if s["id"] == "triage")
+    document["steps"][index]["id"] = "intake_check"
+    with pytest.raises(InvalidTemplateError) as caught:
+        parse_template(document)
+    assert f"steps[{index}].id" in {e.path for e in caught.value.errors}
+
+
 def test_the_case_language_picks_the_variant_else_the_default() -> None:
     template = parse_template(_dispute_with_french_acknowledgement(3))
     step = template.step("acknowledge")

@@ -239,3 +239,23 @@ async def test_an_overdue_scan_runs_each_customer_on_its_own_calendar(
     response = await api.http.post("/collections/overdue-scan", json={}, headers=lead)
     line = next(x for x in response.json()["lines"] if x["customer_id"] == lonely)
     assert line["status"] == "skipped" and "no region" in line["reason"]
+
+
+async def test_a_credit_review_sweep_runs_each_customer_on_its_own_calendar(
+    api: Api, ledger: BillingService, dev_server: WorkflowEnvironment
+) -> None:
+    lead = api.user("lead")
+    customer = f"K-{uuid.uuid4().hex[:6]}"
+    ledger.put_customer(customer, limit="1.00", currency="JPY", region="JP", language="ja")
+    _invoice(ledger, customer)  # 500.00 owed: above its limit
+    body = {"region": "24x7", "reason": "limit_breach", "period": uuid.uuid4().hex[:8]}
+    response = await api.http.post("/credit-reviews/sweep", json=body, headers=lead)
+    assert response.status_code == 200, response.text
+    line = next(x for x in response.json()["lines"] if x["customer_id"] == customer)
+    assert line["status"] == "opened", line
+    try:
+        case = (await api.http.get(f"/cases/{line['case_id']}", headers=lead)).json()
+        assert (case["region"], case["currency"]) == ("JP", "JPY")
+        assert case["data"]["language"] == "ja"
+    finally:
+        await terminate_cases(dev_server.client, [line["case_id"]])

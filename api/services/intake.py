@@ -29,11 +29,15 @@ from billing.case_check import CaseFacts, CaseMismatchError, check_case
 from billing.contract import BillingBusinessError, BillingUnavailableError, Customer
 from billing.http_adapter import HttpBillingSystem
 from escalations.calendars import calendar_names
-from sop_templates.schema import DEFAULT_ERROR_QUEUE, BillingStep, SopTemplate
+from sop_templates.schema import (
+    DEFAULT_ERROR_QUEUE,
+    INTAKE_CHECK_STEP,
+    BillingStep,
+    SopTemplate,
+)
 
 # A person waits on POST /cases: a billing that does not answer by then is "down".
 INTAKE_TIMEOUT_S = 5.0
-INTAKE_CHECK_STEP = "intake_check"
 # Case data billing's master data fills in when the request does not give it.
 MASTER_DATA_FIELDS = {"contact": "email", "language": "language", "time_zone": "time_zone"}
 
