@@ -5,6 +5,8 @@ billing down the case opens and checks as its first step."""
 
 from __future__ import annotations
 
+import socket
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import date, datetime, timedelta
@@ -15,6 +17,7 @@ import pytest_asyncio
 from sqlalchemy import Engine
 from temporalio.testing import WorkflowEnvironment
 
+from api.services.intake import INTAKE_TIMEOUT_S
 from escalations.calendars import get_calendar
 from escalations.sla_clock import parse_budget
 from tests.billing_harness import BillingService
@@ -259,3 +262,24 @@ async def test_a_credit_review_sweep_runs_each_customer_on_its_own_calendar(
         assert case["data"]["language"] == "ja"
     finally:
         await terminate_cases(dev_server.client, [line["case_id"]])
+
+
+async def test_a_billing_that_does_not_answer_in_time_refuses_nothing(
+    dev_server: WorkflowEnvironment, engine: Engine
+) -> None:
+    # A billing that takes connections and never answers: a hung gateway.
+    with socket.socket() as hung:
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(16)
+        url = f"http://127.0.0.1:{hung.getsockname()[1]}"
+        async with running_api(
+            dev_server.client, engine, billing_url=url, intake_check="billing"
+        ) as api:
+            lead = api.user("lead")
+            body = _dispute("K-HUNG", ["K-HUNG-1"], region="FR", currency="EUR")
+            started = time.monotonic()
+            response = await api.http.post("/cases", json=body, headers=lead)
+            assert response.status_code == 201, response.text
+            assert time.monotonic() - started < INTAKE_TIMEOUT_S + 3
+            assert response.json()["current_step"] == "intake_check"
+            await terminate_cases(dev_server.client, [response.json()["id"]])

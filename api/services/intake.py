@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
@@ -36,7 +37,8 @@ from sop_templates.schema import (
     SopTemplate,
 )
 
-# A person waits on POST /cases: a billing that does not answer by then is "down".
+# A person waits on POST /cases: a billing that has not answered the whole check by then
+# is "down" (the check is one call for the customer and one per invoice).
 INTAKE_TIMEOUT_S = 5.0
 # Case data billing's master data fills in when the request does not give it.
 MASTER_DATA_FIELDS = {"contact": "email", "language": "language", "time_zone": "time_zone"}
@@ -56,11 +58,13 @@ async def check_intake(svc: Services, body: CaseCreate) -> Intake:
     )
     facts = CaseFacts(body.customer_id, body.invoice_ids, body.currency, body.region)
     try:
-        customer = await check_case(billing, facts, datetime.now(UTC).date())
+        customer = await asyncio.wait_for(
+            check_case(billing, facts, datetime.now(UTC).date()), INTAKE_TIMEOUT_S
+        )
     except CaseMismatchError as exc:
         fields = [asdict(p) for p in exc.problems]
         raise ApiError("invalid", exc.message, {"fields": fields}) from None
-    except (BillingUnavailableError, BillingBusinessError):
+    except (BillingUnavailableError, BillingBusinessError, TimeoutError):
         # Down, or refusing for its own reasons (a bad token): the case's first step asks
         # again, and what billing then answers is a person's to see.
         return Intake(_complete(body, "billing did not answer", "unavailable"), False)
