@@ -58,15 +58,23 @@ async def test_sign_in_sets_a_strict_http_only_cookie_and_refuses_a_bad_token(ap
     assert anonymous.status_code == 303
     assert anonymous.headers["location"] == "/console/login?next=/console/inbox"
 
-    bad = await api.http.post("/console/login", data={"token": "cb_not-a-token"})
-    assert bad.status_code == 401 and "invalid or revoked token" in bad.text
-    assert COOKIE not in bad.headers.get("set-cookie", "")
+    # A sign-in posted from elsewhere (no nonce of the sign-in page) is refused.
+    foreign = await api.http.post("/console/login", data={"token": _token(agent)})
+    assert foreign.status_code == 403 and COOKIE not in foreign.headers.get("set-cookie", "")
 
+    page = await api.http.get("/console/login")
+    nonce = re.search(r'name="nonce" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+    bad = await api.http.post("/console/login", data={"token": "cb_not-a-token", "nonce": nonce})
+    assert bad.status_code == 401 and "invalid or revoked token" in bad.text
+    assert f"{COOKIE}=" not in bad.headers.get("set-cookie", "")
+
+    nonce = re.search(r'name="nonce" value="([^"]+)"', bad.text).group(1)  # type: ignore[union-attr]
     good = await api.http.post(
-        "/console/login", data={"token": _token(agent), "next": "https://evil.test/"}
+        "/console/login",
+        data={"token": _token(agent), "next": "https://evil.test/", "nonce": nonce},
     )
     assert good.status_code == 303 and good.headers["location"] == "/console/inbox"
-    cookie = good.headers["set-cookie"].lower()
+    [cookie] = [c.lower() for c in good.headers.get_list("set-cookie") if c.startswith(COOKIE)]
     assert "httponly" in cookie and "samesite=strict" in cookie and "path=/console" in cookie
     assert "secure" not in cookie  # plain http here; https sets it
     api.http.cookies.clear()

@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from access.policy import Action, refuse_role
 from api.console.session import COOKIE, CSRF_FIELD, csrf_token
 from api.errors import STATUS_BY_KIND, ApiError
-from workflows.case_models import Actor
+from workflows.case_models import Actor, Role
 from workflows.client import CaseCommandError
 
 HERE = Path(__file__).parent
@@ -45,10 +45,19 @@ def nav_for(actor: Actor) -> list[tuple[str, str]]:
     return [(label, url) for label, url, action in NAV if refuse_role(actor, action) is None]
 
 
+# Where each role starts its day; a role not named starts on its first page in NAV.
+HOME = {
+    Role.LEAD: f"{PREFIX}/board",
+    Role.SOP_OWNER: f"{PREFIX}/sops",
+    Role.AUDITOR: f"{PREFIX}/audit",
+}
+
+
 def home_for(actor: Actor) -> str:
-    """Where a user lands after signing in: the first page their role has."""
+    """Where a user lands after signing in."""
     entries = nav_for(actor)
-    return entries[0][1] if entries else f"{PREFIX}/login"
+    first = entries[0][1] if entries else f"{PREFIX}/login"
+    return HOME.get(actor.role, first)
 
 
 def render(request: Request, template: str, status_code: int = 200, **context: Any) -> Response:

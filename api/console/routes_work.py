@@ -12,9 +12,12 @@ from api.console.pages import PREFIX, ConsoleRoute, home_for, render, see_other
 from api.console.session import (
     COOKIE,
     COOKIE_MAX_AGE_S,
+    LOGIN_COOKIE,
     CsrfChecked,
     SignedIn,
     allowed,
+    login_checked,
+    new_login_nonce,
 )
 from api.deps import ServicesDep, user_of_token
 from api.errors import ApiError
@@ -50,22 +53,46 @@ async def landing(actor: SignedIn) -> Response:
     return see_other(home_for(actor))
 
 
+def _login_form(
+    request: Request, next: str, status_code: int = 200, error: str | None = None
+) -> Response:
+    nonce = new_login_nonce()
+    response = render(
+        request, "login.html", status_code=status_code, next=next, error=error, nonce=nonce
+    )
+    response.set_cookie(
+        LOGIN_COOKIE,
+        nonce,
+        path=PREFIX,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
+    return response
+
+
 @router.get("/login")
 async def login_page(request: Request, next: str = "") -> Response:
-    return render(request, "login.html", next=next)
+    return _login_form(request, next)
 
 
 @router.post("/login")
 async def login(
-    request: Request, svc: ServicesDep, token: Text, next: Annotated[str, Form()] = ""
+    request: Request,
+    svc: ServicesDep,
+    token: Text,
+    nonce: Annotated[str, Form()] = "",
+    next: Annotated[str, Form()] = "",
 ) -> Response:
+    login_checked(request, nonce)
     try:
         user = await run_in_threadpool(user_of_token, svc, token.strip())
     except ApiError as exc:
-        return render(request, "login.html", status_code=401, next=next, error=exc.message)
+        return _login_form(request, next, status_code=401, error=exc.message)
     # Only a console page: a crafted `next` must not send the user to another site.
     target = next if next.startswith(f"{PREFIX}/") else home_for(svc.actor(user))
     response = see_other(target)
+    response.delete_cookie(LOGIN_COOKIE, path=PREFIX)
     response.set_cookie(
         COOKIE,
         token.strip(),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
 from collections.abc import Callable
 from typing import Annotated
 
@@ -22,6 +23,9 @@ from workflows.case_models import Actor
 
 COOKIE = "casebook_session"
 CSRF_FIELD = "csrf"
+# Before there is a session, the sign-in form is protected by a double submit: a random
+# value in a SameSite cookie and in the form, so no other site can sign a browser in.
+LOGIN_COOKIE = "casebook_login"
 # The token's lifetime is the user's (`casebook user add --expires`); the cookie's is a
 # working day, so a forgotten browser signs out by itself.
 COOKIE_MAX_AGE_S = 12 * 3600
@@ -63,6 +67,17 @@ async def csrf_checked(request: Request) -> None:
     sent = form.get(CSRF_FIELD)
     if not isinstance(sent, str) or not hmac.compare_digest(sent, csrf_token(token)):
         raise ApiError("forbidden", "the form's CSRF token is missing or wrong: reload the page")
+
+
+def new_login_nonce() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def login_checked(request: Request, sent: str) -> None:
+    """Refuse a sign-in whose form does not carry the nonce its page set (403)."""
+    expected = request.cookies.get(LOGIN_COOKIE, "")
+    if not expected or not hmac.compare_digest(sent, expected):
+        raise ApiError("forbidden", "the sign-in form is stale or foreign: reload the page")
 
 
 SignedIn = Annotated[Actor, Depends(signed_in)]
