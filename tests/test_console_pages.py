@@ -75,6 +75,9 @@ async def test_an_sop_owner_validates_saves_diffs_and_publishes_an_upload(api: A
         headers=_cookie(owner),
     )
     assert diff.status_code == 200 and "The two versions side by side" in diff.text
+    dry_run = await _post(api, owner, f"{new}/migrations", "/console/sops/dispute")
+    assert dry_run.status_code == 200, dry_run.text
+    assert f"Migration to v{document['version']} (dry run)" in dry_run.text
     retired = await _post(api, owner, f"{new}/retire", "/console/sops/dispute")
     assert retired.status_code == 303
     assert [v["status"] for v in await _versions(api, owner)][-1] == "retired"
