@@ -101,9 +101,7 @@ def test_a_promise_to_pay_shows_the_promised_date_plus_grace() -> None:
     assert timer.until.date() > date(2026, 3, 10)
 
 
-def test_an_outage_shows_attempts_and_last_error_and_is_on_the_history_when_it_begins_and_ends() -> (
-    None
-):
+def test_an_outage_shows_attempts_and_last_error_and_is_on_the_history_at_begin_and_end() -> None:
     _, case, _ = _claimed_dispute()
     before = case.revision
     retry = NOW + timedelta(seconds=8)

@@ -16,10 +16,12 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 from temporalio.testing import WorkflowEnvironment
 
+from audit.replay import replay_case
 from store.read_model import get_case
 from tests.billing_harness import BillingService
 from tests.conftest import start_time_skipping
 from tests.harness import DISPUTE, Api, eventually, running_api, terminate_cases
+from tests.smtp_sink import SmtpSink
 from workflows import case_outages
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -150,6 +152,10 @@ async def test_a_billing_outage_shows_attempts_and_last_error_and_is_on_the_hist
         ended = next(h for h in case["history"] if h["event"] == "outage_ended")
         assert ended["detail"]["attempts"] == 6 and ended["detail"]["lasted_seconds"] > 0
         assert "BillingUnavailableError" in ended["detail"]["last_error"]
+        # The rounds, their timers and the news replay the same way.
+        history = await env.client.get_workflow_handle(case_id).fetch_history()
+        verdict = await replay_case(history)
+        assert verdict.deterministic, verdict
     finally:
         await terminate_cases(env.client, [case_id])
 
@@ -225,3 +231,45 @@ async def test_a_wait_step_shows_the_instant_the_case_goes_on(
         assert case["waiting_on"]["tasks"] == [] and case["waiting_on"]["outages"] == []
     finally:
         await terminate_cases(env.client, [case_id])
+
+
+async def test_an_smtp_outage_shows_on_the_case_beside_its_work_and_ends_on_the_history(
+    env: WorkflowEnvironment, sqlite_engine: Engine
+) -> None:
+    mail = SmtpSink()  # not started yet: SMTP is down
+    try:
+        async with running_api(env.client, sqlite_engine, smtp_port=mail.port) as api:
+            agent = api.user("agent", queues=["disputes-tier1"], cross_vendor=True)
+            case_id = await _open(api, agent)  # its acknowledgement goes to the contact
+            try:
+                await env.sleep(timedelta(seconds=10))  # the first round (0, 2, 6 s) fails
+                case = await eventually(
+                    lambda: _case(api, agent, case_id),
+                    lambda c: c["waiting_on"]["outages"] != [],
+                )
+                [outage] = case["waiting_on"]["outages"]
+                assert outage["system"] == "email" and outage["step"] == "acknowledge"
+                assert outage["attempts"] == case_outages.ROUND_ATTEMPTS
+                assert "SMTP" in outage["last_error"] or "connect" in outage["last_error"].lower()
+                # The case does not wait for the mail: triage is open meanwhile.
+                assert [t["step"] for t in case["waiting_on"]["tasks"]] == ["triage"]
+                assert _events(case).count("outage_began") == 1
+
+                mail.start()
+                retry_at = datetime.fromisoformat(outage["retry_at"])
+                await env.sleep(retry_at - await env.get_current_time() + timedelta(seconds=1))
+                case = await eventually(
+                    lambda: _case(api, agent, case_id),
+                    lambda c: "outage_ended" in _events(c),
+                )
+                assert case["waiting_on"]["outages"] == []
+                ended = next(h for h in case["history"] if h["event"] == "outage_ended")
+                assert ended["detail"]["system"] == "email" and ended["detail"]["attempts"] == 3
+                assert len(mail.messages()) == 1
+                history = await env.client.get_workflow_handle(case_id).fetch_history()
+                verdict = await replay_case(history)
+                assert verdict.deterministic, verdict
+            finally:
+                await terminate_cases(env.client, [case_id])
+    finally:
+        mail.stop()
