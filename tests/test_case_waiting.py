@@ -161,3 +161,13 @@ def test_a_closed_case_waits_on_no_task_or_timer() -> None:
     assert case.status == "closed"
     waiting = waiting_on(case, NOW, inp.template)
     assert waiting.tasks == [] and waiting.timers == [] and waiting.action is None
+
+
+def test_without_its_calendar_a_running_clock_has_no_time_left_but_keeps_its_due() -> None:
+    # As the API counts a case read from the read model: the pinned facts live in the worker.
+    _, case, _ = _claimed_dispute()
+    task = case.tasks[0]
+    assert task.sla is not None
+    task.sla = task.sla.model_copy(update={"calendar_digest": "never-pinned-here"})
+    [waiting] = waiting_on(case, NOW).tasks
+    assert waiting.time_left_seconds is None and waiting.due == NOW + timedelta(hours=4)
