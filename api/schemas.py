@@ -213,11 +213,21 @@ class CaseCreate(RequestBody):
     customer_id: EntityId
     invoice_ids: list[EntityId] = Field(default_factory=list, max_length=MAX_LIST_ITEMS)
     amount: Amount
-    currency: Currency
-    region: Region
+    currency: Currency | None = Field(
+        default=None, description="default: the customer's currency in billing"
+    )
+    region: Region | None = Field(
+        default=None,
+        description="default: the customer's region in billing; one that contradicts it is refused",
+    )
     reason_code: ShortText | None = None
     vendor: EntityId | None = None
     data: CaseData = Field(default_factory=dict)
+
+    def placed(self) -> tuple[str, str]:
+        """Region and currency, once intake has filled them in (api/services/intake.py)."""
+        assert self.region is not None and self.currency is not None, "intake fills them"
+        return self.region, self.currency
 
 
 class SopOut(BaseModel):

@@ -404,11 +404,14 @@ class CaseWorkflow:
 
     def _email_request(self, step: EmailStep, action: PendingAction) -> EmailRequest:
         template = self._input.template
-        email = template.emails[step.template]
+        # The case's language picks a variant; steps without variants (every case before
+        # them) take `step.template` as ever, so no patch is needed.
+        name = step.template_for(self._case.data.get("language"))
+        email = template.emails[name]
         return EmailRequest(
             idempotency_key=action.idempotency_key,
             case_id=self._case.id,
-            template=f"{template.name}.v{template.version}.{step.template}",
+            template=f"{template.name}.v{template.version}.{name}",
             context=case_logic.action_context(self._case, template),
             to=case_logic.recipients(case_logic.evaluate(self._case, template, step.to)),
             inline=InlineTemplate(subject=email.subject, text=email.text, html=email.html),
