@@ -27,6 +27,7 @@ from pydantic import (
 from domain.values import AMOUNT_PATTERN, ID_PATTERN, currencies, is_currency, parse_amount
 from escalations.calendars import calendar_names
 from workflows.case_models import CaseSnapshot, EscalationLink, HistoryEntry, Task
+from workflows.case_waiting import WaitingOn
 from workflows.escalation_models import EscalationSnapshot
 
 # Limits on what one request may carry. `data` travels in the case's workflow history on
@@ -258,6 +259,8 @@ class TaskOut(BaseModel):
     sla_state: str | None = None
     pause_reason: str | None = None
     paused_until: datetime | None = None
+    # Business time left while the SLA is paused (frozen; sla_due is null then).
+    sla_left_seconds: float | None = None
 
     @classmethod
     def of(cls, task: Task | Any) -> TaskOut:
@@ -292,9 +295,11 @@ class CaseOut(CaseSummary):
     escalations: list[EscalationLink]
     history: list[HistoryEntry]
     revision: int
+    # What the case waits on now (GET /cases/{id}): people, timers, outages, leads.
+    waiting_on: WaitingOn | None = None
 
     @classmethod
-    def of(cls, s: CaseSnapshot) -> CaseOut:
+    def of(cls, s: CaseSnapshot, waiting_on: WaitingOn | None = None) -> CaseOut:
         return cls(
             **s.model_dump(exclude={"tasks", "history", "sop", "amount", "status", "escalations"}),
             escalations=s.escalations,
@@ -303,6 +308,7 @@ class CaseOut(CaseSummary):
             sop=SopOut(**s.sop.model_dump()),
             tasks=[TaskOut.of(t) for t in s.tasks],
             history=s.history,
+            waiting_on=waiting_on,
         )
 
 

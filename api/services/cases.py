@@ -25,8 +25,10 @@ from sop_templates.schema import EmailStep, SopTemplate
 from store.db import session_scope
 from store.read_model import CaseFilter, get_case, list_cases, project_snapshot
 from store.tables import CaseRow, IdempotencyKeyRow
+from workflows import case_waiting
 from workflows import client as cases
-from workflows.case_models import Actor, CaseInput, CaseSnapshot, SopRef
+from workflows.case_models import Actor, CaseInput, CaseSnapshot, CaseStatus, SopRef
+from workflows.case_waiting import WaitingOn
 from workflows.client import CaseCommandError
 
 TYPE_PREFIX = {"dispute": "DSP", "collection": "COL", "credit_review": "CRR"}
@@ -214,6 +216,20 @@ async def read_case(svc: Services, actor: Actor, case_id: str) -> CaseSnapshot:
         snapshot = CaseSnapshot.model_validate(row.snapshot)
     refused(refuse_case(actor, Action.READ_CASE, snapshot))
     return snapshot
+
+
+async def waiting_on(svc: Services, snapshot: CaseSnapshot) -> WaitingOn:
+    """What the case waits on now, counted by its workflow (where its calendars are pinned);
+    counted here from the snapshot when the workflow cannot answer (Temporal no longer has
+    the case, or a worker from before the query): then a running clock's time left may be
+    unknown (null)."""
+    now = datetime.now(UTC)
+    if snapshot.status == CaseStatus.OPEN:
+        try:
+            return await cases.waiting_on(svc.temporal, snapshot.id, now)
+        except CaseCommandError:
+            pass
+    return case_waiting.waiting_on(snapshot, now)
 
 
 def _stored_case(svc: Services, case_id: str) -> CaseRow | None:
