@@ -282,6 +282,9 @@ class CaseOut(CaseSummary):
     escalations: list[EscalationLink]
     history: list[HistoryEntry]
     revision: int
+    # The escalation matrix version its routes were resolved from (null: opened before the
+    # matrix had versions).
+    escalation_matrix_version: int | None = None
 
     @classmethod
     def of(cls, s: CaseSnapshot) -> CaseOut:

@@ -25,11 +25,11 @@ with workflow.unsafe.imports_passed_through():
     from activities.email import EmailRequest, EmailResult, InlineTemplate
     from activities.read_model import PROJECT_CASE
     from escalations.calendars import CalendarFacts, pinned_facts
-    from escalations.matrix import routes_for
     from sop_templates.schema import BillingStep, EmailStep
     from workflows import case_logic, case_sla
     from workflows.case_logic import CaseRuleError
     from workflows.case_models import (
+        CASE_ROUTE,
         Actor,
         ApplyCalendars,
         CaseInput,
@@ -376,10 +376,9 @@ class CaseWorkflow:
             self._emails.append((step.id, asyncio.create_task(self._send_quietly(step, request))))
 
     def _escalation_input(self, link: EscalationLink) -> EscalationInput:
-        routes = self._input.escalation_routes or routes_for(
-            {link.queue}, self._case.region, self._case.vendor
-        )  # cases opened without routes take the matrix as it is now
-        route = routes.get(link.queue) or routes["*"]
+        # Resolved at intake from the matrix version the case pinned: replays route the same.
+        routes = self._input.escalation_routes
+        route = routes.get(link.queue) or routes[CASE_ROUTE]
         return EscalationInput(
             escalation_id=link.id,
             case_id=self._case.id,
