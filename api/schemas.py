@@ -344,6 +344,8 @@ class EscalationOut(BaseModel):
     opened_at: datetime
     due_at: datetime | None
     resolved_at: datetime | None
+    # Manual escalations of the same work that joined this one (each a note on its history).
+    joined: int = 0
     history: list[HistoryEntry] = Field(default_factory=list)
 
     @classmethod

@@ -207,6 +207,8 @@ class CaseSnapshot(BaseModel):
     calendars: dict[str, str] = Field(default_factory=dict)
     # The escalation matrix version its routes were resolved from at intake.
     escalation_matrix_version: int | None = None
+    # Notes for open escalations not yet delivered to them (see `EscalationNote`).
+    escalation_notes: list[EscalationNote] = Field(default_factory=list)
 
     def task(self, task_id: str) -> Task | None:
         return next((t for t in self.tasks if t.id == task_id), None)
@@ -259,6 +261,16 @@ class EscalateCase(BaseModel):
     actor: Actor
     reason: str
     task_id: str | None = None
+
+
+class EscalationNote(BaseModel):
+    """A manual escalation of work already escalated: it joins the open escalation as a
+    note (the case signals it to the escalation, which records it on its history)."""
+
+    escalation_id: str
+    by: str
+    note: str
+    at: datetime
 
 
 class EscalationEvent(BaseModel):

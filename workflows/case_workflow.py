@@ -66,6 +66,8 @@ SOP_ERRORS_BECOME_WORK = "sop-errors-become-work"
 PROJECT_AFTER_COMMIT = "project-after-commit"
 # Patch: an email that fails for good becomes a task for a person (retry/skip).
 EMAIL_FAILURE_PATCH = "email-failure-task"
+# Patch: a manual escalation of work already escalated joins the open escalation.
+ESCALATIONS_JOIN_PATCH = "escalations-join"
 
 
 def _failed_for_good(sending: asyncio.Task[dict[str, Any]]) -> bool:
@@ -184,6 +186,22 @@ class CaseWorkflow:
         self._projected_revision = max(self._projected_revision, revision)
 
     async def _start_escalations(self) -> None:
+        await self._start_new_escalations()
+        if self._case.escalation_notes:
+            await self._deliver_escalation_notes()
+            await self._start_new_escalations()  # those whose escalation ended meanwhile
+
+    async def _deliver_escalation_notes(self) -> None:
+        """Manual escalations that joined an open one: each is a note on it."""
+        for note in list(self._case.escalation_notes):
+            try:
+                await workflow.get_external_workflow_handle(note.escalation_id).signal("note", note)
+            except Exception:
+                case_sla.note_undeliverable(self._case, note, workflow.now())
+            else:
+                case_sla.note_delivered(self._case, note)
+
+    async def _start_new_escalations(self) -> None:
         for link in [e for e in self._case.escalations if not e.started]:
             await workflow.start_child_workflow(
                 "EscalationWorkflow",
@@ -391,6 +409,9 @@ class CaseWorkflow:
             vendor=self._case.vendor,
             opened_by=link.opened_by,
             late_by_seconds=link.late_by_seconds,
+            breached_at=link.opened_at - timedelta(seconds=link.late_by_seconds)
+            if link.kind == EscalationKind.SLA_BREACH
+            else None,
             route=route,
             public_url=self._input.public_url,
             calendar=self._pinned(self._case.region),
@@ -489,7 +510,12 @@ class CaseWorkflow:
 
     @workflow.update(name="escalate")
     def escalate(self, cmd: EscalateCase) -> CaseSnapshot:
-        return self._apply(lambda: case_sla.escalate(self._case, cmd, workflow.now()))
+        # Patched, and asked only when there is an open escalation to join: cases that
+        # opened a second one replay that way.
+        join = case_sla.joins_open_escalation(self._case, cmd) and workflow.patched(
+            ESCALATIONS_JOIN_PATCH
+        )
+        return self._apply(lambda: case_sla.escalate(self._case, cmd, workflow.now(), join=join))
 
     @escalate.validator
     def _validate_escalate(self, cmd: EscalateCase) -> None:

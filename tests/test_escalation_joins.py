@@ -1,0 +1,65 @@
+"""Raising work that is already escalated joins the open escalation as a note instead of
+opening another; once that escalation is resolved, raising it opens a new one. Over the
+API, on a real Temporal dev server and both databases."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.harness import Api, eventually
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+TIER1 = "disputes-tier1"
+
+
+async def _raise(api: Api, headers: dict[str, str], case_id: str, task_id: str, reason: str) -> Any:
+    response = await api.http.post(
+        f"/cases/{case_id}/escalate", json={"reason": reason, "task_id": task_id}, headers=headers
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def test_raising_escalated_work_again_is_a_note_on_its_open_escalation(api: Api) -> None:
+    agent = api.user("agent", queues=[TIER1])
+    colleague = api.user("agent", queues=[TIER1])
+    lead = api.user("lead")
+    case = await api.open_dispute(agent)
+    task_id = case["tasks"][0]["id"]
+
+    first = await _raise(api, agent, case["id"], task_id, "customer threatens to churn")
+    assert first["joined"] is False
+    again = await _raise(api, colleague, case["id"], task_id, "they called again, angrier")
+    assert (again["id"], again["joined"]) == (first["id"], True)
+
+    async def escalation() -> Any:
+        return await api.http.get(f"/escalations/{first['id']}", headers=lead)
+
+    seen = await eventually(
+        escalation,
+        lambda r: r.status_code == 200 and r.json()["joined"] == 1,
+    )
+    assert seen.status_code == 200, seen.text
+    [note] = [h for h in seen.json()["history"] if h["event"] == "escalation_note"]
+    assert note["note"] == "they called again, angrier" and note["actor"].startswith("agent-")
+    detail = (await api.http.get(f"/cases/{case['id']}", headers=lead)).json()
+    assert [e["id"] for e in detail["escalations"]] == [first["id"]]
+    assert "escalation_joined" in [h["event"] for h in detail["history"]]
+    board = await api.http.get("/escalations", params={"case_id": case["id"]}, headers=lead)
+    assert len(board.json()) == 1
+
+    # Resolved: the next raise is new work for the leads.
+    resolved = await api.http.post(
+        f"/escalations/{first['id']}/resolve", json={"note": "called them"}, headers=lead
+    )
+    assert resolved.status_code == 200, resolved.text
+
+    async def link_status() -> str:
+        case_now = (await api.http.get(f"/cases/{case['id']}", headers=lead)).json()
+        return str(case_now["escalations"][0]["status"])
+
+    assert await eventually(link_status, lambda s: s == "resolved") == "resolved"
+    third = await _raise(api, agent, case["id"], task_id, "a new complaint")
+    assert third["joined"] is False and third["id"] != first["id"]
