@@ -5,10 +5,14 @@ opened under, on a real Temporal dev server and both databases."""
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+from typer.testing import CliRunner
 
+from cli.main import app as cli
 from escalations.matrix import shipped_document
 from escalations.matrix_registry import parse_matrix
 from sop_templates.validation import InvalidTemplateError
@@ -165,3 +169,35 @@ async def test_matrix_versions_over_the_api_and_cases_pin_theirs(api: Api) -> No
     assert last.status_code == 409 and "only published version" in last.text
     unknown = await api.http.get("/escalation-matrix/versions/9", headers=owner)
     assert unknown.status_code == 404 and "versions: 1, 2" in unknown.text
+
+
+def test_the_cli_validates_publishes_lists_and_diffs_versions(tmp_path: Path) -> None:
+    data_dir = ["--data-dir", str(tmp_path / "data")]
+    runner = CliRunner()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rules:\n  - match: {}\n    levels:\n      - {name: lead, queue: x, sla: 4x}\n")
+    refused = runner.invoke(cli, ["matrix", "validate", str(bad)])
+    assert refused.exit_code == 1
+    assert "rules[0].levels[0].queue: unknown queue 'x'" in refused.output
+    assert "rules[0].levels[0].sla: SLA budget '4x' does not parse" in refused.output
+
+    new = copy.deepcopy(shipped_document())
+    new["rules"][3]["levels"][1]["sla"] = "2d"
+    good = tmp_path / "matrix.yaml"
+    good.write_text(yaml.safe_dump(new))
+    published = runner.invoke(
+        cli, ["matrix", "publish", str(good), "--by", "sam", "--note", "managers: 2d", *data_dir]
+    )
+    assert published.exit_code == 0, published.output
+    assert published.output.startswith("published escalation matrix v2 (sha256:")
+    listed = runner.invoke(cli, ["matrix", "list", *data_dir]).output.splitlines()
+    assert listed[0].startswith("v1 published: created ") and "by casebook" in listed[0]
+    assert listed[1].startswith("v2 published: ") and listed[1].endswith("note: managers: 2d")
+    diffed = runner.invoke(cli, ["matrix", "diff", "1", "2", *data_dir]).output.splitlines()
+    assert diffed == [
+        "escalation matrix v1 -> v2: 1 change",
+        '  ~ rules[3].levels[1].sla: "1d" -> "2d"',
+    ]
+    shown = runner.invoke(cli, ["matrix", "show", "2", *data_dir])
+    assert shown.exit_code == 0 and "sla: 2d" in shown.output
+    assert runner.invoke(cli, ["matrix", "show", "7", *data_dir]).exit_code == 1
