@@ -22,7 +22,7 @@ CASE_ROUTE = "*"
 
 
 class EscalationLevel(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str
     queue: str

@@ -4,14 +4,39 @@ API, on a real Temporal dev server and both databases."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from tests.harness import Api, eventually
+from tests.harness import AGENT, Api, dispute_input, eventually, opened_dispute
+from workflows import case_sla
+from workflows.case_logic import add_escalation
+from workflows.case_models import EscalateCase
 
-pytestmark = pytest.mark.asyncio(loop_scope="session")
 TIER1 = "disputes-tier1"
+NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+
+
+def test_a_breached_task_raised_by_hand_joins_its_breach_but_never_an_approval() -> None:
+    case = opened_dispute(dispute_input("100.00"), NOW)
+    task = case.tasks[0]
+    breach = add_escalation(case, task, "sla_breach", "SLA breached", "casebook", NOW, 0)
+    cmd = EscalateCase(actor=AGENT, reason="still nobody called", task_id=task.id)
+    assert case_sla.joins_open_escalation(case, cmd)
+    link = case_sla.escalate(case, cmd, NOW + timedelta(minutes=5), join=True)
+    assert link.id == breach.id and len(case.escalations) == 1
+    assert case_sla.escalated_by(case) == (breach, True)
+    [note] = case.escalation_notes
+    assert (note.escalation_id, note.by, note.note) == (breach.id, AGENT.name, cmd.reason)
+    # Without the patch (cases raised before it), a second escalation as before.
+    again = case_sla.escalate(case, cmd, NOW + timedelta(minutes=6), join=False)
+    assert again.id != breach.id and case_sla.escalated_by(case) == (again, False)
+
+    approvals = opened_dispute(dispute_input("100.00"), NOW)
+    add_escalation(approvals, approvals.tasks[0], "approval", "approve", "casebook", NOW, 0)
+    raised = EscalateCase(actor=AGENT, reason="hurry", task_id=approvals.tasks[0].id)
+    assert not case_sla.joins_open_escalation(approvals, raised)
 
 
 async def _raise(api: Api, headers: dict[str, str], case_id: str, task_id: str, reason: str) -> Any:
@@ -22,6 +47,7 @@ async def _raise(api: Api, headers: dict[str, str], case_id: str, task_id: str, 
     return response.json()
 
 
+@pytest.mark.asyncio(loop_scope="session")
 async def test_raising_escalated_work_again_is_a_note_on_its_open_escalation(api: Api) -> None:
     agent = api.user("agent", queues=[TIER1])
     colleague = api.user("agent", queues=[TIER1])
