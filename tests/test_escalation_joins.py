@@ -12,7 +12,7 @@ import pytest
 from tests.harness import AGENT, Api, dispute_input, eventually, opened_dispute
 from workflows import case_sla
 from workflows.case_logic import add_escalation
-from workflows.case_models import EscalateCase
+from workflows.case_models import EscalateCase, EscalationEvent
 
 TIER1 = "disputes-tier1"
 NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
@@ -32,6 +32,19 @@ def test_a_breached_task_raised_by_hand_joins_its_breach_but_never_an_approval()
     # Without the patch (cases raised before it), a second escalation as before.
     again = case_sla.escalate(case, cmd, NOW + timedelta(minutes=6), join=False)
     assert again.id != breach.id and case_sla.escalated_by(case) == (again, False)
+
+    # A note that reaches the escalation after a lead resolved it comes back: a new one.
+    declined = EscalationEvent(
+        escalation_id=breach.id,
+        event=case_sla.NOTE_DECLINED,
+        actor=AGENT.name,
+        note="still nobody called",
+        status="resolved",
+    )
+    case_sla.record_escalation_event(case, declined, NOW + timedelta(minutes=7))
+    assert breach.status == "resolved" and case.escalations[-1].reason == "still nobody called"
+    assert len(case.escalations) == 3 and not case.escalations[-1].started
+    assert case.history[-1].detail["instead_of"] == breach.id
 
     approvals = opened_dispute(dispute_input("100.00"), NOW)
     add_escalation(approvals, approvals.tasks[0], "approval", "approve", "casebook", NOW, 0)

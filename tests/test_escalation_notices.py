@@ -22,8 +22,8 @@ from store.tables import UserRow
 from tests.harness import dispute_input, terminate_cases
 from tests.smtp_sink import SmtpSink
 from workflows.case_workflow import CaseWorkflow
-from workflows.escalation_logic import notice_context, open_escalation
-from workflows.escalation_models import EscalationInput, EscalationKind
+from workflows.escalation_logic import add_note, notice_context, open_escalation
+from workflows.escalation_models import EscalationInput, EscalationKind, EscalationStatus
 from workflows.worker import build_worker
 
 SENDER = "casebook@o2c.test"
@@ -168,3 +168,11 @@ async def test_the_managers_notice_says_how_late_the_task_is_after_the_lead_ran_
     text = manager.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert "Late by:     4h" in text, text
     assert "Raised:      lead (disputes-leads) did not act within 4h" in text
+
+
+def test_a_note_on_a_resolved_escalation_is_declined() -> None:
+    inp = _escalation_input(EscalationKind.MANUAL, None)
+    esc = open_escalation(inp, NOON)
+    assert add_note(esc, "ana", "again", NOON) and esc.joined == 1
+    esc.status = EscalationStatus.RESOLVED
+    assert not add_note(esc, "ana", "and again", NOON) and esc.joined == 1

@@ -320,23 +320,40 @@ def note_delivered(case: CaseSnapshot, note: EscalationNote) -> None:
 def note_undeliverable(case: CaseSnapshot, note: EscalationNote, now: datetime) -> None:
     """The escalation ended before the note reached it: open a new one, as asked."""
     case.escalation_notes.remove(note)
-    link = next(e for e in case.escalations if e.id == note.escalation_id)
+    _escalate_instead_of(case, note.escalation_id, note.by, note.note, now, "ended")
+
+
+# Told by an escalation that a note reached it after it was resolved.
+NOTE_DECLINED = "note_declined"
+
+
+def _escalate_instead_of(
+    case: CaseSnapshot, escalation_id: str, by: str, reason: str, now: datetime, why: str
+) -> None:
+    link = next(e for e in case.escalations if e.id == escalation_id)
     task = case.task(link.task_id) if link.task_id else None
     record(
         case,
         now,
         "escalation_requested",
         task=task,
-        actor=note.by,
-        note=note.note,
-        detail={"instead_of": link.id, "why": f"{link.id} ended before the note reached it"},
+        actor=by,
+        note=reason,
+        detail={"instead_of": link.id, "why": f"{link.id} {why} before the note reached it"},
     )
-    add_escalation(case, task, "manual", note.note, note.by, now, 0)
+    add_escalation(case, task, "manual", reason, by, now, 0)
 
 
 def record_escalation_event(case: CaseSnapshot, event: EscalationEvent, now: datetime) -> None:
     """What a lead did on an escalation, told by the escalation workflow."""
     link = next((e for e in case.escalations if e.id == event.escalation_id), None)
+    if event.event == NOTE_DECLINED and link is not None:
+        # A raise joined it just as a lead resolved it: the raise becomes its own escalation.
+        link.status = event.status or link.status
+        _escalate_instead_of(
+            case, link.id, event.actor or "", event.note or "", now, "was resolved"
+        )
+        return
     if link is not None and event.status:
         link.status = event.status
     record(

@@ -154,10 +154,14 @@ def apply_action(esc: EscalationSnapshot, action: LeadAction, now: datetime) -> 
     _record(esc, now, f"escalation_{action.action}", action.actor.name, action.note, action.detail)
 
 
-def add_note(esc: EscalationSnapshot, by: str, note: str, now: datetime) -> None:
-    """A manual escalation of the same work joined this one: recorded, and counted."""
+def add_note(esc: EscalationSnapshot, by: str, note: str, now: datetime) -> bool:
+    """A manual escalation of the same work joined this one: recorded and counted. False
+    when it came after a lead resolved this one (the case then opens a new escalation)."""
+    if esc.status == EscalationStatus.RESOLVED:
+        return False
     esc.joined += 1
     _record(esc, now, "escalation_note", by, note, {"raised_again": esc.joined})
+    return True
 
 
 def settle(esc: EscalationSnapshot, by: str, outcome: str, note: str | None, now: datetime) -> None:

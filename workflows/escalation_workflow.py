@@ -15,6 +15,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import escalation_logic
     from workflows.case_logic import CaseRuleError
     from workflows.case_models import EscalationEvent, EscalationNote
+    from workflows.case_sla import NOTE_DECLINED
     from workflows.case_workflow import PROJECTION_RETRY, rule_error
     from workflows.escalation_models import (
         EscalationInput,
@@ -62,6 +63,7 @@ class EscalationWorkflow:
             await self._sleep_until_change_or_deadline()
         await workflow.wait_condition(workflow.all_handlers_finished)
         await asyncio.gather(*self._emails, return_exceptions=True)
+        await self._tell_case()  # a raise that came after the resolution goes back
         return self._esc
 
     def _behind(self) -> bool:
@@ -132,8 +134,18 @@ class EscalationWorkflow:
 
     @workflow.signal(name="note")
     def note(self, note: EscalationNote) -> None:
-        """Someone raised the escalated work again: a note on this escalation."""
-        escalation_logic.add_note(self._esc, note.by, note.note, workflow.now())
+        """Someone raised the escalated work again: a note on this escalation, or, once
+        resolved, back to the case to open a new one."""
+        if not escalation_logic.add_note(self._esc, note.by, note.note, workflow.now()):
+            self._case_events.append(
+                EscalationEvent(
+                    escalation_id=self._esc.id,
+                    event=NOTE_DECLINED,
+                    actor=note.by,
+                    note=note.note,
+                    status=self._esc.status.value,
+                )
+            )
 
     @workflow.signal(name="task_decided")
     def task_decided(self, decision: TaskDecision) -> None:
