@@ -297,6 +297,9 @@ class CaseOut(CaseSummary):
     revision: int
     # What the case waits on now (GET /cases/{id}): people, timers, outages, leads.
     waiting_on: WaitingOn | None = None
+    # The escalation matrix version its routes were resolved from (null: opened before the
+    # matrix had versions).
+    escalation_matrix_version: int | None = None
 
     @classmethod
     def of(cls, s: CaseSnapshot, waiting_on: WaitingOn | None = None) -> CaseOut:
@@ -357,6 +360,8 @@ class EscalationOut(BaseModel):
     opened_at: datetime
     due_at: datetime | None
     resolved_at: datetime | None
+    # Manual escalations of the same work that joined this one (each a note on its history).
+    joined: int = 0
     history: list[HistoryEntry] = Field(default_factory=list)
 
     @classmethod

@@ -101,6 +101,12 @@ def _schema_errors(exc: ValidationError) -> Iterator[TemplateError]:
         yield TemplateError(_path(loc), err["msg"])
 
 
+def schema_errors(exc: ValidationError) -> list[TemplateError]:
+    """Pydantic's errors with their paths (`rules[0].levels[1].sla`), for other documents
+    validated the same way (the escalation matrix)."""
+    return list(_schema_errors(exc))
+
+
 def _path(loc: list[Any]) -> str:
     out = ""
     for part in loc:

@@ -82,6 +82,7 @@ def open_case(inp: CaseInput, now: datetime, *, errors_become_work: bool = False
         opened_at=now,
         calendars={facts.name: pin(facts) for facts in inp.calendars},
         errors_become_work=errors_become_work,
+        escalation_matrix_version=inp.escalation_matrix_version,
     )
     record(
         case,

@@ -26,11 +26,11 @@ with workflow.unsafe.imports_passed_through():
     from activities.email import EmailRequest, EmailResult, InlineTemplate
     from activities.read_model import PROJECT_CASE
     from escalations.calendars import CalendarFacts, pinned_facts
-    from escalations.matrix import routes_for
     from sop_templates.schema import BillingStep, EmailStep
     from workflows import case_logic, case_outages, case_sla, case_waiting
     from workflows.case_logic import CaseRuleError
     from workflows.case_models import (
+        CASE_ROUTE,
         Actor,
         ApplyCalendars,
         CaseInput,
@@ -80,6 +80,8 @@ PROJECT_AFTER_COMMIT = "project-after-commit"
 EMAIL_FAILURE_PATCH = "email-failure-task"
 # Patch: billing and SMTP outages are retried in rounds, on the case (attempts, last error).
 OUTAGE_VISIBLE = "outage-visible"
+# Patch: a manual escalation of work already escalated joins the open escalation.
+ESCALATIONS_JOIN_PATCH = "escalations-join"
 
 
 @dataclass(frozen=True)
@@ -232,6 +234,22 @@ class CaseWorkflow:
         self._projected_revision = max(self._projected_revision, revision)
 
     async def _start_escalations(self) -> None:
+        await self._start_new_escalations()
+        if self._case.escalation_notes:
+            await self._deliver_escalation_notes()
+            await self._start_new_escalations()  # those whose escalation ended meanwhile
+
+    async def _deliver_escalation_notes(self) -> None:
+        """Manual escalations that joined an open one: each is a note on it."""
+        for note in list(self._case.escalation_notes):
+            try:
+                await workflow.get_external_workflow_handle(note.escalation_id).signal("note", note)
+            except Exception:
+                case_sla.note_undeliverable(self._case, note, workflow.now())
+            else:
+                case_sla.note_delivered(self._case, note)
+
+    async def _start_new_escalations(self) -> None:
         for link in [e for e in self._case.escalations if not e.started]:
             await workflow.start_child_workflow(
                 "EscalationWorkflow",
@@ -507,10 +525,9 @@ class CaseWorkflow:
             self._emails.append((step.id, asyncio.create_task(self._send_quietly(step, request))))
 
     def _escalation_input(self, link: EscalationLink) -> EscalationInput:
-        routes = self._input.escalation_routes or routes_for(
-            {link.queue}, self._case.region, self._case.vendor
-        )  # cases opened without routes take the matrix as it is now
-        route = routes.get(link.queue) or routes["*"]
+        # Resolved at intake from the matrix version the case pinned: replays route the same.
+        routes = self._input.escalation_routes
+        route = routes.get(link.queue) or routes[CASE_ROUTE]
         return EscalationInput(
             escalation_id=link.id,
             case_id=self._case.id,
@@ -523,6 +540,9 @@ class CaseWorkflow:
             vendor=self._case.vendor,
             opened_by=link.opened_by,
             late_by_seconds=link.late_by_seconds,
+            breached_at=link.opened_at - timedelta(seconds=link.late_by_seconds)
+            if link.kind == EscalationKind.SLA_BREACH
+            else None,
             route=route,
             public_url=self._input.public_url,
             calendar=self._pinned(self._case.region),
@@ -628,7 +648,12 @@ class CaseWorkflow:
 
     @workflow.update(name="escalate")
     def escalate(self, cmd: EscalateCase) -> CaseSnapshot:
-        return self._apply(lambda: case_sla.escalate(self._case, cmd, workflow.now()))
+        # Patched, and asked only when there is an open escalation to join: cases that
+        # opened a second one replay that way.
+        join = case_sla.joins_open_escalation(self._case, cmd) and workflow.patched(
+            ESCALATIONS_JOIN_PATCH
+        )
+        return self._apply(lambda: case_sla.escalate(self._case, cmd, workflow.now(), join=join))
 
     @escalate.validator
     def _validate_escalate(self, cmd: EscalateCase) -> None:

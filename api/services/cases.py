@@ -18,8 +18,9 @@ from api.schemas import CaseCreate
 from api.services.idempotency import claim_key, request_hash
 from api.services.intake import Intake, check_intake, checked_first
 from domain.addresses import InvalidAddressError, parse_address
+from escalations import matrix_registry
 from escalations.calendars import UnknownCalendarError, facts_for, get_calendar
-from escalations.matrix import routes_for
+from escalations.matrix import EscalationMatrix, routes_for
 from sop_templates.registry import NoPublishedVersionError, latest_published
 from sop_templates.schema import EmailStep, SopTemplate
 from store.db import session_scope
@@ -80,12 +81,14 @@ def _prepare(
         template, sop = _pinned_sop(session, body.type)
         _check_against_template(body, template)
         vendor = case_vendor(actor, body.vendor)
+        matrix = _pinned_matrix(session)
         replayed = False
         if case_id is None:
             case_id, replayed = _case_id(session, actor, request, key)
     if not intake.verified:
         template = checked_first(template)  # billing was down: the case checks first
-    return case_input(svc, actor, body, case_id, template, sop, vendor), replayed
+    inp = case_input(svc, actor, body, case_id, template, sop, vendor, matrix=matrix)
+    return inp, replayed
 
 
 def case_input(
@@ -96,8 +99,11 @@ def case_input(
     template: SopTemplate,
     sop: SopRef,
     vendor: str | None,
+    *,
+    matrix: tuple[int, EscalationMatrix],
 ) -> CaseInput:
     region, currency = body.placed()
+    matrix_version, escalation_matrix = matrix
     return CaseInput(
         case_id=case_id,
         case_type=body.type,
@@ -112,7 +118,8 @@ def case_input(
         opened_by=actor,
         sop=sop,
         template=template,
-        escalation_routes=routes_for(template.queues(), region, vendor),
+        escalation_routes=routes_for(template.queues(), region, vendor, escalation_matrix),
+        escalation_matrix_version=matrix_version,
         public_url=svc.settings.resolved_public_url(),
         calendars=facts_for(template.calendars(region), datetime.now(UTC).date()),
     )
@@ -125,6 +132,14 @@ def _pinned_sop(session: Session, case_type: str) -> tuple[SopTemplate, SopRef]:
         raise ApiError("invalid", f"type: {exc}", {"field": "type"}) from None
     sop = SopRef(name=row.name, version=row.version, content_hash=row.content_hash)
     return SopTemplate.model_validate(row.content), sop
+
+
+def _pinned_matrix(session: Session) -> tuple[int, EscalationMatrix]:
+    """The escalation matrix a new case pins: the highest published version."""
+    try:
+        return matrix_registry.current(session)
+    except matrix_registry.MatrixConflictError as exc:
+        raise ApiError("conflict", str(exc)) from None
 
 
 def _check_against_template(body: CaseCreate, template: SopTemplate) -> None:
