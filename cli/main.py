@@ -363,6 +363,34 @@ async def _rebuild(settings: Settings) -> int:
     return len(snapshots)
 
 
+@store_app.command("reconcile")
+def store_reconcile(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="only compare: report differences, repair none")
+    ] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Compare open and recently closed cases with Temporal; replace what differs with
+    Temporal's state (each repair recorded in `reconciliations`). Prints what it found."""
+    report = asyncio.run(_reconcile(_settings(data_dir), repair=not dry_run))
+    for line in report.lines():
+        typer.echo(line)
+
+
+async def _reconcile(settings: Settings, repair: bool):
+    from reconcile.reconciler import reconcile
+    from workflows.worker import build_worker
+
+    engine = _prepared_engine(settings)
+    client = await _connect_with_retry(settings, attempts=1)
+    closed_within = timedelta(hours=settings.reconcile_closed_within_hours)
+    # Queries need a worker; run one here so a pass works with no worker running.
+    async with build_worker(client, settings.task_queue, engine, settings):
+        return await reconcile(
+            client, engine, settings.task_queue, repair=repair, closed_within=closed_within
+        )
+
+
 @sop_app.command("publish")
 def sop_publish(
     path: Path,

@@ -1,0 +1,179 @@
+"""The reconciler: the read model compared with what Temporal holds, and repaired.
+
+The projection can only ever add a newer revision; a state written from a workflow task
+Temporal then lost (a worker or server killed at the wrong moment) can sit in the read
+model with a revision Temporal never reached, and block every later projection. The
+reconciler compares each open case (and those closed recently) with its workflow's state
+(the `snapshot` query, else its history replayed: Temporal's, or the archive's) and, where
+they differ, replaces the case's rows with Temporal's state and records the repair
+(`reconciliations`). Only a state Temporal answered with may win, and only over the very
+row that was compared: a projection landing meanwhile is newer and stays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Engine
+from temporalio.client import Client
+
+from audit.sources import CaseNotFoundError, replayed_state
+from store.read_model import (
+    case_differences,
+    cases_to_reconcile,
+    replace_case_if,
+    stored_case,
+)
+from store.tables import ReconciliationRow
+from workflows.case_models import CaseSnapshot
+from workflows.client import CaseCommandError, get_case, open_case_ids
+
+log = logging.getLogger("casebook.reconcile")
+# Where Temporal's state of a case came from.
+QUERY = "query"
+HISTORY = "history"
+
+
+@dataclass(frozen=True)
+class Difference:
+    """A case the read model shows otherwise than Temporal does."""
+
+    case_id: str
+    read_model_revision: int | None
+    temporal_revision: int
+    source: str  # where Temporal's state came from: the query, or the replayed history
+    differences: list[str]
+
+
+@dataclass
+class Report:
+    """One pass: what was compared, what differed, what was repaired, what could not be read."""
+
+    checked: int = 0
+    differing: list[Difference] = field(default_factory=list)
+    repaired: list[Difference] = field(default_factory=list)
+    moved: list[str] = field(default_factory=list)  # changed while compared: next pass
+    unreadable: dict[str, str] = field(default_factory=dict)  # case id -> why
+
+    def lines(self) -> list[str]:
+        """The report as an operator reads it."""
+        out = [
+            f"compared {self.checked} cases: {len(self.differing)} differed, "
+            f"{len(self.repaired)} repaired, {len(self.moved)} moved meanwhile, "
+            f"{len(self.unreadable)} unreadable"
+        ]
+        repaired = {d.case_id for d in self.repaired}
+        for d in self.differing:
+            verb = "repaired" if d.case_id in repaired else "differs"
+            out.append(
+                f"{verb} {d.case_id} (read model r{d.read_model_revision}, Temporal "
+                f"r{d.temporal_revision} from its {d.source})"
+            )
+            out += [f"  {line}" for line in d.differences]
+        out += [f"unreadable {cid}: {why}" for cid, why in self.unreadable.items()]
+        return out
+
+
+async def reconcile(
+    client: Client,
+    engine: Engine,
+    task_queue: str,
+    *,
+    repair: bool = True,
+    closed_within: timedelta = timedelta(hours=72),
+    case_ids: Iterable[str] | None = None,
+) -> Report:
+    """Compare (and with `repair`, repair) the read model's open and recently closed cases
+    and Temporal's running ones; `case_ids` narrows the pass to those cases."""
+    if case_ids is None:
+        case_ids = await _candidates(client, engine, task_queue, closed_within)
+    report = Report()
+    for case_id in case_ids:
+        await _reconcile_case(client, engine, case_id, repair, report)
+    return report
+
+
+async def _candidates(
+    client: Client, engine: Engine, task_queue: str, closed_within: timedelta
+) -> list[str]:
+    since = datetime.now(UTC) - closed_within
+    stored = await asyncio.to_thread(cases_to_reconcile, engine, since)
+    running = await open_case_ids(client, task_queue)
+    return list(dict.fromkeys([*stored, *running]))
+
+
+async def _reconcile_case(
+    client: Client, engine: Engine, case_id: str, repair: bool, report: Report
+) -> None:
+    # The read model first: a projection landing after this read is newer than what was
+    # read, and the compare-and-swap below will then leave it alone.
+    stored = await asyncio.to_thread(stored_case, engine, case_id)
+    try:
+        snapshot, source = await temporal_state(client, engine, case_id)
+    except (CaseNotFoundError, CaseCommandError) as exc:
+        report.unreadable[case_id] = str(exc)
+        return
+    report.checked += 1
+    found = case_differences(stored, snapshot)
+    if not found:
+        return
+    revision = stored.revision if stored else None
+    difference = Difference(case_id, revision, snapshot.revision, source, found)
+    report.differing.append(difference)
+    if not repair:
+        return
+    record = ReconciliationRow(
+        case_id=case_id,
+        repaired_at=datetime.now(UTC),
+        read_model_revision=revision,
+        temporal_revision=snapshot.revision,
+        source=source,
+        differences=found,
+    )
+    if await asyncio.to_thread(replace_case_if, engine, snapshot, revision, record):
+        report.repaired.append(difference)
+        log.warning("read model repaired for %s: %s", case_id, "; ".join(found))
+    else:
+        report.moved.append(case_id)
+
+
+async def temporal_state(client: Client, engine: Engine, case_id: str) -> tuple[CaseSnapshot, str]:
+    """The case as Temporal holds it: its workflow's answer, or its history replayed (no
+    worker answering, or Temporal past its retention: the archive)."""
+    try:
+        return await get_case(client, case_id), QUERY
+    except CaseCommandError as exc:
+        if exc.kind not in ("unavailable", "not_found"):
+            raise
+    return await replayed_state(client, engine, case_id), HISTORY
+
+
+async def reconcile_periodically(
+    client: Client,
+    engine: Engine,
+    task_queue: str,
+    every: float,
+    closed_within: timedelta,
+    on_report: Callable[[Report], None] | None = None,
+    first_after: float = 5.0,
+) -> None:
+    """A pass shortly after start (a restart is when lost states show), then every `every`
+    seconds, until cancelled. A failed pass is logged and the next one comes on time."""
+    await asyncio.sleep(first_after)
+    while True:
+        try:
+            report = await reconcile(client, engine, task_queue, closed_within=closed_within)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # an outage of Temporal or the database: the next pass retries
+            log.exception("reconciler pass failed")
+        else:
+            if report.differing:
+                log.warning("reconciler: %s", report.lines()[0])
+            if on_report is not None:
+                on_report(report)
+        await asyncio.sleep(every)

@@ -1,0 +1,117 @@
+"""The reconciler: a read model ahead of Temporal (a state Temporal lost) is replaced with
+Temporal's state and the repair recorded; a case equal to Temporal is left alone."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlalchemy import update
+from sqlmodel import Session, select
+from temporalio.testing import WorkflowEnvironment
+
+from reconcile.reconciler import reconcile
+from store.read_model import case_differences, project_snapshot, replace_case_if, stored_case
+from store.tables import CaseRow, ReconciliationRow, TaskRow
+from tests.harness import Api, eventually
+from workflows.case_models import CaseSnapshot
+from workflows.client import get_case
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+TIER1 = "disputes-tier1"
+
+
+async def _settled(api: Api, env: WorkflowEnvironment, case_id: str) -> CaseSnapshot:
+    """Temporal's state once the read model has caught up with it."""
+
+    async def probe() -> tuple[CaseSnapshot, list[str]]:
+        truth = await get_case(env.client, case_id)
+        stored = await asyncio.to_thread(stored_case, api.engine, case_id)
+        return truth, case_differences(stored, truth)
+
+    truth, differences = await eventually(probe, lambda found: not found[1])
+    assert not differences, differences
+    return truth
+
+
+def _forge_ahead(api: Api, truth: CaseSnapshot) -> None:
+    """What a lost workflow task leaves: a higher revision, the first task `done`."""
+    phantom = truth.revision + 3
+    cases, tasks = CaseRow.__table__, TaskRow.__table__
+    with api.engine.begin() as connection:
+        connection.execute(update(cases).where(cases.c.id == truth.id).values(revision=phantom))
+        connection.execute(
+            update(tasks)
+            .where(tasks.c.id == truth.tasks[0].id)
+            .values(status="done", outcome="accept", revision=phantom)
+        )
+
+
+def _repairs(api: Api, case_id: str) -> list[ReconciliationRow]:
+    with Session(api.engine) as session:
+        query = select(ReconciliationRow).where(ReconciliationRow.case_id == case_id)
+        return list(session.exec(query).all())
+
+
+async def test_a_read_model_ahead_of_temporal_is_repaired_and_recorded(
+    api: Api, dev_server: WorkflowEnvironment
+) -> None:
+    agent = api.user("agent", queues=[TIER1])
+    forged = (await api.open_dispute(agent, amount="150.00"))["id"]
+    equal = (await api.open_dispute(agent, amount="160.00"))["id"]
+    truth = await _settled(api, dev_server, forged)
+    await _settled(api, dev_server, equal)
+    equal_before = stored_case(api.engine, equal)
+    _forge_ahead(api, truth)
+    # The live projection cannot undo it: only a higher revision may overwrite.
+    project_snapshot(api.engine, truth)
+    assert case_differences(stored_case(api.engine, forged), truth)
+
+    dry = await reconcile(
+        dev_server.client,
+        api.engine,
+        api.settings.task_queue,
+        repair=False,
+        case_ids=[forged, equal],
+    )
+    assert [d.case_id for d in dry.differing] == [forged] and not dry.repaired
+    assert not _repairs(api, forged)
+
+    report = await reconcile(
+        dev_server.client, api.engine, api.settings.task_queue, case_ids=[forged, equal]
+    )
+    assert report.checked == 2
+    assert [d.case_id for d in report.repaired] == [forged]
+    lines = report.repaired[0].differences
+    assert any(f"task {truth.tasks[0].id}.status" in line for line in lines), lines
+    assert any("case.revision" in line for line in lines), lines
+    assert case_differences(stored_case(api.engine, forged), truth) == []
+    assert stored_case(api.engine, equal) == equal_before  # left alone
+    assert not _repairs(api, equal)
+    (record,) = _repairs(api, forged)
+    assert record.read_model_revision == truth.revision + 3
+    assert record.temporal_revision == truth.revision and record.source == "query"
+
+    # The task is back in the inbox as it really is: open, so claim-next offers it.
+    claimed = await api.http.post(f"/queues/{TIER1}/claim-next", headers=agent)
+    assert claimed.status_code == 200, claimed.text
+    again = await reconcile(
+        dev_server.client, api.engine, api.settings.task_queue, case_ids=[forged, equal]
+    )
+    assert not again.repaired
+
+    metrics = await api.http.get("/metrics", headers=api.user("admin"))
+    assert metrics.status_code == 200, metrics.text
+    assert "casebook_read_model_repairs_total" in metrics.text
+
+
+async def test_a_repair_never_overwrites_a_row_that_moved_since_it_was_compared(
+    api: Api, dev_server: WorkflowEnvironment
+) -> None:
+    agent = api.user("agent", queues=[TIER1])
+    cid = (await api.open_dispute(agent, amount="170.00"))["id"]
+    truth = await _settled(api, dev_server, cid)
+    stale = truth.model_copy(update={"current_step": "forged", "revision": truth.revision})
+    assert not replace_case_if(api.engine, stale, truth.revision - 1)
+    assert not replace_case_if(api.engine, stale, None)  # a row exists: not an insert
+    assert case_differences(stored_case(api.engine, cid), truth) == []
