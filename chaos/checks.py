@@ -46,11 +46,14 @@ def breaches_escalated(states: dict[str, CaseSnapshot], on_board: set[str]) -> C
     return Check("every SLA breach escalated", bool(breached) and not missing, detail)
 
 
-def credit_memos_once(billing_db: Path, invoices: dict[str, CaseSnapshot]) -> Check:
-    """Each credited case has exactly one memo on its invoice; each invoice's ledger adds up
-    (open = amount - credited - paid, credited = the sum of its memos)."""
+def billing_once(
+    billing_db: Path, invoices: dict[str, CaseSnapshot], plans: dict[str, CaseSnapshot]
+) -> Check:
+    """Each credited dispute has exactly one memo on its invoice and each collection closed
+    on a plan exactly one plan for its customer; every invoice's ledger adds up (open =
+    amount - credited - paid, credited = the sum of its memos)."""
     problems: list[str] = []
-    memos = 0
+    memos = recorded = 0
     with sqlite3.connect(billing_db) as db:
         for invoice_id, state in invoices.items():
             rows = db.execute(
@@ -60,17 +63,29 @@ def credit_memos_once(billing_db: Path, invoices: dict[str, CaseSnapshot]) -> Ch
             want = 1 if state.resolution == "credited" else 0
             if len(rows) != want:
                 problems.append(f"{invoice_id}: {len(rows)} memos, {want} expected")
-            amount, open_, credited, paid = db.execute(
-                "SELECT amount_cents, open_cents, credited_cents, paid_cents FROM invoices "
-                "WHERE id = ?",
-                (invoice_id,),
+            problems += _ledger_off(db, invoice_id, sum(r[0] for r in rows))
+        for customer_id, state in plans.items():
+            (count,) = db.execute(
+                "SELECT count(*) FROM payment_plans WHERE customer_id = ?", (customer_id,)
             ).fetchone()
-            if credited != sum(r[0] for r in rows) or open_ != amount - credited - paid:
-                problems.append(f"{invoice_id}: ledger off ({amount}/{open_}/{credited}/{paid})")
-    detail = f"{memos} memos on {len(invoices)} invoices"
+            recorded += count
+            want = 1 if state.resolution == "payment_plan" else 0
+            if count != want:
+                problems.append(f"{customer_id}: {count} payment plans, {want} expected")
+    detail = f"{memos} memos on {len(invoices)} invoices, {recorded} plans for {len(plans)}"
     if problems:
         detail += "; " + "; ".join(problems)
-    return Check("credit memos exactly once, ledger balances", not problems, detail)
+    return Check("billing writes exactly once, ledger balances", not problems, detail)
+
+
+def _ledger_off(db: sqlite3.Connection, invoice_id: str, memo_cents: int) -> list[str]:
+    amount, open_, credited, paid = db.execute(
+        "SELECT amount_cents, open_cents, credited_cents, paid_cents FROM invoices WHERE id = ?",
+        (invoice_id,),
+    ).fetchone()
+    if credited == memo_cents and open_ == amount - credited - paid:
+        return []
+    return [f"{invoice_id}: ledger off (amount {amount}, open {open_}, credited {credited})"]
 
 
 def emails_delivered(engine: object, maildir: Path, case_ids: list[str]) -> Check:

@@ -14,7 +14,14 @@ from chaos import checks
 from chaos.checks import Check
 from chaos.faults import Fault, Faults
 from chaos.sizes import ChaosSize
-from chaos.work import Agents, open_dispute, put_invoices
+from chaos.work import (
+    QUEUES,
+    Agents,
+    open_collection,
+    open_dispute,
+    put_invoices,
+    put_overdue_customers,
+)
 from reconcile.reconciler import Report, reconcile
 from workflows.case_models import CaseSnapshot, Role
 from workflows.client import connect, get_case
@@ -37,6 +44,7 @@ async def run(stack: ManagedStack, target: Target, size: ChaosSize) -> Outcome:
     """Open the disputes, let agents work them under faults, then check everything."""
     tag = uuid.uuid4().hex[:6]
     invoices = put_invoices(target.billing_url, target.billing_token, tag, size.disputes)
+    debtors = put_overdue_customers(target.billing_url, target.billing_token, tag, size.collections)
     # A dispute version of the run's own: a triage SLA of seconds, on the 24x7 calendar.
     version = await asyncio.to_thread(next_dispute_version, target)
     await asyncio.to_thread(publish_short_sla_dispute, target, version, size.sla_s)
@@ -44,9 +52,7 @@ async def run(stack: ManagedStack, target: Target, size: ChaosSize) -> Outcome:
     opener = target.add_user(Role.AGENT)
     # The lead the breaches escalate to, with an address: escalation notices are mail too.
     target.add_user(Role.LEAD, ["disputes-leads"], email="lead@casebook.example")
-    agents = Agents(
-        api, [target.add_user(Role.AGENT, ["disputes-tier1"]) for _ in range(size.agents)]
-    )
+    agents = Agents(api, [target.add_user(Role.AGENT, list(QUEUES)) for _ in range(size.agents)])
     faults = Faults(target.data_dir)  # type: ignore[arg-type]
     try:
         # The first disputes wait on nobody until their triage SLA is past: breaches.
@@ -55,7 +61,8 @@ async def run(stack: ManagedStack, target: Target, size: ChaosSize) -> Outcome:
         await asyncio.sleep(size.sla_s + 1)
         working = asyncio.create_task(agents.run())
         later = [await open_dispute(api, opener, inv) for inv in invoices[size.breach_first :]]
-        case_ids = early + later
+        collections = [await open_collection(api, opener, c) for c in debtors]
+        case_ids = early + later + collections
         await _inject(faults, stack, target, size)
         states = await _until_ended(target, case_ids, size.deadline_s)
         agents.done.set()
@@ -63,8 +70,9 @@ async def run(stack: ManagedStack, target: Target, size: ChaosSize) -> Outcome:
         await asyncio.sleep(SETTLE_S)
         states = await _states(target, case_ids)
         outcome = Outcome(faults.log)
-        by_invoice = dict(zip(invoices, case_ids, strict=True))
-        outcome.checks = await _check(target, api, case_ids, by_invoice, states)
+        by_invoice = {inv: states[cid] for inv, cid in zip(invoices, early + later, strict=True)}
+        by_debtor = {c: states[cid] for c, cid in zip(debtors, collections, strict=True)}
+        outcome.checks = await _check(target, api, case_ids, states, by_invoice, by_debtor)
         say(f"chaos: agents completed {agents.completed} tasks, retried {agents.retried} times")
         return outcome
     finally:
@@ -124,8 +132,9 @@ async def _check(
     target: Target,
     api: CasebookApi,
     case_ids: list[str],
-    invoices: dict[str, str],
     states: dict[str, CaseSnapshot],
+    invoices: dict[str, CaseSnapshot],
+    debtors: dict[str, CaseSnapshot],
 ) -> list[Check]:
     lead = target.add_user(Role.LEAD)
     on_board = {e["case_id"] for cid in case_ids for e in await api.escalations(lead, case_id=cid)}
@@ -134,9 +143,7 @@ async def _check(
     found = [
         checks.cases_ended(states, len(case_ids)),
         checks.breaches_escalated(states, on_board),
-        checks.credit_memos_once(
-            data_dir / "billing.db", {inv: states[cid] for inv, cid in invoices.items()}
-        ),
+        checks.billing_once(data_dir / "billing.db", invoices, debtors),
         checks.emails_delivered(target.engine, data_dir / "mail", case_ids),
     ]
     return found + await _read_model_matches(target, case_ids)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class ChaosSize:
     disputes: int
+    collections: int  # each ends in a payment plan recorded in billing
     agents: int
     sla_s: int  # the triage SLA (24x7): the first cases breach it while agents are away
     breach_first: int  # disputes opened before agents start, so their triage breaches
@@ -20,6 +21,7 @@ class ChaosSize:
 SIZES = {
     "tiny": ChaosSize(
         disputes=6,
+        collections=2,
         agents=3,
         sla_s=8,
         breach_first=2,
@@ -30,6 +32,7 @@ SIZES = {
     ),
     "default": ChaosSize(
         disputes=20,
+        collections=6,
         agents=5,
         sla_s=20,
         breach_first=6,

@@ -10,14 +10,25 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import httpx
 
-from bench.casebook_api import DISPUTE, OUTCOMES, QUEUE, ApiError, CasebookApi, Headers
+from bench.casebook_api import DISPUTE, OUTCOMES, ApiError, CasebookApi, Headers
 
 CUSTOMER = "CHAOS-CUST"
+QUEUES = ("disputes-tier1", "collections-tier1")
+OVERDUE = "900.00"  # each collection's one overdue invoice
+# A collection's call ends in a payment plan that covers the balance in one installment.
+PLAN = {
+    "installments": [{"due_on": (date.today() + timedelta(days=30)).isoformat(), "amount": OVERDUE}]
+}
+# What an agent answers at each step: the disputes' close as credited, the collections'.
+WORK: dict[str, tuple[str, dict[str, Any]]] = {
+    **{step: (outcome, {}) for step, outcome in OUTCOMES.items()},
+    "contact_customer": ("payment_plan", PLAN),
+}
 RETRY_PAUSE_S = 0.5
 IDLE_PAUSE_S = 0.5
 # A request that fails because a part is down is not the run's failure: it is tried again.
@@ -41,6 +52,19 @@ def put_invoices(billing_url: str, token: str, run: str, count: int) -> list[str
     return invoices
 
 
+def put_overdue_customers(billing_url: str, token: str, run: str, count: int) -> list[str]:
+    """One customer per collection, each with one invoice a month overdue."""
+    auth = {"Authorization": f"Bearer {token}"}
+    due = (date.today() - timedelta(days=30)).isoformat()
+    customers = [f"CHAOS-{run}-C{n}" for n in range(count)]
+    for customer_id in customers:
+        customer = {"name": "Chaos debtor", "currency": "USD", "credit_limit": "5000.00"}
+        _put(f"{billing_url}/customers/{customer_id}", customer, auth)
+        body = {"customer_id": customer_id, "issued_on": due, "due_on": due, "amount": OVERDUE}
+        _put(f"{billing_url}/invoices/{customer_id}-INV", body, auth)
+    return customers
+
+
 def _put(url: str, body: dict[str, Any], headers: dict[str, str]) -> None:
     response = httpx.put(url, json=body, headers=headers, timeout=30)
     if response.status_code != 200:
@@ -48,9 +72,25 @@ def _put(url: str, body: dict[str, Any], headers: dict[str, str]) -> None:
 
 
 async def open_dispute(api: CasebookApi, headers: Headers, invoice_id: str) -> str:
-    """POST /cases until it answers (the same Idempotency-Key: a retry joins the first)."""
     body = {**DISPUTE, "customer_id": CUSTOMER, "invoice_ids": [invoice_id]}
-    keyed = {**headers, "Idempotency-Key": f"chaos-{invoice_id}-{uuid.uuid4().hex[:6]}"}
+    return await _open(api, headers, body)
+
+
+async def open_collection(api: CasebookApi, headers: Headers, customer_id: str) -> str:
+    body = {
+        **DISPUTE,
+        "type": "collection",
+        "customer_id": customer_id,
+        "invoice_ids": [f"{customer_id}-INV"],
+        "amount": OVERDUE,
+        "reason_code": "overdue",
+    }
+    return await _open(api, headers, body)
+
+
+async def _open(api: CasebookApi, headers: Headers, body: dict[str, Any]) -> str:
+    """POST /cases until it answers (the same Idempotency-Key: a retry joins the first)."""
+    keyed = {**headers, "Idempotency-Key": f"chaos-{uuid.uuid4().hex}"}
     while True:
         try:
             response = await api.http.post("/cases", json=body, headers=keyed)
@@ -85,27 +125,25 @@ class Agents:
                 for task_id in sorted(held):
                     if await self._finish(headers, task_id):
                         held.discard(task_id)
-                task = await self.api.claim_next(headers)
+                claimed = [await self.api.claim_next(headers, queue) for queue in QUEUES]
             except TRANSIENT:
                 self.retried += 1
                 await asyncio.sleep(RETRY_PAUSE_S)
                 continue
-            if task is None:
+            held |= {task["id"] for task in claimed if task is not None}
+            if not any(claimed):
                 await asyncio.sleep(IDLE_PAUSE_S)
-                continue
-            held.add(task["id"])
 
     async def _mine(self, headers: Headers) -> set[str]:
         """The tasks the inbox shows this agent holding (what a person would look at)."""
-        tasks = await self.api.tasks(headers, assignee="me", status="claimed", queue=QUEUE)
+        tasks = await self.api.tasks(headers, assignee="me", status="claimed")
         return {t["id"] for t in tasks}
 
     async def _finish(self, headers: Headers, task_id: str) -> bool:
         """Complete a held task; True once it needs nothing more from this agent."""
+        outcome, data = WORK[_step_of(task_id, await self._task(headers, task_id))]
         response = await self.api.http.post(
-            f"/tasks/{task_id}/complete",
-            json={"outcome": OUTCOMES[_step_of(task_id, await self._task(headers, task_id))]},
-            headers=headers,
+            f"/tasks/{task_id}/complete", json={"outcome": outcome, "data": data}, headers=headers
         )
         if response.status_code == 200:
             self.completed += 1

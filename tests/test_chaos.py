@@ -17,7 +17,7 @@ CHAOS_TIMEOUT_S = 420
 CHECKS = (
     "every case reached its end",
     "every SLA breach escalated",
-    "credit memos exactly once, ledger balances",
+    "billing writes exactly once, ledger balances",
     "emails delivered, one Message-ID each",
     "read model equals Temporal",
 )
