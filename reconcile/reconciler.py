@@ -36,6 +36,8 @@ log = logging.getLogger("casebook.reconcile")
 # Where Temporal's state of a case came from.
 QUERY = "query"
 HISTORY = "history"
+# The first pass waits this long after start: the process serves first, then looks back.
+FIRST_PASS_AFTER_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -159,11 +161,10 @@ async def reconcile_periodically(
     every: float,
     closed_within: timedelta,
     on_report: Callable[[Report], None] | None = None,
-    first_after: float = 5.0,
 ) -> None:
     """A pass shortly after start (a restart is when lost states show), then every `every`
     seconds, until cancelled. A failed pass is logged and the next one comes on time."""
-    await asyncio.sleep(first_after)
+    await asyncio.sleep(min(every, FIRST_PASS_AFTER_S))
     while True:
         try:
             report = await reconcile(client, engine, task_queue, closed_within=closed_within)

@@ -6,14 +6,14 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import Engine, update
 from sqlmodel import Session, select
 from temporalio.testing import WorkflowEnvironment
 
 from reconcile.reconciler import reconcile
 from store.read_model import case_differences, project_snapshot, replace_case_if, stored_case
 from store.tables import CaseRow, ReconciliationRow, TaskRow
-from tests.harness import Api, eventually
+from tests.harness import Api, eventually, running_api
 from workflows.case_models import CaseSnapshot
 from workflows.client import get_case
 
@@ -115,3 +115,19 @@ async def test_a_repair_never_overwrites_a_row_that_moved_since_it_was_compared(
     assert not replace_case_if(api.engine, stale, truth.revision - 1)
     assert not replace_case_if(api.engine, stale, None)  # a row exists: not an insert
     assert case_differences(stored_case(api.engine, cid), truth) == []
+
+
+async def test_the_api_repairs_in_the_background_soon_after_it_starts(
+    dev_server: WorkflowEnvironment, engine: Engine
+) -> None:
+    async with running_api(dev_server.client, engine, reconcile_every=1) as api:
+        agent = api.user("agent", queues=[TIER1])
+        cid = (await api.open_dispute(agent, amount="180.00"))["id"]
+        truth = await _settled(api, dev_server, cid)
+        _forge_ahead(api, truth)
+
+        async def repaired() -> list[ReconciliationRow]:
+            return await asyncio.to_thread(_repairs, api, cid)
+
+        assert await eventually(repaired, bool, timeout=20)
+        assert case_differences(stored_case(api.engine, cid), truth) == []
