@@ -131,3 +131,30 @@ async def test_the_api_repairs_in_the_background_soon_after_it_starts(
 
         assert await eventually(repaired, bool, timeout=20)
         assert case_differences(stored_case(api.engine, cid), truth) == []
+
+
+async def test_casebook_store_reconcile_reports_and_repairs_with_no_worker_of_its_own(
+    api: Api, dev_server: WorkflowEnvironment
+) -> None:
+    from cli.main import _reconcile
+    from settings import Settings
+
+    agent = api.user("agent", queues=[TIER1])
+    cid = (await api.open_dispute(agent, amount="190.00"))["id"]
+    truth = await _settled(api, dev_server, cid)
+    _forge_ahead(api, truth)
+    settings = Settings(
+        database_url=str(api.engine.url.render_as_string(hide_password=False)),
+        temporal_address=dev_server.client.service_client.config.target_host,
+        task_queue=api.settings.task_queue,
+    )
+    dry = await _reconcile(settings, repair=False)
+    assert any(line.startswith(f"differs {cid} ") for line in dry.lines()), dry.lines()
+    assert case_differences(stored_case(api.engine, cid), truth)
+    report = await _reconcile(settings, repair=True)
+    printed = "\n".join(report.lines())
+    assert (
+        f"repaired {cid} (read model r{truth.revision + 3}, Temporal r{truth.revision}" in printed
+    )
+    assert f"task {truth.tasks[0].id}.status: read model 'done', Temporal 'open'" in printed
+    assert case_differences(stored_case(api.engine, cid), truth) == []
