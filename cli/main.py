@@ -114,6 +114,7 @@ def worker() -> None:
 
 
 async def _run_worker(settings: Settings) -> None:
+    from reconcile.reconciler import reconcile_after_start
     from workflows.worker import build_worker
 
     engine = _prepared_engine(settings)
@@ -123,7 +124,16 @@ async def _run_worker(settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with build_worker(client, settings.task_queue, engine, settings):
+        # A restarted worker looks back once, in the background (the API keeps the period).
+        looking_back = None
+        if settings.reconcile_every > 0:
+            closed_within = timedelta(hours=settings.reconcile_closed_within_hours)
+            looking_back = asyncio.create_task(
+                reconcile_after_start(client, engine, settings.task_queue, closed_within)
+            )
         await stop.wait()
+        if looking_back is not None:
+            looking_back.cancel()
 
 
 async def _connect_with_retry(settings: Settings, attempts: int = 60, serve_metrics: bool = False):

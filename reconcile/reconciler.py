@@ -178,3 +178,18 @@ async def reconcile_periodically(
             if on_report is not None:
                 on_report(report)
         await asyncio.sleep(every)
+
+
+async def reconcile_after_start(
+    client: Client, engine: Engine, task_queue: str, closed_within: timedelta
+) -> None:
+    """One pass shortly after a worker starts (a worker killed mid-flight is when Temporal
+    drops a state the read model may already show); errors are logged, never raised."""
+    await asyncio.sleep(FIRST_PASS_AFTER_S)
+    try:
+        report = await reconcile(client, engine, task_queue, closed_within=closed_within)
+    except Exception:  # the worker serves on; the API's periodic pass comes anyway
+        log.exception("reconciler pass after start failed")
+        return
+    if report.differing:
+        log.warning("reconciler after start: %s", report.lines()[0])

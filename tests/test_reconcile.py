@@ -4,6 +4,10 @@ Temporal's state and the repair recorded; a case equal to Temporal is left alone
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
 
 import pytest
 from sqlalchemy import Engine, update
@@ -157,4 +161,36 @@ async def test_casebook_store_reconcile_reports_and_repairs_with_no_worker_of_it
         f"repaired {cid} (read model r{truth.revision + 3}, Temporal r{truth.revision}" in printed
     )
     assert f"task {truth.tasks[0].id}.status: read model 'done', Temporal 'open'" in printed
+    assert case_differences(stored_case(api.engine, cid), truth) == []
+
+
+async def test_a_restarted_worker_repairs_once_in_the_background(
+    api: Api, dev_server: WorkflowEnvironment
+) -> None:
+    agent = api.user("agent", queues=[TIER1])
+    cid = (await api.open_dispute(agent, amount="195.00"))["id"]
+    truth = await _settled(api, dev_server, cid)
+    _forge_ahead(api, truth)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("CASEBOOK_")},
+        "CASEBOOK_DATABASE_URL": api.engine.url.render_as_string(hide_password=False),
+        "CASEBOOK_TEMPORAL_ADDRESS": dev_server.client.service_client.config.target_host,
+        "CASEBOOK_TASK_QUEUE": api.settings.task_queue,
+    }
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "worker"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+
+        async def repaired() -> list[ReconciliationRow]:
+            return await asyncio.to_thread(_repairs, api, cid)
+
+        assert await eventually(repaired, bool, timeout=90), "the worker did not repair"
+        assert worker.poll() is None  # the pass ran beside the worker, which serves on
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=30)
     assert case_differences(stored_case(api.engine, cid), truth) == []
