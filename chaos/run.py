@@ -7,6 +7,8 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+from temporalio.client import Client
+
 from bench.casebook_api import CasebookApi
 from bench.progress import say
 from bench.stack import ManagedStack, Target, next_dispute_version, publish_short_sla_dispute
@@ -22,7 +24,7 @@ from chaos.work import (
     put_invoices,
     put_overdue_customers,
 )
-from reconcile.reconciler import Report, reconcile
+from reconcile.reconciler import Report, reconcile, reconcile_escalations
 from workflows.case_models import CaseSnapshot, Role
 from workflows.client import connect, get_case
 
@@ -146,31 +148,47 @@ async def _check(
         checks.billing_once(data_dir / "billing.db", invoices, debtors),
         checks.emails_delivered(target.engine, data_dir / "mail", case_ids),
     ]
-    return found + await _read_model_matches(target, case_ids)
+    escalation_ids = [e.id for s in states.values() for e in s.escalations if e.started]
+    return found + await _read_model_matches(target, case_ids, escalation_ids)
 
 
-async def _read_model_matches(target: Target, case_ids: list[str]) -> list[Check]:
-    """The reconciler's comparison before and after its repair: after must be clean."""
+async def _read_model_matches(
+    target: Target, case_ids: list[str], escalation_ids: list[str]
+) -> list[Check]:
+    """The reconciler's comparison (cases and their escalations) before and after its
+    repair: after must be clean."""
     client = await connect(target.temporal_address, target.namespace)
-    before: Report = await reconcile(
-        client, target.engine, target.task_queue, repair=True, case_ids=case_ids
-    )
-    after: Report = await reconcile(
-        client, target.engine, target.task_queue, repair=False, case_ids=case_ids
-    )
+    before = await _compare(client, target, case_ids, escalation_ids, repair=True)
+    after = await _compare(client, target, case_ids, escalation_ids, repair=False)
     for line in before.lines()[1:]:
         say(f"chaos: reconciler: {line}")
+    expected = len(case_ids) + len(escalation_ids)
     return [
         Check(
             "read model before the reconciler",
-            True,  # what the projection alone left: reported, repaired just below
-            f"{len(before.differing)} of {before.checked} cases differed from Temporal, "
-            f"{len(before.repaired)} repaired",
+            True,  # what the projections alone left: reported, repaired just below
+            f"{len(before.differing)} of {before.checked} cases and escalations differed "
+            f"from Temporal, {len(before.repaired)} repaired",
         ),
         Check(
             "read model equals Temporal",
-            not after.differing and not after.unreadable and after.checked == len(case_ids),
+            not after.differing and not after.unreadable and after.checked == expected,
             f"{len(after.differing)} of {after.checked} differ after repair"
             + (f"; unreadable: {', '.join(after.unreadable)}" if after.unreadable else ""),
         ),
     ]
+
+
+async def _compare(
+    client: Client, target: Target, case_ids: list[str], escalation_ids: list[str], repair: bool
+) -> Report:
+    report = await reconcile(
+        client, target.engine, target.task_queue, repair=repair, case_ids=case_ids
+    )
+    boards = await reconcile_escalations(client, target.engine, escalation_ids, repair=repair)
+    report.checked += boards.checked
+    report.differing += boards.differing
+    report.repaired += boards.repaired
+    report.moved += boards.moved
+    report.unreadable |= boards.unreadable
+    return report

@@ -20,17 +20,22 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine
 from temporalio.client import Client
+from temporalio.service import RPCError
 
 from audit.sources import CaseNotFoundError, replayed_state
 from store.read_model import (
     case_differences,
     cases_to_reconcile,
+    escalation_differences,
+    escalations_to_reconcile,
     replace_case_if,
+    replace_escalation_if,
     stored_case,
+    stored_escalation,
 )
 from store.tables import ReconciliationRow
 from workflows.case_models import CaseSnapshot
-from workflows.client import CaseCommandError, get_case, open_case_ids
+from workflows.client import CaseCommandError, get_case, get_escalation, open_case_ids
 
 log = logging.getLogger("casebook.reconcile")
 # Where Temporal's state of a case came from.
@@ -44,7 +49,7 @@ FIRST_PASS_AFTER_S = 5.0
 class Difference:
     """A case the read model shows otherwise than Temporal does."""
 
-    case_id: str
+    case_id: str  # or an escalation's id
     read_model_revision: int | None
     temporal_revision: int
     source: str  # where Temporal's state came from: the query, or the replayed history
@@ -64,7 +69,7 @@ class Report:
     def lines(self) -> list[str]:
         """The report as an operator reads it."""
         out = [
-            f"compared {self.checked} cases: {len(self.differing)} differed, "
+            f"compared {self.checked} (cases, escalations): {len(self.differing)} differed, "
             f"{len(self.repaired)} repaired, {len(self.moved)} moved meanwhile, "
             f"{len(self.unreadable)} unreadable"
         ]
@@ -91,11 +96,25 @@ async def reconcile(
 ) -> Report:
     """Compare (and with `repair`, repair) the read model's open and recently closed cases
     and Temporal's running ones; `case_ids` narrows the pass to those cases."""
+    report = Report()
+    escalation_ids: Iterable[str] = ()
     if case_ids is None:
         case_ids = await _candidates(client, engine, task_queue, closed_within)
-    report = Report()
+        escalation_ids = await _escalation_candidates(client, engine, task_queue, closed_within)
     for case_id in case_ids:
         await _reconcile_case(client, engine, case_id, repair, report)
+    for escalation_id in escalation_ids:
+        await _reconcile_escalation(client, engine, escalation_id, repair, report)
+    return report
+
+
+async def reconcile_escalations(
+    client: Client, engine: Engine, escalation_ids: Iterable[str], repair: bool = True
+) -> Report:
+    """The same for escalations (the lead board), by id."""
+    report = Report()
+    for escalation_id in escalation_ids:
+        await _reconcile_escalation(client, engine, escalation_id, repair, report)
     return report
 
 
@@ -106,6 +125,59 @@ async def _candidates(
     stored = await asyncio.to_thread(cases_to_reconcile, engine, since)
     running = await open_case_ids(client, task_queue)
     return list(dict.fromkeys([*stored, *running]))
+
+
+async def _escalation_candidates(
+    client: Client, engine: Engine, task_queue: str, closed_within: timedelta
+) -> list[str]:
+    since = datetime.now(UTC) - closed_within
+    stored = await asyncio.to_thread(escalations_to_reconcile, engine, since)
+    query = (
+        f"WorkflowType = 'EscalationWorkflow' AND TaskQueue = '{task_queue}' "
+        "AND ExecutionStatus = 'Running'"
+    )
+    running = [wf.id async for wf in client.list_workflows(query)]
+    return list(dict.fromkeys([*stored, *running]))
+
+
+async def _reconcile_escalation(
+    client: Client, engine: Engine, escalation_id: str, repair: bool, report: Report
+) -> None:
+    """An escalation still projects from a local activity: its board row can hold a state
+    Temporal lost, as a case's could. Only its workflow's answer may replace it."""
+    stored = await asyncio.to_thread(stored_escalation, engine, escalation_id)
+    try:
+        snapshot = await get_escalation(client, escalation_id)
+    except (CaseCommandError, RPCError) as exc:
+        report.unreadable[escalation_id] = str(exc)
+        return
+    report.checked += 1
+    found = escalation_differences(stored, snapshot)
+    if not found:
+        return
+    revision = stored["revision"] if stored else None
+    difference = Difference(escalation_id, revision, snapshot.revision, QUERY, found)
+    report.differing.append(difference)
+    if not repair:
+        return
+    record = _record(snapshot.case_id, difference)
+    record.escalation_id = escalation_id
+    if await asyncio.to_thread(replace_escalation_if, engine, snapshot, revision, record):
+        report.repaired.append(difference)
+        log.warning("board repaired for %s: %s", escalation_id, "; ".join(found))
+    else:
+        report.moved.append(escalation_id)
+
+
+def _record(case_id: str, difference: Difference) -> ReconciliationRow:
+    return ReconciliationRow(
+        case_id=case_id,
+        repaired_at=datetime.now(UTC),
+        read_model_revision=difference.read_model_revision,
+        temporal_revision=difference.temporal_revision,
+        source=difference.source,
+        differences=difference.differences,
+    )
 
 
 async def _reconcile_case(
@@ -128,14 +200,7 @@ async def _reconcile_case(
     report.differing.append(difference)
     if not repair:
         return
-    record = ReconciliationRow(
-        case_id=case_id,
-        repaired_at=datetime.now(UTC),
-        read_model_revision=revision,
-        temporal_revision=snapshot.revision,
-        source=source,
-        differences=found,
-    )
+    record = _record(case_id, difference)
     if await asyncio.to_thread(replace_case_if, engine, snapshot, revision, record):
         report.repaired.append(difference)
         log.warning("read model repaired for %s: %s", case_id, "; ".join(found))

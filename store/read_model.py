@@ -33,6 +33,10 @@ def project_snapshot(engine: Engine, snapshot: CaseSnapshot) -> None:
 
 def project_escalation(engine: Engine, snapshot: EscalationSnapshot) -> None:
     """The escalation board's row, by the same newest-revision-wins rule."""
+    _upsert_all(engine, [(EscalationRow.__table__, _escalation_values(snapshot))])
+
+
+def _escalation_values(snapshot: EscalationSnapshot) -> dict[str, Any]:
     values = snapshot.model_dump(
         include={
             "id",
@@ -57,7 +61,7 @@ def project_escalation(engine: Engine, snapshot: EscalationSnapshot) -> None:
     )
     values["kind"], values["status"] = snapshot.kind.value, snapshot.status.value
     values["snapshot"] = snapshot.model_dump(mode="json")
-    _upsert_all(engine, [(EscalationRow.__table__, values)])
+    return values
 
 
 def _upsert_all(engine: Engine, rows: list[tuple[Any, dict[str, Any]]]) -> None:
@@ -313,6 +317,57 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def stored_escalation(engine: Engine, escalation_id: str) -> dict[str, Any] | None:
+    """The escalation's board row as it stands, or None when it has none."""
+    table = EscalationRow.__table__
+    with engine.connect() as connection:
+        query = table.select().where(table.c.id == escalation_id)
+        row = connection.execute(query).mappings().first()
+    return None if row is None else dict(row)
+
+
+def escalation_differences(
+    stored: dict[str, Any] | None, snapshot: EscalationSnapshot
+) -> list[str]:
+    """What the board shows differently from the escalation's own state (empty: agree)."""
+    if stored is None:
+        return ["escalation: no row on the board"]
+    return _fields_differing("escalation", stored, _escalation_values(snapshot))
+
+
+def replace_escalation_if(
+    engine: Engine,
+    snapshot: EscalationSnapshot,
+    expected_revision: int | None,
+    record: SQLModel | None = None,
+) -> bool:
+    """The board's row made exactly `snapshot`, only over the row that was compared
+    (`expected_revision`; None: no row), as `replace_case_if` does for a case."""
+    table = EscalationRow.__table__
+    with engine.begin() as connection:
+        if not _take_row(connection, table, snapshot.id, expected_revision):
+            return False
+        connection.execute(table.insert(), _escalation_values(snapshot))
+        _insert_record(connection, record)
+    return True
+
+
+def _take_row(connection: Connection, table: Table, row_id: str, revision: int | None) -> bool:
+    """Delete the row if it still holds `revision` (None: check there is no row)."""
+    if revision is None:
+        taken = connection.execute(select(func.count()).where(table.c.id == row_id))
+        return not taken.scalar_one()
+    gone = connection.execute(
+        table.delete().where(table.c.id == row_id, table.c.revision == revision)
+    )
+    return gone.rowcount == 1
+
+
+def _insert_record(connection: Connection, record: SQLModel | None) -> None:
+    if record is not None:
+        connection.execute(type(record).__table__.insert(), record.model_dump(exclude_none=True))
+
+
 def replace_case_if(
     engine: Engine,
     snapshot: CaseSnapshot,
@@ -327,24 +382,11 @@ def replace_case_if(
     """
     tasks, cases = TaskRow.__table__, CaseRow.__table__
     with engine.begin() as connection:
-        if expected_revision is None:
-            taken = connection.execute(select(func.count()).where(cases.c.id == snapshot.id))
-            if taken.scalar_one():
-                return False
-        else:
-            gone = connection.execute(
-                cases.delete().where(
-                    cases.c.id == snapshot.id, cases.c.revision == expected_revision
-                )
-            )
-            if gone.rowcount != 1:
-                return False
+        if not _take_row(connection, cases, snapshot.id, expected_revision):
+            return False
         connection.execute(tasks.delete().where(tasks.c.case_id == snapshot.id))
         _insert_case(connection, snapshot)
-        if record is not None:
-            connection.execute(
-                type(record).__table__.insert(), record.model_dump(exclude_none=True)
-            )
+        _insert_record(connection, record)
     return True
 
 
@@ -406,3 +448,12 @@ def count_repairs(engine: Engine) -> int:
     """Repairs the reconciler made, by any process (each is a `reconciliations` row)."""
     with Session(engine) as session:
         return int(session.exec(select(func.count()).select_from(ReconciliationRow)).one())
+
+
+def escalations_to_reconcile(engine: Engine, resolved_since: datetime) -> list[str]:
+    """Ids of the board's unresolved escalations and of those resolved since then."""
+    table = EscalationRow.__table__
+    recent = or_(table.c.resolved_at.is_(None), table.c.resolved_at >= resolved_since)
+    query = select(table.c.id).where(or_(table.c.status != "resolved", recent))
+    with engine.connect() as connection:
+        return [row[0] for row in connection.execute(query.order_by(table.c.id))]

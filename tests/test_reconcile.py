@@ -14,12 +14,20 @@ from sqlalchemy import Engine, update
 from sqlmodel import Session, select
 from temporalio.testing import WorkflowEnvironment
 
-from reconcile.reconciler import reconcile
-from store.read_model import case_differences, project_snapshot, replace_case_if, stored_case
-from store.tables import CaseRow, ReconciliationRow, TaskRow
+from reconcile.reconciler import reconcile, reconcile_escalations
+from store.read_model import (
+    case_differences,
+    escalation_differences,
+    project_snapshot,
+    replace_case_if,
+    stored_case,
+    stored_escalation,
+)
+from store.tables import CaseRow, EscalationRow, ReconciliationRow, TaskRow
 from tests.harness import Api, eventually, running_api
 from workflows.case_models import CaseSnapshot
-from workflows.client import get_case
+from workflows.client import CaseCommandError, get_case, get_escalation
+from workflows.escalation_models import EscalationSnapshot
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 TIER1 = "disputes-tier1"
@@ -194,3 +202,38 @@ async def test_a_restarted_worker_repairs_once_in_the_background(
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=30)
     assert case_differences(stored_case(api.engine, cid), truth) == []
+
+
+async def test_a_board_row_ahead_of_its_escalation_is_repaired_and_recorded(
+    api: Api, dev_server: WorkflowEnvironment
+) -> None:
+    agent = api.user("agent", queues=[TIER1])
+    cid = (await api.open_dispute(agent, amount="210.00"))["id"]
+    raised = await api.http.post(
+        f"/cases/{cid}/escalate", json={"reason": "customer threatens to leave"}, headers=agent
+    )
+    assert raised.status_code == 200, raised.text
+    eid = raised.json()["id"]
+
+    async def on_board() -> tuple[EscalationSnapshot | None, list[str]]:
+        try:  # the case starts its escalation's workflow a moment after it answered
+            truth = await get_escalation(dev_server.client, eid)
+        except CaseCommandError as exc:
+            return None, [str(exc)]
+        stored = await asyncio.to_thread(stored_escalation, api.engine, eid)
+        return truth, escalation_differences(stored, truth)
+
+    truth, differences = await eventually(on_board, lambda found: not found[1])
+    assert truth is not None and not differences, differences
+    table = EscalationRow.__table__
+    with api.engine.begin() as connection:  # a resolution Temporal never kept
+        forged = {"revision": truth.revision + 2, "status": "resolved", "owner": "ghost"}
+        connection.execute(update(table).where(table.c.id == eid).values(**forged))
+
+    report = await reconcile_escalations(dev_server.client, api.engine, [eid])
+    assert [d.case_id for d in report.repaired] == [eid]
+    assert any("escalation.status" in line for line in report.repaired[0].differences)
+    assert escalation_differences(stored_escalation(api.engine, eid), truth) == []
+    (record,) = _repairs(api, cid)
+    assert record.escalation_id == eid and record.temporal_revision == truth.revision
+    assert not (await reconcile_escalations(dev_server.client, api.engine, [eid])).repaired

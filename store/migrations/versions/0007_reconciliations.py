@@ -20,6 +20,7 @@ def upgrade() -> None:
         "reconciliations",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("case_id", sa.String(), nullable=False),
+        sa.Column("escalation_id", sa.String(), nullable=True),
         sa.Column("repaired_at", sa.DateTime(), nullable=False),
         sa.Column("read_model_revision", sa.Integer(), nullable=True),
         sa.Column("temporal_revision", sa.Integer(), nullable=False),
