@@ -157,16 +157,14 @@ async def _reconcile_escalation(
         return
     revision = stored["revision"] if stored else None
     difference = Difference(escalation_id, revision, snapshot.revision, QUERY, found)
-    report.differing.append(difference)
-    if not repair:
-        return
     record = _record(snapshot.case_id, difference)
     record.escalation_id = escalation_id
-    if await asyncio.to_thread(replace_escalation_if, engine, snapshot, revision, record):
-        report.repaired.append(difference)
-        log.warning("board repaired for %s: %s", escalation_id, "; ".join(found))
-    else:
-        report.moved.append(escalation_id)
+    await _repair(
+        report,
+        difference,
+        repair,
+        lambda: replace_escalation_if(engine, snapshot, revision, record),
+    )
 
 
 def _record(case_id: str, difference: Difference) -> ReconciliationRow:
@@ -178,6 +176,22 @@ def _record(case_id: str, difference: Difference) -> ReconciliationRow:
         source=difference.source,
         differences=difference.differences,
     )
+
+
+async def _repair(
+    report: Report, difference: Difference, repair: bool, replace: Callable[[], bool]
+) -> None:
+    """Note the difference; with `repair`, replace the row (False: it moved meanwhile)."""
+    report.differing.append(difference)
+    if not repair:
+        return
+    if await asyncio.to_thread(replace):
+        report.repaired.append(difference)
+        log.warning(
+            "read model repaired for %s: %s", difference.case_id, "; ".join(difference.differences)
+        )
+    else:
+        report.moved.append(difference.case_id)
 
 
 async def _reconcile_case(
@@ -197,15 +211,10 @@ async def _reconcile_case(
         return
     revision = stored.revision if stored else None
     difference = Difference(case_id, revision, snapshot.revision, source, found)
-    report.differing.append(difference)
-    if not repair:
-        return
     record = _record(case_id, difference)
-    if await asyncio.to_thread(replace_case_if, engine, snapshot, revision, record):
-        report.repaired.append(difference)
-        log.warning("read model repaired for %s: %s", case_id, "; ".join(found))
-    else:
-        report.moved.append(case_id)
+    await _repair(
+        report, difference, repair, lambda: replace_case_if(engine, snapshot, revision, record)
+    )
 
 
 async def temporal_state(client: Client, engine: Engine, case_id: str) -> tuple[CaseSnapshot, str]:

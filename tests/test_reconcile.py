@@ -59,6 +59,15 @@ def _forge_ahead(api: Api, truth: CaseSnapshot) -> None:
         )
 
 
+async def _forged_case(api: Api, env: WorkflowEnvironment, amount: str) -> tuple[str, CaseSnapshot]:
+    """A dispute, settled, whose read model is then forged ahead of Temporal."""
+    agent = api.user("agent", queues=[TIER1])
+    cid = (await api.open_dispute(agent, amount=amount))["id"]
+    truth = await _settled(api, env, cid)
+    _forge_ahead(api, truth)
+    return cid, truth
+
+
 def _repairs(api: Api, case_id: str) -> list[ReconciliationRow]:
     with Session(api.engine) as session:
         query = select(ReconciliationRow).where(ReconciliationRow.case_id == case_id)
@@ -133,10 +142,7 @@ async def test_the_api_repairs_in_the_background_soon_after_it_starts(
     dev_server: WorkflowEnvironment, engine: Engine
 ) -> None:
     async with running_api(dev_server.client, engine, reconcile_every=1) as api:
-        agent = api.user("agent", queues=[TIER1])
-        cid = (await api.open_dispute(agent, amount="180.00"))["id"]
-        truth = await _settled(api, dev_server, cid)
-        _forge_ahead(api, truth)
+        cid, truth = await _forged_case(api, dev_server, "180.00")
 
         async def repaired() -> list[ReconciliationRow]:
             return await asyncio.to_thread(_repairs, api, cid)
@@ -151,10 +157,7 @@ async def test_casebook_store_reconcile_reports_and_repairs_with_no_worker_of_it
     from cli.main import _reconcile
     from settings import Settings
 
-    agent = api.user("agent", queues=[TIER1])
-    cid = (await api.open_dispute(agent, amount="190.00"))["id"]
-    truth = await _settled(api, dev_server, cid)
-    _forge_ahead(api, truth)
+    cid, truth = await _forged_case(api, dev_server, "190.00")
     settings = Settings(
         database_url=str(api.engine.url.render_as_string(hide_password=False)),
         temporal_address=dev_server.client.service_client.config.target_host,
@@ -175,10 +178,7 @@ async def test_casebook_store_reconcile_reports_and_repairs_with_no_worker_of_it
 async def test_a_restarted_worker_repairs_once_in_the_background(
     api: Api, dev_server: WorkflowEnvironment
 ) -> None:
-    agent = api.user("agent", queues=[TIER1])
-    cid = (await api.open_dispute(agent, amount="195.00"))["id"]
-    truth = await _settled(api, dev_server, cid)
-    _forge_ahead(api, truth)
+    cid, truth = await _forged_case(api, dev_server, "195.00")
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("CASEBOOK_")},
         "CASEBOOK_DATABASE_URL": api.engine.url.render_as_string(hide_password=False),
