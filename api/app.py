@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 from temporalio.client import Client
 
+from api import console
 from api.deps import Services
 from api.errors import AUTHENTICATED_ERRORS, install_error_handlers
 from api.metrics import install_metrics
@@ -62,6 +63,7 @@ def create_app(
     # once here, so each route declares only its success.
     for routes in (cases, tasks, escalations, sweeps, audit, sops):
         app.include_router(routes.router, responses=AUTHENTICATED_ERRORS)
+    console.install(app)  # the web console under /console, over the same services
     return app
 
 

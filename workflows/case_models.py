@@ -115,6 +115,8 @@ class Task(BaseModel):
     sla_state: SlaState | None = None
     pause_reason: str | None = None
     paused_until: datetime | None = None
+    # Business time left on the clock while it is paused (frozen; `sla_due` is None then).
+    sla_left_seconds: float | None = None
 
 
 class EscalationLink(BaseModel):
@@ -141,6 +143,20 @@ class PendingAction(BaseModel):
     step: str
     kind: str
     idempotency_key: str
+
+
+class Outage(BaseModel):
+    """A billing call or an email retried while the system it reaches is down
+    (`workflows/case_outages.py`); gone from the case once the call went through."""
+
+    system: str  # billing | email
+    step: str
+    idempotency_key: str
+    began_at: datetime
+    attempts: int  # failed so far
+    last_error: str
+    last_attempt_at: datetime
+    retry_at: datetime | None = None
 
 
 class HistoryEntry(BaseModel):
@@ -180,6 +196,8 @@ class CaseSnapshot(BaseModel):
     # Emails a person asked to send again; the main loop sends them beside the case.
     email_retries: list[PendingAction] = Field(default_factory=list)
     waiting_until: datetime | None = None
+    # Calls retried through an outage of billing or SMTP (cases since `outage-visible`).
+    outages: list[Outage] = Field(default_factory=list)
     history: list[HistoryEntry] = Field(default_factory=list)
     # `history` holds the entries from this index on (a projection carries only the new
     # ones, so its events in Temporal's history never grow with the case's whole past).

@@ -121,7 +121,11 @@ def pause(case: CaseSnapshot, cmd: PauseTask, now: datetime) -> Task:
         task=task,
         actor=cmd.actor.name,
         note=cmd.reason,
-        detail={"until": cmd.until.isoformat() if cmd.until else None},
+        detail={
+            "reason": cmd.reason,
+            "until": cmd.until.isoformat() if cmd.until else None,
+            "time_left_seconds": task.sla_left_seconds,
+        },
     )
     return task
 

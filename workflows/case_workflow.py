@@ -10,13 +10,14 @@ and starts an escalation workflow for every breach or raised escalation.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from datetime import timedelta
-from typing import Any
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, RetryState
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
@@ -27,7 +28,7 @@ with workflow.unsafe.imports_passed_through():
     from escalations.calendars import CalendarFacts, pinned_facts
     from escalations.matrix import routes_for
     from sop_templates.schema import BillingStep, EmailStep
-    from workflows import case_logic, case_sla
+    from workflows import case_logic, case_outages, case_sla, case_waiting
     from workflows.case_logic import CaseRuleError
     from workflows.case_models import (
         Actor,
@@ -48,15 +49,26 @@ with workflow.unsafe.imports_passed_through():
         ResumeTask,
         TaskStatus,
     )
+    from workflows.case_waiting import WaitingOn
     from workflows.escalation_models import EscalationInput, EscalationKind, TaskDecision
+
+T = TypeVar("T")
 
 # The read model must catch up after any outage, so projection retries without end.
 PROJECTION_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)
 )
-# An SMTP or billing outage only delays a case: retry with backoff, without end.
+# An SMTP or billing outage only delays a case: retry with backoff, without end (cases
+# started before `outage-visible`; since, in rounds the case sees: OUTAGE_ROUND).
 OUTAGE_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=5)
+)
+# One round of attempts at a billing call or an email; the case records each failed round
+# (`case_outages`) and waits a growing backoff on a timer before the next.
+OUTAGE_ROUND = RetryPolicy(
+    initial_interval=case_outages.ROUND_INITIAL_INTERVAL,
+    maximum_interval=case_outages.MAX_BACKOFF,
+    maximum_attempts=case_outages.ROUND_ATTEMPTS,
 )
 
 
@@ -66,6 +78,33 @@ SOP_ERRORS_BECOME_WORK = "sop-errors-become-work"
 PROJECT_AFTER_COMMIT = "project-after-commit"
 # Patch: an email that fails for good becomes a task for a person (retry/skip).
 EMAIL_FAILURE_PATCH = "email-failure-task"
+# Patch: billing and SMTP outages are retried in rounds, on the case (attempts, last error).
+OUTAGE_VISIBLE = "outage-visible"
+
+
+@dataclass(frozen=True)
+class OutageNews:
+    """A round of a call that failed (`error`), or the call through after an outage
+    (`error` None): told by a sending coroutine, recorded on the case by the main loop."""
+
+    system: str
+    step: str
+    key: str
+    at: datetime
+    error: str | None = None
+    retry_at: datetime | None = None
+
+
+def _ran_out(exc: ActivityError) -> bool:
+    """The round used up its attempts: an outage (a refusal is not retried at all)."""
+    return exc.retry_state == RetryState.MAXIMUM_ATTEMPTS_REACHED
+
+
+def _error_text(exc: ActivityError) -> str:
+    cause = exc.cause
+    if isinstance(cause, ApplicationError) and cause.type:
+        return f"{cause.type}: {cause.message}"
+    return str(cause or exc)
 
 
 def _failed_for_good(sending: asyncio.Task[dict[str, Any]]) -> bool:
@@ -93,6 +132,9 @@ class CaseWorkflow:
         self._project_after_commit = False
         # Emails on their way, in the order they were queued: (step id, the sending task).
         self._emails: list[tuple[str, asyncio.Task[dict[str, Any]]]] = []
+        self._outages_visible = False
+        # Outage rounds the sending coroutines saw, for the main loop to record.
+        self._outage_news: list[OutageNews] = []
 
     @workflow.run
     async def run(self, inp: CaseInput) -> CaseSnapshot:
@@ -101,8 +143,10 @@ class CaseWorkflow:
         # right after it then answers otherwise on replay. Cases started since project by
         # a regular activity, which also runs only once the state it writes is persisted.
         self._project_after_commit = workflow.patched(PROJECT_AFTER_COMMIT)
+        self._outages_visible = workflow.patched(OUTAGE_VISIBLE)
         while True:
             top = self._case.revision
+            self._take_outage_news()
             self._queue_pending_email()
             self._queue_email_retries()
             self._take_failed_emails()
@@ -143,7 +187,11 @@ class CaseWorkflow:
             try:
                 # A Temporal timer: it fires at the deadline even if every worker restarts.
                 await workflow.wait_condition(
-                    lambda: self._case.revision != seen or self._failed_emails() != [],
+                    lambda: (
+                        self._case.revision != seen
+                        or self._failed_emails() != []
+                        or self._outage_news != []
+                    ),
                     timeout=timeout,
                 )
                 return
@@ -286,32 +334,97 @@ class CaseWorkflow:
             case_customer_id=self._case.customer_id,
             case_currency=self._case.currency,
         )
-        return await workflow.execute_activity(
-            BILLING_CALL,
-            request,
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=OUTAGE_RETRY,
-            result_type=dict,
+
+        def call(policy: RetryPolicy) -> Awaitable[dict[str, Any]]:
+            return workflow.execute_activity(
+                BILLING_CALL,
+                request,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=policy,
+                result_type=dict,
+            )
+
+        if not self._outages_visible:
+            return await call(OUTAGE_RETRY)
+        key = action.idempotency_key
+        return await self._through_outages(
+            case_outages.BILLING, step.id, key, lambda: call(OUTAGE_ROUND), main_loop=True
         )
+
+    async def _through_outages(
+        self,
+        system: str,
+        step_id: str,
+        key: str,
+        call: Callable[[], Awaitable[T]],
+        *,
+        main_loop: bool,
+    ) -> T:
+        """`call` in rounds until it goes through: each round that runs out of attempts is
+        news for the case, then a backoff timer. Only the main loop records news on the
+        case; a coroutine beside it (an email) leaves it for the loop."""
+        attempts = 0
+        while True:
+            try:
+                result = await call()
+            except ActivityError as exc:
+                if not _ran_out(exc):
+                    if attempts:  # it answered (a refusal): the outage is over
+                        self._tell(OutageNews(system, step_id, key, workflow.now()), main_loop)
+                    raise
+                attempts += case_outages.ROUND_ATTEMPTS
+                now = workflow.now()
+                wait = case_outages.backoff(attempts)
+                news = OutageNews(system, step_id, key, now, _error_text(exc), now + wait)
+                self._tell(news, main_loop)
+                if main_loop and self._read_model_behind():
+                    await self._project()
+                await workflow.sleep(wait)
+                continue
+            if attempts:
+                self._tell(OutageNews(system, step_id, key, workflow.now()), main_loop)
+            return result
+
+    def _tell(self, news: OutageNews, main_loop: bool) -> None:
+        self._outage_news.append(news)
+        if main_loop:
+            self._take_outage_news()
+
+    def _take_outage_news(self) -> None:
+        """Record on the case what the outage rounds saw (main loop only)."""
+        news, self._outage_news = self._outage_news, []
+        for item in news:
+            if item.error is None:
+                case_outages.call_went_through(self._case, item.key, item.at)
+                continue
+            assert item.retry_at is not None
+            case_outages.round_failed(
+                self._case, item.system, item.step, item.key, item.error, item.at, item.retry_at
+            )
 
     def _email_request(self, step: EmailStep, action: PendingAction) -> EmailRequest:
         template = self._input.template
-        email = template.emails[step.template]
+        # The case's language picks a variant; steps without variants (every case before
+        # them) take `step.template` as ever, so no patch is needed.
+        name = step.template_for(self._case.data.get("language"))
+        email = template.emails[name]
         return EmailRequest(
             idempotency_key=action.idempotency_key,
             case_id=self._case.id,
-            template=f"{template.name}.v{template.version}.{step.template}",
+            template=f"{template.name}.v{template.version}.{name}",
             context=case_logic.action_context(self._case, template),
             to=case_logic.recipients(case_logic.evaluate(self._case, template, step.to)),
             inline=InlineTemplate(subject=email.subject, text=email.text, html=email.html),
         )
 
-    async def _send(self, step: EmailStep, request: EmailRequest) -> dict[str, Any]:
+    async def _send(
+        self, step: EmailStep, request: EmailRequest, policy: RetryPolicy = OUTAGE_RETRY
+    ) -> dict[str, Any]:
         result = await workflow.execute_activity(
             "send_email",
             request,
             start_to_close_timeout=timedelta(seconds=60),
-            retry_policy=OUTAGE_RETRY,
+            retry_policy=policy,
             result_type=EmailResult,
         )
         return {"template": step.template, "to": result.recipients, "status": result.status}
@@ -320,7 +433,15 @@ class CaseWorkflow:
         """Send beside the case, touching nothing of it: only the main loop changes the case
         (when it collects the results), so a replay takes the very same path."""
         try:
-            return await self._send(step, request)
+            if not self._outages_visible:
+                return await self._send(step, request)
+            return await self._through_outages(
+                case_outages.EMAIL,
+                step.id,
+                request.idempotency_key,
+                lambda: self._send(step, request, OUTAGE_ROUND),
+                main_loop=False,
+            )
         except ActivityError as exc:
             # Only a message that can never go (it does not render, a bad address) ends here
             # (outages retry without end); the main loop gives it to a person.
@@ -333,6 +454,8 @@ class CaseWorkflow:
         """Before the case ends: wait for its emails and record what became of each."""
         emails, self._emails = self._emails, []
         for step_id, sending in emails:
+            if self._outages_visible:
+                await self._record_outages_until_done(sending)
             result = await sending
             failed = "error" in result
             if failed and workflow.patched(EMAIL_FAILURE_PATCH):
@@ -341,6 +464,14 @@ class CaseWorkflow:
                 )
                 continue
             case_logic.email_finished(self._case, step_id, result, workflow.now(), failed=failed)
+
+    async def _record_outages_until_done(self, sending: asyncio.Task[dict[str, Any]]) -> None:
+        """A closing case still shows an email's outage while it waits for that email."""
+        while not sending.done():
+            await workflow.wait_condition(lambda: sending.done() or self._outage_news != [])
+            self._take_outage_news()
+            if self._read_model_behind():
+                await self._project()
 
     def _failed_emails(self) -> list[tuple[str, asyncio.Task[dict[str, Any]]]]:
         return [(step_id, t) for step_id, t in self._emails if _failed_for_good(t)]
@@ -404,6 +535,13 @@ class CaseWorkflow:
     @workflow.query(name="snapshot")
     def snapshot(self) -> CaseSnapshot:
         return self._case
+
+    @workflow.query(name="waiting_on")
+    def waiting_on(self, at: datetime) -> WaitingOn:
+        """What the case waits on at `at` (the asker's clock; never before the case's own
+        last moment): counted here, where the case's calendars are pinned."""
+        now = max(at, workflow.now())
+        return case_waiting.waiting_on(self._case, now, self._input.template)
 
     @workflow.signal(name="escalation_event")
     def escalation_event(self, event: EscalationEvent) -> None:
