@@ -118,6 +118,7 @@ def worker() -> None:
 
 
 async def _run_worker(settings: Settings) -> None:
+    from reconcile.reconciler import reconcile_after_start
     from workflows.worker import build_worker
 
     engine = _prepared_engine(settings)
@@ -127,7 +128,16 @@ async def _run_worker(settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with build_worker(client, settings.task_queue, engine, settings):
+        # A restarted worker looks back once, in the background (the API keeps the period).
+        looking_back = None
+        if settings.reconcile_every > 0:
+            closed_within = timedelta(hours=settings.reconcile_closed_within_hours)
+            looking_back = asyncio.create_task(
+                reconcile_after_start(client, engine, settings.task_queue, closed_within)
+            )
         await stop.wait()
+        if looking_back is not None:
+            looking_back.cancel()
 
 
 async def _connect_with_retry(settings: Settings, attempts: int = 60, serve_metrics: bool = False):
@@ -365,6 +375,34 @@ async def _rebuild(settings: Settings) -> int:
     for snapshot in snapshots:
         replace_case(engine, snapshot)
     return len(snapshots)
+
+
+@store_app.command("reconcile")
+def store_reconcile(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="only compare: report differences, repair none")
+    ] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Compare open and recently closed cases with Temporal; replace what differs with
+    Temporal's state (each repair recorded in `reconciliations`). Prints what it found."""
+    report = asyncio.run(_reconcile(_settings(data_dir), repair=not dry_run))
+    for line in report.lines():
+        typer.echo(line)
+
+
+async def _reconcile(settings: Settings, repair: bool):
+    from reconcile.reconciler import reconcile
+    from workflows.worker import build_worker
+
+    engine = _prepared_engine(settings)
+    client = await _connect_with_retry(settings, attempts=1)
+    closed_within = timedelta(hours=settings.reconcile_closed_within_hours)
+    # Queries need a worker; run one here so a pass works with no worker running.
+    async with build_worker(client, settings.task_queue, engine, settings):
+        return await reconcile(
+            client, engine, settings.task_queue, repair=repair, closed_within=closed_within
+        )
 
 
 @sop_app.command("publish")

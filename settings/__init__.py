@@ -60,6 +60,15 @@ class Settings(BaseSettings):
         description="host:port where a worker serves Temporal SDK metrics to Prometheus "
         "(`/metrics`); empty: not served",
     )
+    reconcile_every: float = Field(
+        default=300.0,
+        description="seconds between the reconciler's passes comparing the read model with "
+        "Temporal (the API runs one shortly after it starts, then at this period); 0: never",
+    )
+    reconcile_closed_within_hours: float = Field(
+        default=72.0,
+        description="closed cases the reconciler still compares: closed this recently",
+    )
     vendorless_cases: Literal["deny", "shared"] = Field(
         default="deny",
         description="cases with no vendor: `deny` shows them only to users not bound to a "

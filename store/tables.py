@@ -228,3 +228,19 @@ class CaseArchiveRow(SQLModel, table=True):
     history_sha256: str
     prev_chain_hash: str = Field(unique=True)  # one successor per link: the chain never forks
     chain_hash: str = Field(unique=True)
+
+
+class ReconciliationRow(SQLModel, table=True):
+    """A repair of the read model by the reconciler: which case (or escalation), what
+    differed, from what to what revision, when. Migration 0007_reconciliations."""
+
+    __tablename__ = "reconciliations"
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: str = Field(index=True)
+    escalation_id: str | None = None  # set when the board's row was repaired, not the case's
+    repaired_at: datetime = Field(index=True)
+    read_model_revision: int | None  # None: the read model had no row for the case
+    temporal_revision: int
+    source: str  # "query" (the running workflow) or "history" (replayed from history)
+    differences: list[str] = Field(sa_column=Column(JSON, nullable=False))

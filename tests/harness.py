@@ -98,6 +98,8 @@ class Api:
 @asynccontextmanager
 async def running_api(client: Client, engine: Engine, **overrides: Any) -> AsyncIterator[Api]:
     """A worker on its own task queue and the app in-process, sharing `engine`."""
+    # No reconciler passes unless a test asks: they would repair the rows tests forge.
+    overrides = {"reconcile_every": 0, **overrides}
     settings = Settings(
         task_queue=f"cases-{uuid.uuid4().hex[:8]}", update_timeout_seconds=20, **overrides
     )
