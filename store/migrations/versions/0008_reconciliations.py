@@ -1,7 +1,7 @@
 """reconciliations: each repair of the read model from Temporal's state, recorded
 
-Revision ID: 0007_reconciliations
-Revises: 0006_cross_vendor
+Revision ID: 0008_reconciliations
+Revises: 0007_escalation_matrix
 """
 
 from collections.abc import Sequence
@@ -9,8 +9,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0007_reconciliations"
-down_revision: str | None = "0006_cross_vendor"
+revision: str = "0008_reconciliations"
+down_revision: str | None = "0007_escalation_matrix"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
