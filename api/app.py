@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
+from datetime import timedelta
 
 from fastapi import FastAPI
 from sqlalchemy import Engine
 from temporalio.client import Client
 
+from api import console
 from api.deps import Services
 from api.errors import AUTHENTICATED_ERRORS, install_error_handlers
 from api.metrics import install_metrics
 from api.request_limits import BodyLimit, NulInPath
-from api.routes import audit, cases, escalations, health, sops, sweeps, tasks
+from api.routes import audit, cases, escalation_matrix, escalations, health, sops, sweeps, tasks
 from api.schemas import REQUEST_MAX_BYTES
+from reconcile.reconciler import reconcile_periodically
 from settings import Settings, get_settings
 from store.db import make_engine
 from workflows.client import connect
@@ -31,13 +35,15 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.services = Services(
+        svc = Services(
             settings=settings,
             engine=engine or make_engine(settings.resolved_database_url()),
             temporal=temporal
             or await connect(settings.temporal_address, settings.temporal_namespace),
         )
-        yield
+        app.state.services = svc
+        async with reconciling(svc):
+            yield
 
     app = FastAPI(
         title="Casebook",
@@ -55,6 +61,29 @@ def create_app(
     )
     # Every other route authenticates and may be refused, conflict or time out: documented
     # once here, so each route declares only its success.
-    for routes in (cases, tasks, escalations, sweeps, audit, sops):
+    for routes in (cases, tasks, escalations, sweeps, audit, sops, escalation_matrix):
         app.include_router(routes.router, responses=AUTHENTICATED_ERRORS)
+    console.install(app)  # the web console under /console, over the same services
     return app
+
+
+@asynccontextmanager
+async def reconciling(svc: Services) -> AsyncIterator[None]:
+    """The reconciler in the background while the app serves (never delaying its start):
+    a pass soon after start, then every CASEBOOK_RECONCILE_EVERY seconds (0: never)."""
+    every = svc.settings.reconcile_every
+    if every <= 0:
+        yield
+        return
+    closed_within = timedelta(hours=svc.settings.reconcile_closed_within_hours)
+    task = asyncio.create_task(
+        reconcile_periodically(
+            svc.temporal, svc.engine, svc.settings.task_queue, every, closed_within
+        )
+    )
+    try:
+        yield
+    finally:
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 from fastapi import Depends, FastAPI, Request, Response
 from prometheus_client import (
@@ -14,11 +14,13 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 from starlette.concurrency import run_in_threadpool
 
 from access.policy import Action
 from api.deps import ServicesDep, authorize
-from store.read_model import count_stalled
+from store.read_model import count_repairs, count_stalled
 
 
 def install_metrics(app: FastAPI) -> None:
@@ -55,7 +57,27 @@ def install_metrics(app: FastAPI) -> None:
         registry=registry,
     )
 
+    repairs = RepairsCounter()
+    registry.register(repairs)
+
     @app.get("/metrics", include_in_schema=False, dependencies=[Depends(authorize(Action.METRICS))])
     async def metrics(svc: ServicesDep) -> Response:
         stalled.set(await run_in_threadpool(count_stalled, svc.engine))
+        repairs.total = await run_in_threadpool(count_repairs, svc.engine)
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+class RepairsCounter(Collector):
+    """`casebook_read_model_repairs_total`: cases whose read model the reconciler replaced
+    with Temporal's state, by any process (API, worker, CLI): the `reconciliations` rows,
+    counted at each scrape."""
+
+    def __init__(self) -> None:
+        self.total = 0
+
+    def collect(self) -> Iterable[Metric]:
+        yield CounterMetricFamily(
+            "casebook_read_model_repairs",
+            "read-model repairs by the reconciler (rows of `reconciliations`)",
+            value=self.total,
+        )

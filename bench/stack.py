@@ -56,7 +56,9 @@ class Target:
             self._engine = make_engine(self.database_url)
         return self._engine
 
-    def add_user(self, role: Role, queues: list[str] | None = None) -> dict[str, str]:
+    def add_user(
+        self, role: Role, queues: list[str] | None = None, email: str | None = None
+    ) -> dict[str, str]:
         """A fresh user written straight into the stack's database; its auth header."""
         with session_scope(self.engine) as session:
             _, token = create_user(
@@ -65,6 +67,7 @@ class Target:
                 role=role,
                 vendor=None,
                 queues=queues or [],
+                email=email,
                 # One tenant: its agents work every case, whoever opened it.
                 cross_vendor=role == Role.AGENT,
             )
@@ -141,7 +144,8 @@ def clean_env() -> dict[str, str]:
 class ManagedStack:
     """`casebook dev` in a temporary data directory, on free ports."""
 
-    def __init__(self) -> None:
+    def __init__(self, env: dict[str, str] | None = None) -> None:
+        self.env = {**clean_env(), **(env or {})}  # CASEBOOK_* settings for every part
         self.data_dir = Path(tempfile.mkdtemp(prefix="casebook-bench-")) / "data"
         self.api_port, self.temporal_port, self.smtp_port, self.billing_port = (
             free_port() for _ in range(4)
@@ -159,7 +163,7 @@ class ManagedStack:
             *("--billing-port", str(self.billing_port)),
         ]
         log = (self.data_dir.parent / "dev.log").open("ab")
-        self.process = subprocess.Popen(command, env=clean_env(), stdout=log, stderr=log)
+        self.process = subprocess.Popen(command, env=self.env, stdout=log, stderr=log)
         url = f"http://127.0.0.1:{self.api_port}"
         wait_healthy(url, self.process)
         return Target(

@@ -15,6 +15,7 @@ from sqlmodel import Session
 
 from cli.audit_commands import audit_app
 from cli.calendar_commands import calendars_app
+from cli.matrix_commands import matrix_app
 from settings import Settings, get_settings
 from store.users import aware
 from workflows.case_models import Role
@@ -30,6 +31,7 @@ app.add_typer(store_app, name="store")
 app.add_typer(sop_app, name="sop")
 app.add_typer(audit_app, name="audit")
 app.add_typer(calendars_app, name="calendars")
+app.add_typer(matrix_app, name="matrix")
 
 DataDir = Annotated[Path | None, typer.Option(help="data directory (CASEBOOK_DATA_DIR)")]
 USER_ROLES = [r.value for r in Role]
@@ -42,6 +44,7 @@ def _settings(data_dir: Path | None = None) -> Settings:
 
 
 def _prepared_engine(settings: Settings):
+    from escalations.matrix_registry import seed_shipped_matrix
     from sop_templates.registry import seed_shipped
     from store.db import make_engine, migrate, session_scope
 
@@ -49,6 +52,7 @@ def _prepared_engine(settings: Settings):
     migrate(engine)
     with session_scope(engine) as session:
         seed_shipped(session)
+        seed_shipped_matrix(session)
     return engine
 
 
@@ -114,6 +118,7 @@ def worker() -> None:
 
 
 async def _run_worker(settings: Settings) -> None:
+    from reconcile.reconciler import reconcile_after_start
     from workflows.worker import build_worker
 
     engine = _prepared_engine(settings)
@@ -123,7 +128,16 @@ async def _run_worker(settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with build_worker(client, settings.task_queue, engine, settings):
+        # A restarted worker looks back once, in the background (the API keeps the period).
+        looking_back = None
+        if settings.reconcile_every > 0:
+            closed_within = timedelta(hours=settings.reconcile_closed_within_hours)
+            looking_back = asyncio.create_task(
+                reconcile_after_start(client, engine, settings.task_queue, closed_within)
+            )
         await stop.wait()
+        if looking_back is not None:
+            looking_back.cancel()
 
 
 async def _connect_with_retry(settings: Settings, attempts: int = 60, serve_metrics: bool = False):
@@ -361,6 +375,34 @@ async def _rebuild(settings: Settings) -> int:
     for snapshot in snapshots:
         replace_case(engine, snapshot)
     return len(snapshots)
+
+
+@store_app.command("reconcile")
+def store_reconcile(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="only compare: report differences, repair none")
+    ] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Compare open and recently closed cases with Temporal; replace what differs with
+    Temporal's state (each repair recorded in `reconciliations`). Prints what it found."""
+    report = asyncio.run(_reconcile(_settings(data_dir), repair=not dry_run))
+    for line in report.lines():
+        typer.echo(line)
+
+
+async def _reconcile(settings: Settings, repair: bool):
+    from reconcile.reconciler import reconcile
+    from workflows.worker import build_worker
+
+    engine = _prepared_engine(settings)
+    client = await _connect_with_retry(settings, attempts=1)
+    closed_within = timedelta(hours=settings.reconcile_closed_within_hours)
+    # Queries need a worker; run one here so a pass works with no worker running.
+    async with build_worker(client, settings.task_queue, engine, settings):
+        return await reconcile(
+            client, engine, settings.task_queue, repair=repair, closed_within=closed_within
+        )
 
 
 @sop_app.command("publish")

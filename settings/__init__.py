@@ -41,6 +41,12 @@ class Settings(BaseSettings):
     billing_token: SecretStr = Field(
         default=SecretStr(""), description="bearer token for the billing gateway"
     )
+    intake_check: Literal["billing", "off"] = Field(
+        default="billing",
+        description="`billing`: a new case's customer and invoices are checked with billing "
+        "and its master data fills what the request leaves out; `off`: the request is taken "
+        "as it is (a billing system without master data)",
+    )
     archive_dir: Path | None = Field(
         default=None,
         description="also keep each archived history as a file here (e.g. a WORM mount)",
@@ -53,6 +59,15 @@ class Settings(BaseSettings):
         default="",
         description="host:port where a worker serves Temporal SDK metrics to Prometheus "
         "(`/metrics`); empty: not served",
+    )
+    reconcile_every: float = Field(
+        default=300.0,
+        description="seconds between the reconciler's passes comparing the read model with "
+        "Temporal (the API runs one shortly after it starts, then at this period); 0: never",
+    )
+    reconcile_closed_within_hours: float = Field(
+        default=72.0,
+        description="closed cases the reconciler still compares: closed this recently",
     )
     vendorless_cases: Literal["deny", "shared"] = Field(
         default="deny",

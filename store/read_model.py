@@ -9,15 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Engine, Table, false, func, or_
+from sqlalchemy import Connection, Engine, Table, false, func, or_
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import Session, col, select
+from sqlmodel import Session, SQLModel, col, select
 
 from access.policy import UNLIMITED, Reach
-from store.tables import CaseRow, EscalationRow, TaskRow
+from store.tables import CaseRow, EscalationRow, ReconciliationRow, TaskRow
+from store.users import aware
 from workflows.case_models import CaseSnapshot, TaskStatus
 from workflows.escalation_models import EscalationSnapshot
 
@@ -31,6 +33,10 @@ def project_snapshot(engine: Engine, snapshot: CaseSnapshot) -> None:
 
 def project_escalation(engine: Engine, snapshot: EscalationSnapshot) -> None:
     """The escalation board's row, by the same newest-revision-wins rule."""
+    _upsert_all(engine, [(EscalationRow.__table__, _escalation_values(snapshot))])
+
+
+def _escalation_values(snapshot: EscalationSnapshot) -> dict[str, Any]:
     values = snapshot.model_dump(
         include={
             "id",
@@ -55,7 +61,7 @@ def project_escalation(engine: Engine, snapshot: EscalationSnapshot) -> None:
     )
     values["kind"], values["status"] = snapshot.kind.value, snapshot.status.value
     values["snapshot"] = snapshot.model_dump(mode="json")
-    _upsert_all(engine, [(EscalationRow.__table__, values)])
+    return values
 
 
 def _upsert_all(engine: Engine, rows: list[tuple[Any, dict[str, Any]]]) -> None:
@@ -231,9 +237,157 @@ def replace_case(engine: Engine, snapshot: CaseSnapshot) -> None:
     with engine.begin() as connection:
         connection.execute(tasks.delete().where(tasks.c.case_id == snapshot.id))
         connection.execute(cases.delete().where(cases.c.id == snapshot.id))
-        connection.execute(CaseRow.__table__.insert(), _case_values(snapshot))
-        for task in snapshot.tasks:
-            connection.execute(TaskRow.__table__.insert(), _task_values(snapshot, task))
+        _insert_case(connection, snapshot)
+
+
+def _insert_case(connection: Connection, snapshot: CaseSnapshot) -> None:
+    connection.execute(CaseRow.__table__.insert(), _case_values(snapshot))
+    for task in snapshot.tasks:
+        connection.execute(TaskRow.__table__.insert(), _task_values(snapshot, task))
+
+
+# What the read model may hold that Temporal's answer does not: the history travels apart
+# (each projection carries only its new entries), so neither it nor its offset is compared.
+_NOT_COMPARED = ("history", "history_offset")
+
+
+@dataclass(frozen=True)
+class StoredCase:
+    """A case's rows in the read model, in the shape `_case_values`/`_task_values` give."""
+
+    revision: int
+    case: dict[str, Any]
+    tasks: dict[str, dict[str, Any]]
+
+
+def stored_case(engine: Engine, case_id: str) -> StoredCase | None:
+    """The case's row and its tasks' rows as they stand, or None when it has no row."""
+    cases, tasks = CaseRow.__table__, TaskRow.__table__
+    with engine.connect() as connection:
+        row = connection.execute(cases.select().where(cases.c.id == case_id)).mappings().first()
+        if row is None:
+            return None
+        task_rows = connection.execute(tasks.select().where(tasks.c.case_id == case_id))
+        by_id = {t["id"]: dict(t) for t in task_rows.mappings()}
+    return StoredCase(revision=row["revision"], case=dict(row), tasks=by_id)
+
+
+def case_differences(stored: StoredCase | None, snapshot: CaseSnapshot) -> list[str]:
+    """What the read model shows differently from `snapshot` (empty: they agree)."""
+    if stored is None:
+        return ["case: no row in the read model"]
+    found = _fields_differing("case", stored.case, _case_values(snapshot))
+    expected = {t.id: _task_values(snapshot, t) for t in snapshot.tasks}
+    for task_id in sorted(expected.keys() | stored.tasks.keys()):
+        if task_id not in stored.tasks:
+            found.append(f"task {task_id}: no row in the read model")
+        elif task_id not in expected:
+            found.append(f"task {task_id}: in the read model, not in Temporal")
+        else:
+            found += _fields_differing(f"task {task_id}", stored.tasks[task_id], expected[task_id])
+    return found
+
+
+def _fields_differing(what: str, stored: dict[str, Any], expected: dict[str, Any]) -> list[str]:
+    found = []
+    for name, want in expected.items():
+        have = stored.get(name)
+        if name == "snapshot":
+            want, have = _comparable_snapshot(want), _comparable_snapshot(have)
+        if _plain(have) != _plain(want):
+            found.append(f"{what}.{name}: read model {_short(have)}, Temporal {_short(want)}")
+    return found
+
+
+def _comparable_snapshot(snapshot: Any) -> Any:
+    if not isinstance(snapshot, dict):
+        return snapshot
+    return {k: v for k, v in snapshot.items() if k not in _NOT_COMPARED}
+
+
+def _plain(value: Any) -> Any:
+    """Equal values compare equal whichever database handed them back (naive UTC datetimes)."""
+    if isinstance(value, datetime):
+        return aware(value).isoformat()
+    return value
+
+
+def _short(value: Any) -> str:
+    text = "snapshot" if isinstance(value, dict) else repr(_plain(value))
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def stored_escalation(engine: Engine, escalation_id: str) -> dict[str, Any] | None:
+    """The escalation's board row as it stands, or None when it has none."""
+    table = EscalationRow.__table__
+    with engine.connect() as connection:
+        query = table.select().where(table.c.id == escalation_id)
+        row = connection.execute(query).mappings().first()
+    return None if row is None else dict(row)
+
+
+def escalation_differences(
+    stored: dict[str, Any] | None, snapshot: EscalationSnapshot
+) -> list[str]:
+    """What the board shows differently from the escalation's own state (empty: agree)."""
+    if stored is None:
+        return ["escalation: no row on the board"]
+    return _fields_differing("escalation", stored, _escalation_values(snapshot))
+
+
+def replace_escalation_if(
+    engine: Engine,
+    snapshot: EscalationSnapshot,
+    expected_revision: int | None,
+    record: SQLModel | None = None,
+) -> bool:
+    """The board's row made exactly `snapshot`, only over the row that was compared
+    (`expected_revision`; None: no row), as `replace_case_if` does for a case."""
+    table = EscalationRow.__table__
+    with engine.begin() as connection:
+        if not _take_row(connection, table, snapshot.id, expected_revision):
+            return False
+        connection.execute(table.insert(), _escalation_values(snapshot))
+        _insert_record(connection, record)
+    return True
+
+
+def _take_row(connection: Connection, table: Table, row_id: str, revision: int | None) -> bool:
+    """Delete the row if it still holds `revision` (None: check there is no row)."""
+    if revision is None:
+        taken = connection.execute(select(func.count()).where(table.c.id == row_id))
+        return not taken.scalar_one()
+    gone = connection.execute(
+        table.delete().where(table.c.id == row_id, table.c.revision == revision)
+    )
+    return gone.rowcount == 1
+
+
+def _insert_record(connection: Connection, record: SQLModel | None) -> None:
+    if record is not None:
+        connection.execute(type(record).__table__.insert(), record.model_dump(exclude_none=True))
+
+
+def replace_case_if(
+    engine: Engine,
+    snapshot: CaseSnapshot,
+    expected_revision: int | None,
+    record: SQLModel | None = None,
+) -> bool:
+    """`replace_case`, only if the case's row still holds `expected_revision` (None: no row).
+
+    The reconciler compared that row with Temporal; a projection that landed meanwhile wins
+    (False, nothing changed), so a repair never overwrites a state newer than what it saw.
+    `record` (a row to insert, such as the repair's record) commits with the repair.
+    """
+    tasks, cases = TaskRow.__table__, CaseRow.__table__
+    with engine.begin() as connection:
+        if not _take_row(connection, cases, snapshot.id, expected_revision):
+            return False
+        connection.execute(tasks.delete().where(tasks.c.case_id == snapshot.id))
+        _insert_case(connection, snapshot)
+        _insert_record(connection, record)
+    return True
 
 
 @dataclass(frozen=True)
@@ -274,3 +428,32 @@ def count_stalled(engine: Engine) -> int:
     )
     with Session(engine) as session:
         return int(session.exec(query).one())
+
+
+def cases_to_reconcile(engine: Engine, closed_since: datetime) -> list[str]:
+    """Ids of the read model's open cases and of those closed since `closed_since`."""
+    cases = CaseRow.__table__
+    query = select(cases.c.id).where(
+        or_(
+            cases.c.status != "closed",
+            cases.c.closed_at.is_(None),
+            cases.c.closed_at >= closed_since,
+        )
+    )
+    with engine.connect() as connection:
+        return [row[0] for row in connection.execute(query.order_by(cases.c.id))]
+
+
+def count_repairs(engine: Engine) -> int:
+    """Repairs the reconciler made, by any process (each is a `reconciliations` row)."""
+    with Session(engine) as session:
+        return int(session.exec(select(func.count()).select_from(ReconciliationRow)).one())
+
+
+def escalations_to_reconcile(engine: Engine, resolved_since: datetime) -> list[str]:
+    """Ids of the board's unresolved escalations and of those resolved since then."""
+    table = EscalationRow.__table__
+    recent = or_(table.c.resolved_at.is_(None), table.c.resolved_at >= resolved_since)
+    query = select(table.c.id).where(or_(table.c.status != "resolved", recent))
+    with engine.connect() as connection:
+        return [row[0] for row in connection.execute(query.order_by(table.c.id))]

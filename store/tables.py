@@ -110,6 +110,25 @@ class SopVersionRow(SQLModel, table=True):
     published_by: str | None = None
 
 
+class EscalationMatrixVersionRow(SQLModel, table=True):
+    """A version of the escalation matrix (migration 0007_escalation_matrix): draft, then
+    published (immutable; new cases pin the highest published), then retired."""
+
+    __tablename__ = "escalation_matrix_versions"
+
+    version: int = Field(primary_key=True)
+    status: str  # draft, published, retired
+    content: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    content_hash: str
+    note: str | None = None  # what the author says changed
+    created_at: datetime
+    created_by: str
+    published_at: datetime | None = None
+    published_by: str | None = None
+    retired_at: datetime | None = None
+    retired_by: str | None = None
+
+
 class IdempotencyKeyRow(SQLModel, table=True):
     """A `POST /cases` Idempotency-Key, so a retried request returns the same case."""
 
@@ -209,3 +228,19 @@ class CaseArchiveRow(SQLModel, table=True):
     history_sha256: str
     prev_chain_hash: str = Field(unique=True)  # one successor per link: the chain never forks
     chain_hash: str = Field(unique=True)
+
+
+class ReconciliationRow(SQLModel, table=True):
+    """A repair of the read model by the reconciler: which case (or escalation), what
+    differed, from what to what revision, when. Migration 0007_reconciliations."""
+
+    __tablename__ = "reconciliations"
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: str = Field(index=True)
+    escalation_id: str | None = None  # set when the board's row was repaired, not the case's
+    repaired_at: datetime = Field(index=True)
+    read_model_revision: int | None  # None: the read model had no row for the case
+    temporal_revision: int
+    source: str  # "query" (the running workflow) or "history" (replayed from history)
+    differences: list[str] = Field(sa_column=Column(JSON, nullable=False))

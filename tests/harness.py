@@ -20,7 +20,7 @@ from temporalio.client import Client
 
 from api.app import create_app
 from api.services.cases import TYPE_PREFIX
-from escalations.matrix import routes_for
+from escalations.matrix import routes_for, shipped_matrix
 from settings import Settings
 from sop_templates.registry import content_hash, shipped_documents
 from sop_templates.schema import SopTemplate
@@ -107,6 +107,8 @@ class Api:
 @asynccontextmanager
 async def running_api(client: Client, engine: Engine, **overrides: Any) -> AsyncIterator[Api]:
     """A worker on its own task queue and the app in-process, sharing `engine`."""
+    # No reconciler passes unless a test asks: they would repair the rows tests forge.
+    overrides = {"reconcile_every": 0, **overrides}
     settings = Settings(
         task_queue=f"cases-{uuid.uuid4().hex[:8]}", update_timeout_seconds=20, **overrides
     )
@@ -161,7 +163,8 @@ def case_input(
         opened_by=AGENT,
         sop=SopRef(name=sop, version=template.version, content_hash=content_hash(document)),
         template=template,
-        escalation_routes=routes_for(template.queues(), region, None),
+        escalation_routes=routes_for(template.queues(), region, None, shipped_matrix()),
+        escalation_matrix_version=1,
         public_url="http://casebook.test",
     )
 

@@ -26,6 +26,7 @@ from workflows.case_models import (
     ReassignTask,
     TaskStatus,
 )
+from workflows.case_sla import escalated_by
 from workflows.client import CaseCommandError
 from workflows.escalation_logic import POLICY_ACTION
 from workflows.escalation_models import EscalationKind, EscalationSnapshot, LeadAction
@@ -33,23 +34,31 @@ from workflows.escalation_models import EscalationKind, EscalationSnapshot, Lead
 DECISIONS = ("approve", "reject")
 
 
+class EscalationRaised(EscalationLink):
+    """The escalation a manual escalation opened, or joined (work already escalated)."""
+
+    joined: bool = False
+
+
 async def escalate(
     svc: Services, actor: Actor, case_id: str, cmd: EscalateCase, key: str | None = None
-) -> EscalationLink:
+) -> EscalationRaised:
     """Raise the case by hand; the case's validator asks the policy (vendor, queue). The
-    caller gets the escalation it opened, not the case; with an Idempotency-Key a retry
-    repeats the first answer."""
+    caller gets the escalation it opened or joined, not the case; with an Idempotency-Key a
+    retry repeats the first answer."""
 
-    async def send(update_id: str | None) -> EscalationLink:
+    async def send(update_id: str | None) -> EscalationRaised:
         snapshot = await temporal.escalate_case(
             svc.temporal, case_id, cmd, tasks.timeout(svc), update_id
         )
         await run_in_threadpool(tasks.project_snapshot, svc.engine, snapshot)
-        return snapshot.escalations[-1]  # the Update's result: the state right after it
+        # The Update's result is the state right after it: its last entry says which.
+        link, joined = escalated_by(snapshot)
+        return EscalationRaised(**link.model_dump(), joined=joined)
 
     request = cmd.model_dump(mode="json", exclude={"actor"})
     return await run_once(
-        svc.engine, actor, key, "escalate", case_id, request, send, EscalationLink
+        svc.engine, actor, key, "escalate", case_id, request, send, EscalationRaised
     )
 
 

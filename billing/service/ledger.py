@@ -12,10 +12,12 @@ first. Each holds on SQLite (one writer at a time) and PostgreSQL (row locks, RE
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterable
 from datetime import date, datetime
 from decimal import Decimal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
@@ -183,6 +185,9 @@ def _customer(row: CustomerRow) -> Customer:
         credit_limit=from_cents(row.credit_limit_cents),
         on_hold=row.on_hold,
         hold_reason=row.hold_reason,
+        region=row.region,
+        time_zone=row.time_zone,
+        language=row.language,
     )
 
 
@@ -397,7 +402,7 @@ def _overdue_line(
         overdue_amount=from_cents(sum(r.open_cents for r in dunning)),
         max_days_past_due=max((_days_past_due(r, as_of) for r in dunning), default=0),
         invoice_ids=[r.id for r in dunning],
-        email=_customer_row(session, customer_id).email,
+        **_contact_of(_customer_row(session, customer_id)),
         disputed=[
             DisputedItem(
                 invoice_id=r.id,
@@ -511,6 +516,16 @@ def close_dispute(session: Session, dispute_id: str, outcome: str, now: datetime
             "dispute_closed", f"dispute {dispute_id} is already closed ({row.outcome})", 409
         )
     return _dispute(session, row)
+
+
+def _contact_of(row: CustomerRow) -> dict[str, str]:
+    """The master data an overdue line carries, so each collection runs on its own calendar."""
+    return {
+        "email": row.email,
+        "region": row.region,
+        "time_zone": row.time_zone,
+        "language": row.language,
+    }
 
 
 def payment_status(session: Session, invoice_ids: list[str]) -> PaymentStatus:
@@ -705,9 +720,33 @@ def put_customer(session: Session, value: Customer) -> Customer:
     if row is None:
         row = CustomerRow(id=value.id, on_hold=value.on_hold, hold_reason=value.hold_reason)
     row.name, row.email, row.currency = value.name, value.email, value.currency
+    row.region, row.time_zone, row.language = _master_data(value)
     row.credit_limit_cents = check_amount(value.credit_limit, "credit_limit", allow_zero=True)
     session.add(row)
     return _customer(row)
+
+
+REGION_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,16}$")
+LANGUAGE_PATTERN = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+
+
+def _master_data(value: Customer) -> tuple[str, str, str]:
+    """Region, time zone and language, each empty or well formed."""
+    if value.region and not REGION_PATTERN.match(value.region):
+        raise refuse("invalid_region", f"region {value.region!r} is not a region code")
+    if value.time_zone and not _is_zone(value.time_zone):
+        raise refuse("invalid_time_zone", f"time_zone {value.time_zone!r} is not an IANA zone")
+    if value.language and not LANGUAGE_PATTERN.match(value.language):
+        raise refuse("invalid_language", f"language {value.language!r} is not a language tag")
+    return value.region, value.time_zone, value.language
+
+
+def _is_zone(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
 
 
 def put_invoice(
