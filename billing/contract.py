@@ -130,11 +130,12 @@ class Exposure(BaseModel):
     paid_late: int = Field(description="Of those, paid after their due date")
     average_days_late: Decimal = Field(description="Mean days after due date over paid invoices")
     hold_reason: str = Field("", description="Why the customer is on hold (who put it on)")
-    dunning_amount: Decimal = Field(
-        Decimal("0.00"), description="What is overdue and not in dispute: what dunning asks for"
+    # None from a billing system that keeps no disputes: dunning then asks for all overdue.
+    dunning_amount: Decimal | None = Field(
+        None, description="What is overdue and not in dispute: what dunning asks for"
     )
-    dunning_invoice_ids: list[str] = Field(
-        default_factory=list, description="The overdue invoices not in dispute, oldest first"
+    dunning_invoice_ids: list[str] | None = Field(
+        None, description="The overdue invoices not in dispute, oldest first"
     )
     disputes: list[DisputedItem] = Field(
         default_factory=list,
