@@ -8,7 +8,7 @@ Writes are bound to the case's own customer and currency (`case_customer_id`,
 `case_currency`, set by the case, never by the SOP's expressions, which may read what a
 person typed): a credit memo carries them to billing, which refuses an invoice of another
 customer or currency; a customer write whose `customer_id` is another customer's is refused
-here (`customer_mismatch`).
+here (`customer_mismatch`). A dispute opened or closed in billing is the case itself (its id).
 """
 
 from __future__ import annotations
@@ -104,6 +104,25 @@ def _credit_memo(billing: BillingSystem, req: BillingRequest) -> Awaitable[Any]:
     )
 
 
+def _open_dispute(billing: BillingSystem, req: BillingRequest) -> Awaitable[Any]:
+    """The dispute is the case itself (its id), on the case's customer and currency: an SOP
+    expression can neither open one for another customer nor under another case's name."""
+    if req.case_customer_id is None or req.case_currency is None:
+        raise _refusal(
+            "case_customer_unknown",
+            "open_dispute needs the case's customer and currency; this request has none",
+        )
+    return billing.open_dispute(
+        req.case_id,
+        _ids(req),
+        _decimal(req, "amount"),
+        _reason(req),
+        req.idempotency_key,
+        customer_id=req.case_customer_id,
+        currency=req.case_currency,
+    )
+
+
 def _verify_case(billing: BillingSystem, req: BillingRequest) -> Awaitable[Customer]:
     """The intake check, run by the case when billing could not answer at intake."""
     region = str(req.args.get("region") or "") or None
@@ -112,6 +131,13 @@ def _verify_case(billing: BillingSystem, req: BillingRequest) -> Awaitable[Custo
 
 
 ACTIONS: dict[str, Call] = {
+    "open_dispute": _open_dispute,
+    "record_dunning_notice": lambda b, r: b.record_dunning_notice(
+        r.case_id, _own_customer(r), str(r.args["notice"]), r.idempotency_key
+    ),
+    "close_dispute": lambda b, r: b.close_dispute(
+        r.case_id, str(r.args["outcome"]), r.idempotency_key
+    ),
     "issue_credit_memo": _credit_memo,
     "set_credit_hold": lambda b, r: b.set_credit_hold(
         _own_customer(r), True, _reason(r), r.idempotency_key

@@ -25,7 +25,7 @@ def available() -> bool:
 async def long_history(bench: Bench) -> WorkflowHistory:
     """A case whose history holds at least `audit_events` events."""
     case = await bench.api.open_dispute(bench.agent)
-    task_id = case["tasks"][0]["id"]
+    task_id = (await bench.api.first_task(bench.agent, case))["id"]
     handle = bench.temporal.get_workflow_handle(case["id"])
     while True:
         for _ in range(CYCLES_PER_CHECK):

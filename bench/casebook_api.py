@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -9,6 +11,7 @@ from typing import Any
 import httpx
 
 QUEUE = "disputes-tier1"
+FIRST_TASK_TIMEOUT_S = 60.0
 # A dispute below the SOP's approval threshold (1000), so triage(accept) ->
 # investigate(valid) closes it as credited (a credit memo in billing) with no lead involved.
 DISPUTE = {
@@ -68,6 +71,17 @@ class CasebookApi:
 
     async def open_dispute(self, headers: Headers) -> dict[str, Any]:
         return _ok(await self.http.post("/cases", json=DISPUTE, headers=headers), 201).json()
+
+    async def first_task(self, headers: Headers, case: dict[str, Any]) -> dict[str, Any]:
+        """The case's first task: in the intake answer, or once open (a dispute v3 first marks
+        its invoices disputed in billing, then opens triage)."""
+        deadline = time.monotonic() + FIRST_TASK_TIMEOUT_S
+        while not case["tasks"]:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{case['id']}: no task after {FIRST_TASK_TIMEOUT_S}s")
+            await asyncio.sleep(0.05)
+            case = _ok(await self.http.get(f"/cases/{case['id']}", headers=headers), 200).json()
+        return dict(case["tasks"][0])
 
     async def tasks(self, headers: Headers, **params: Any) -> list[dict[str, Any]]:
         return _ok(await self.http.get("/tasks", params=params, headers=headers), 200).json()

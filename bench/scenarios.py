@@ -155,7 +155,7 @@ async def whole_case_once(bench: Bench) -> str:
 async def _work_a_dispute(bench: Bench, agent: Headers) -> str:
     """Open, then claim and complete each task until the case closes (triage, investigate)."""
     case = await bench.api.open_dispute(agent)
-    task = case["tasks"][0]
+    task = await bench.api.first_task(agent, case)
     while True:
         await bench.api.claim(agent, task["id"])
         await bench.api.complete(agent, task["id"], OUTCOMES[task["step"]])

@@ -91,7 +91,8 @@ async def _open_on_schedule(bench: Bench, segments: list[tuple[float, int]]) -> 
     async def one(segment: int) -> None:
         async with gate:
             case = await bench.api.open_dispute(bench.agent)
-        due = datetime.fromisoformat(case["tasks"][0]["sla_due"]).timestamp()
+        triage = await bench.api.first_task(bench.agent, case)
+        due = datetime.fromisoformat(triage["sla_due"]).timestamp()
         breaches.append(Breach(case["id"], segment, due))
 
     started = time.perf_counter()

@@ -16,7 +16,10 @@ from typing import Generic, Literal, Protocol, TypeVar
 from pydantic import BaseModel, Field
 
 InvoiceStatus = Literal["open", "paid", "credited"]
+DisputeStatus = Literal["open", "closed"]
 T = TypeVar("T")
+# Closed disputes an exposure still shows (so a collection can say why an item came back).
+MAX_CLOSED_DISPUTES = 20
 
 
 class BillingBusinessError(Exception):
@@ -65,6 +68,49 @@ class Invoice(BaseModel):
     open_balance: Decimal
     status: InvoiceStatus
     days_past_due: int = Field(0, description="Days after due_on as of the request, 0 if paid")
+    disputed_by: str | None = Field(
+        None, description="The open dispute that takes this invoice out of dunning, if any"
+    )
+
+
+class DisputedItem(BaseModel):
+    """An invoice under a dispute: out of dunning while the dispute is open; once closed,
+    back in with what is left open (a credit memo took the credited part)."""
+
+    invoice_id: str
+    dispute_id: str = Field(description="The dispute (the dispute case's id)")
+    status: DisputeStatus
+    outcome: str = Field("", description="How the dispute closed (credited, rejected, ...)")
+    disputed_amount: Decimal = Field(description="The dispute's amount (over all its invoices)")
+    open_balance: Decimal = Field(description="The invoice's open balance now")
+
+
+class Dispute(BaseModel):
+    id: str
+    customer_id: str
+    currency: str
+    invoice_ids: list[str]
+    amount: Decimal
+    reason: str
+    status: DisputeStatus
+    outcome: str
+    opened_at: datetime
+    closed_at: datetime | None
+    dunned_by: list[str] = Field(
+        default_factory=list,
+        description="The collection cases whose notices named these invoices, latest first",
+    )
+
+
+class DunningNotice(BaseModel):
+    """A notice a collection case sent, with the invoices billing counted as dunned then."""
+
+    case_id: str
+    customer_id: str
+    notice: str
+    invoice_ids: list[str]
+    amount: Decimal
+    sent_at: datetime
 
 
 class Exposure(BaseModel):
@@ -83,10 +129,25 @@ class Exposure(BaseModel):
     paid_invoices: int = Field(description="Invoices paid in full so far")
     paid_late: int = Field(description="Of those, paid after their due date")
     average_days_late: Decimal = Field(description="Mean days after due date over paid invoices")
+    hold_reason: str = Field("", description="Why the customer is on hold (who put it on)")
+    # None from a billing system that keeps no disputes: dunning then asks for all overdue.
+    dunning_amount: Decimal | None = Field(
+        None, description="What is overdue and not in dispute: what dunning asks for"
+    )
+    dunning_invoice_ids: list[str] | None = Field(
+        None, description="The overdue invoices not in dispute, oldest first"
+    )
+    disputes: list[DisputedItem] = Field(
+        default_factory=list,
+        description="The customer's invoices under a dispute, open ones first, then the "
+        f"{MAX_CLOSED_DISPUTES} most recently closed",
+    )
 
 
 class OverdueCustomer(BaseModel):
-    """One line of the overdue scan: a customer and the invoices past due."""
+    """One line of the overdue scan: a customer and the invoices past due that are not in
+    dispute (`disputed` lists those left out, with their dispute; `invoice_ids` is empty
+    when every overdue invoice is disputed)."""
 
     customer_id: str
     currency: str
@@ -94,6 +155,7 @@ class OverdueCustomer(BaseModel):
     max_days_past_due: int
     invoice_ids: list[str]
     email: str = ""
+    disputed: list[DisputedItem] = Field(default_factory=list)
     # The customer's master data (see `Customer`): each case on its own calendar.
     region: str = ""
     time_zone: str = ""
@@ -223,3 +285,30 @@ class BillingSystem(Protocol):
         amount: Decimal,
         idempotency_key: str,
     ) -> PromiseToPay: ...
+
+    async def open_dispute(
+        self,
+        dispute_id: str,
+        invoice_ids: list[str],
+        amount: Decimal,
+        reason: str,
+        idempotency_key: str,
+        *,
+        customer_id: str,
+        currency: str,
+    ) -> Dispute:
+        """Take `invoice_ids` (the customer's, in `currency`) out of dunning until closed."""
+        ...
+
+    async def close_dispute(self, dispute_id: str, outcome: str, idempotency_key: str) -> Dispute:
+        """End the dispute with its outcome: its invoices are back in dunning."""
+        ...
+
+    async def dispute(self, dispute_id: str) -> Dispute: ...
+
+    async def record_dunning_notice(
+        self, case_id: str, customer_id: str, notice: str, idempotency_key: str
+    ) -> DunningNotice:
+        """Record that `case_id` sent `notice`, on what billing dunns now (overdue, not
+        in dispute)."""
+        ...

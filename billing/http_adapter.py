@@ -28,6 +28,8 @@ from billing.contract import (
     CreditMemo,
     Customer,
     CustomerStanding,
+    Dispute,
+    DunningNotice,
     Exposure,
     Installment,
     Invoice,
@@ -196,6 +198,46 @@ class HttpBillingSystem:
         path = _path("customers", ("customer_id", customer_id), "promises-to-pay")
         return await self._call("POST", path, PromiseToPay, key=idempotency_key, body=body)
 
+    async def open_dispute(
+        self,
+        dispute_id: str,
+        invoice_ids: list[str],
+        amount: Decimal,
+        reason: str,
+        idempotency_key: str,
+        *,
+        customer_id: str,
+        currency: str,
+    ) -> Dispute:
+        if not is_currency(currency):
+            raise BillingBusinessError(
+                "invalid_currency", f"currency {currency!r} is not an ISO 4217 code", 422
+            )
+        body = {
+            "customer_id": _checked("customer_id", customer_id),
+            "currency": currency,
+            "invoice_ids": _ids("invoice_ids", invoice_ids),
+            "amount": str(amount),
+            "reason": reason,
+        }
+        path = _path("disputes", ("dispute_id", dispute_id))
+        return await self._call("PUT", path, Dispute, key=idempotency_key, body=body)
+
+    async def close_dispute(self, dispute_id: str, outcome: str, idempotency_key: str) -> Dispute:
+        path = _path("disputes", ("dispute_id", dispute_id), "close")
+        body = {"outcome": outcome}
+        return await self._call("POST", path, Dispute, key=idempotency_key, body=body)
+
+    async def dispute(self, dispute_id: str) -> Dispute:
+        return await self._call("GET", _path("disputes", ("dispute_id", dispute_id)), Dispute)
+
+    async def record_dunning_notice(
+        self, case_id: str, customer_id: str, notice: str, idempotency_key: str
+    ) -> DunningNotice:
+        body = {"case_id": _checked("case_id", case_id), "notice": notice}
+        path = _path("customers", ("customer_id", customer_id), "dunning-notices")
+        return await self._call("POST", path, DunningNotice, key=idempotency_key, body=body)
+
 
 def _listing(raw: list[Any], model: type[R], id_field: str) -> Listing[R]:
     """Each record parsed on its own: a malformed one is set aside with its reason."""
@@ -224,7 +266,8 @@ def _unusable(values: dict[str, Any], id_field: str) -> str | None:
         return f"{id_field}: {values[id_field]!r} is not a valid id"
     invoice_ids = values.get("invoice_ids")
     if invoice_ids is not None:
-        if not invoice_ids:
+        # An overdue line whose every invoice is in dispute names them under `disputed`.
+        if not invoice_ids and not values.get("disputed"):
             return "invoice_ids: no invoice given"
         bad = next((i for i in invoice_ids if not is_id(i)), None)
         if bad is not None:

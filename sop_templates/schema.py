@@ -142,6 +142,11 @@ BillingAction = Literal[
     "get_exposure",
     "get_customer",
     "payment_status",
+    # A dispute case takes its invoices out of dunning, and puts them back with its outcome.
+    "open_dispute",
+    "close_dispute",
+    # A collection's notice, kept in billing with what it dunned (a dispute names the case).
+    "record_dunning_notice",
     # The case's customer and invoices are billing's (args customer_id, invoice_ids, region).
     "verify_case",
 ]

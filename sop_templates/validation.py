@@ -10,12 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from jinja2 import TemplateSyntaxError, nodes
 from pydantic import TypeAdapter, ValidationError
 
 from escalations.calendars import UnknownCalendarError, get_calendar
 from escalations.sla_clock import InvalidBudgetError, parse_budget
 from sop_templates.expressions import ExpressionError, check_names, compile_expression
 from sop_templates.rendering import RenderError, render
+from sop_templates.sandbox import EmailSandbox
 from sop_templates.schema import (
     INTAKE_CHECK_STEP,
     MONEY_ACTIONS,
@@ -80,8 +82,10 @@ def parse_template(
     """The template, or `InvalidTemplateError` listing every problem found.
 
     `require_approval_rules` for a new version (a draft, `casebook sop validate`): its
-    money-moving billing steps must say who approves what. Versions published before the
-    rule existed (the shipped v1s, cases' pinned templates) still parse without it."""
+    money-moving billing steps must say who approves what, and every declared parameter
+    must be read somewhere (a parameter nothing reads misleads its owner into thinking it
+    steers the procedure). Versions published before these rules (the shipped v1s, cases'
+    pinned templates) still parse without them."""
     try:
         template = SopTemplate.model_validate(document)
     except ValidationError as exc:
@@ -89,6 +93,8 @@ def parse_template(
         raise InvalidTemplateError(errors) from None
     errors = list(_semantic_errors(template))
     errors += _money_errors(template, require_approval_rules)
+    if require_approval_rules:
+        errors += _unread_parameter_errors(template)
     if errors:
         raise InvalidTemplateError(errors)
     return template
@@ -131,12 +137,107 @@ def is_known_queue(queue: str) -> bool:
 Roots = Mapping[str, frozenset[str] | None]
 
 
+class _ParamNames(frozenset[str]):
+    """The parameter names a condition may read, carrying their declared values (so a
+    duration read from a parameter can be checked where it is declared)."""
+
+    values: Mapping[str, Any]
+
+    def __new__(cls, parameters: Mapping[str, Any]) -> _ParamNames:
+        names = super().__new__(cls, parameters)
+        names.values = dict(parameters)
+        return names
+
+
 def condition_roots(parameters: Any) -> Roots:
     """What a condition may read. `params` are the template's own, so a typo is caught here
     rather than as a missing value when a running case reaches the decision; when the
     parameters themselves are malformed (already a schema error) any name is let through."""
-    params = frozenset(parameters) if isinstance(parameters, Mapping) else None
+    params = _ParamNames(parameters) if isinstance(parameters, Mapping) else None
     return {"case": CASE_FIELDS, "task": TASK_FIELDS, "params": params}
+
+
+def params_values(roots: Roots) -> Mapping[str, Any]:
+    params = roots.get("params")
+    return params.values if isinstance(params, _ParamNames) else {}
+
+
+# ---------------------------------------------------------------- parameters nothing reads
+
+
+def _unread_parameter_errors(t: SopTemplate) -> list[TemplateError]:
+    read = parameters_read(t)
+    if read is None:
+        return []  # an email reads `params` whole
+    return [
+        TemplateError(
+            f"parameters.{name}",
+            f"parameter {name!r} is declared but nothing reads it: refer to it as "
+            f"params.{name} in a step (a wait's after/grace, a condition, an argument) or "
+            "an email, or remove it",
+        )
+        for name in t.parameters
+        if name not in read
+    ]
+
+
+def parameters_read(t: SopTemplate) -> set[str] | None:
+    """The parameters the template reads (None: all of them, an email reads `params` whole)."""
+    read: set[str] = set()
+    for source in _expression_sources(t):
+        try:
+            names = compile_expression(source).names
+        except ExpressionError:
+            continue  # reported as an error of its own
+        read |= {n.split(".")[1] for n in names if n.startswith("params.")}
+    for email in t.emails.values():
+        for source in (email.subject, email.text, email.html):
+            found = _jinja_params(source) if source else set()
+            if found is None:
+                return None
+            read |= found
+    return read
+
+
+def _expression_sources(t: SopTemplate) -> Iterator[str]:
+    for step in t.steps:
+        if isinstance(step, DecisionStep):
+            yield from (b.when for b in step.branches)
+        elif isinstance(step, ComputeStep):
+            yield from step.set.values()
+        elif isinstance(step, EmailStep):
+            yield step.to
+        elif isinstance(step, BillingStep):
+            yield from step.args.values()
+            if step.approval is not None:
+                yield step.approval.above
+        elif isinstance(step, WaitStep):
+            yield from (s for s in (step.until, step.after, step.grace) if s is not None)
+
+
+_PARSER = EmailSandbox(autoescape=False)
+
+
+def _jinja_params(source: str) -> set[str] | None:
+    """`params.x` / `params["x"]` an email part reads; None when it reads `params` whole."""
+    try:
+        tree = _PARSER.parse(source)
+    except TemplateSyntaxError:
+        return set()  # reported by the email checks
+    read: set[str] = set()
+    by_field = 0
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        inner = node.node
+        if isinstance(inner, nodes.Name) and inner.name == "params":
+            by_field += 1
+            if isinstance(node, nodes.Getattr):
+                read.add(node.attr)
+            elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+                read.add(node.arg.value)
+            else:
+                return None
+    whole = sum(1 for n in tree.find_all(nodes.Name) if n.name == "params")
+    return None if whole > by_field else read
 
 
 def _errors_of_parsable_steps(document: Any) -> Iterator[TemplateError]:
@@ -283,10 +384,35 @@ def _wait_errors(path: str, step: WaitStep, roots: Roots) -> Iterator[TemplateEr
     for name in ("after", "grace"):
         text = getattr(step, name)
         if text is not None:
-            try:
-                parse_budget(text)
-            except InvalidBudgetError as exc:
-                yield TemplateError(f"{path}.{name}", str(exc))
+            yield from _duration_errors(f"{path}.{name}", text, roots)
+
+
+def _duration_errors(path: str, text: str, roots: Roots) -> Iterator[TemplateError]:
+    """A wait's duration: a literal such as 7d, or an expression (a parameter such as
+    params.reminder_wait) whose value is one; a parameter's value is checked here."""
+    try:
+        parse_budget(text)
+        return
+    except InvalidBudgetError as exc:
+        literal_error = str(exc)
+    try:
+        expr = compile_expression(text)
+    except ExpressionError:
+        yield TemplateError(path, f"{literal_error}; nor is it an expression such as params.wait")
+        return
+    problems = check_names(expr, roots)
+    for message in problems:
+        yield TemplateError(path, message)
+    params = roots.get("params")
+    if problems or params is None or expr.names != {text.strip()}:
+        return
+    root, _, name = text.strip().partition(".")
+    if root == "params" and name in params:
+        value = params_values(roots).get(name)
+        try:
+            parse_budget(str(value))
+        except InvalidBudgetError as exc:
+            yield TemplateError(f"parameters.{name}", f"read as a duration by {path}: {exc}")
 
 
 def _email_errors(path: str, email: EmailTemplate, t: SopTemplate) -> Iterator[TemplateError]:

@@ -90,9 +90,18 @@ class Api:
         return await eventually(probe, lambda case: case["status"] == "closed")
 
     async def open_dispute(self, headers: dict[str, str], **changes: Any) -> dict[str, Any]:
+        """A new dispute once its first task is open: dispute v3 first marks its invoices
+        disputed in billing (a customer billing does not know gets a refusal task instead)."""
         response = await self.http.post("/cases", json={**DISPUTE, **changes}, headers=headers)
         assert response.status_code == 201, response.text
-        return response.json()
+        opened = response.json()
+        if opened["tasks"]:
+            return opened
+
+        async def probe() -> dict[str, Any]:
+            return (await self.http.get(f"/cases/{opened['id']}", headers=headers)).json()
+
+        return await eventually(probe, lambda case: bool(case.get("tasks")))
 
 
 @asynccontextmanager
@@ -173,11 +182,25 @@ def dispute_input(amount: str, region: str = "FR", case_id: str | None = None) -
 
 
 def opened_dispute(inp: CaseInput, now: datetime) -> CaseSnapshot:
-    """A dispute as the workflow holds it right after the start: its acknowledgement queued
-    (with no contact on the case, to nobody) and the triage task open."""
+    """A dispute as the workflow holds it right after the start: (v3) its invoices marked
+    disputed in billing, its acknowledgement queued (with no contact on the case, to nobody)
+    and the triage task open."""
     case = case_logic.open_case(inp, now)
-    case_logic.email_queued(case, inp.template, [], now)
+    past_intake(case, inp.template, now)
     return case
+
+
+def past_intake(case: CaseSnapshot, template: SopTemplate, now: datetime) -> None:
+    """Carry a new dispute through its automatic first steps as the workflow would, up to its
+    first task: the acknowledgement queued, and (v3) billing's answer to `open_dispute`."""
+    while (action := case.pending_action) is not None:
+        if action.kind == "email":
+            case_logic.email_queued(case, template, [], now)
+            continue
+        step = template.step(action.step)
+        assert getattr(step, "action", None) == "open_dispute", action
+        dispute = {"id": case.id, "invoice_ids": case.invoice_ids, "status": "open"}
+        case_logic.action_done(case, template, dispute, now)
 
 
 async def terminate_cases(client: Client, case_ids: list[str]) -> None:

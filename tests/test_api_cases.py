@@ -77,10 +77,10 @@ async def test_dispute_above_threshold_goes_through_lead_approval_to_close(api: 
     assert case["status"] == "open"
     assert case["sop"] == {
         "name": "dispute",
-        "version": 2,  # dispute v2: typed task data and the approval rule on the credit memo
-        "content_hash": content_hash(shipped_document("dispute", 2)),
+        "version": 3,  # dispute v3: billing takes the disputed invoices out of dunning first
+        "content_hash": content_hash(shipped_document("dispute", 3)),
     }
-    assert case["amount"] == "1250.00" and case["current_step"] == "triage"
+    assert case["amount"] == "1250.00"
 
     triage = await _open_task(api, agent, case["id"], "triage")
     assert triage["queue"] == TIER1 and triage["allowed_outcomes"] == ["accept", "not_a_dispute"]
@@ -115,6 +115,7 @@ async def test_dispute_above_threshold_goes_through_lead_approval_to_close(api: 
     assert [t["step"] for t in detail["tasks"]] == ["triage", "investigate", "lead_approval"]
     entered = [h["step"] for h in detail["history"] if h["event"] == "step_entered"]
     assert entered == [
+        "take_out_of_dunning",
         "acknowledge",
         "triage",
         "investigate",
@@ -122,6 +123,7 @@ async def test_dispute_above_threshold_goes_through_lead_approval_to_close(api: 
         "lead_approval",
         "issue_credit",
         "notify_credited",
+        "release_credited",
         "closed_credited",
     ]
     memo = detail["data"]["credit_memo"]
@@ -315,6 +317,7 @@ async def test_store_rebuild_restores_the_read_model(
 
     agent = api.user("agent", queues=[TIER1])
     case = await api.open_dispute(agent)
+    await _open_task(api, agent, case["id"], "triage")  # once billing marked the dispute
     with Session(engine) as session:
         before = {t.id: t.status for t in session.exec(select(TaskRow)).all()}
         for row in session.exec(select(TaskRow)).all():

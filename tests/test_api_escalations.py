@@ -65,8 +65,10 @@ async def test_breach_reaches_the_board_and_the_leads_inbox_then_leads_act(
 ) -> None:
     agent = api.user("agent", queues=[TIER1])
     lead = api.user("lead", queues=["disputes-leads"], email="lead@o2c.test")
-    case = await api.open_dispute(agent)
-    assert case["sop"]["version"] == shipped_document("dispute")["version"] + 1
+    opened = await api.open_dispute(agent)
+    assert opened["sop"]["version"] == shipped_document("dispute")["version"] + 1
+    # Triage opens once billing has marked the invoice disputed (dispute v3's first step).
+    case = await eventually(lambda: _case(api, agent, opened["id"]), lambda c: bool(c["tasks"]))
     due = datetime.fromisoformat(case["tasks"][0]["sla_due"])
 
     async def board() -> list[dict[str, Any]]:

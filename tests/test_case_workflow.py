@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -23,6 +24,7 @@ from workflows.case_models import (
     ClaimTask,
     CompleteTask,
     Role,
+    Task,
 )
 from workflows.case_workflow import CaseWorkflow
 from workflows.worker import build_worker
@@ -52,12 +54,23 @@ async def _step(handle, update: str, cmd: object) -> CaseSnapshot:
     return await handle.execute_update(update, cmd, result_type=CaseSnapshot)
 
 
+async def _open_task(handle: Any) -> Task:
+    """The case's open task, once there (a dispute first marks its invoices in billing)."""
+    for _ in range(300):
+        state = await handle.query(CaseWorkflow.snapshot)
+        task = next((t for t in state.tasks if t.status == "open"), None)
+        if task is not None:
+            return task
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no open task: {state.current_step} {state.history}")
+
+
 async def test_refused_updates_leave_no_trace(
     time_skipping: WorkflowEnvironment, worker_queue: str
 ) -> None:
     inp = dispute_input("10.00")
     handle = await _start(time_skipping, worker_queue, inp)
-    task_id = f"{inp.case_id}.t1"
+    task_id = (await _open_task(handle)).id
     outsider = Actor(name="oz", role=Role.AGENT, queues=["collections"], cross_vendor=True)
     with pytest.raises(WorkflowUpdateFailedError) as refused:
         await _step(handle, "claim_task", ClaimTask(task_id=task_id, actor=outsider))
@@ -93,8 +106,7 @@ async def test_a_case_runs_its_sop_to_the_end_and_projects_every_revision(
         ("investigate", "valid", AGENT),
         ("lead_approval", "reject", LEAD),
     ]:
-        state = await handle.query(CaseWorkflow.snapshot)
-        task = next(t for t in state.tasks if t.status == "open")
+        task = await _open_task(handle)
         assert task.step == step
         await _step(handle, "claim_task", ClaimTask(task_id=task.id, actor=actor))
         await _step(

@@ -217,9 +217,10 @@ def test_dev_stack_runs_a_dispute_survives_a_restart_and_stops_on_ctrl_c(stack: 
 def test_a_short_sla_breaches_into_the_board_and_the_maildir(stack: Stack, tmp_path: Path) -> None:
     """A step with a seconds-long SLA on the 24x7 calendar, published by `casebook sop publish`."""
     document = yaml.safe_load((SHIPPED / "dispute.v2.yaml").read_text())
-    document["version"] = 3
+    shipped = [yaml.safe_load(p.read_text())["version"] for p in SHIPPED.glob("dispute.v*.yaml")]
+    document["version"] = version = max(shipped) + 1  # above every shipped version
     document["steps"][0]["sla"] = {"budget": f"{SHORT_SLA_S}s", "calendar": "24x7"}
-    path = tmp_path / "dispute.v3.yaml"
+    path = tmp_path / f"dispute.v{version}.yaml"
     path.write_text(yaml.safe_dump(document))
     stack.start()
     published = subprocess.run(
@@ -250,7 +251,7 @@ def test_a_short_sla_breaches_into_the_board_and_the_maildir(stack: Stack, tmp_p
         "lee@o2c.test",
     )
     case = httpx.post(f"{stack.url}/cases", json=DISPUTE, headers=agent).json()
-    assert case["sop"]["version"] == 3
+    assert case["sop"]["version"] == version
     due = datetime.fromisoformat(case["tasks"][0]["sla_due"])
 
     deadline = time.monotonic() + SHORT_SLA_S + 30

@@ -13,7 +13,7 @@ import pytest
 from sop_templates.registry import validated
 from sop_templates.schema import BillingStep, SopTemplate
 from sop_templates.validation import InvalidTemplateError, parse_template
-from tests.harness import AGENT, LEAD, case_input, shipped_document
+from tests.harness import AGENT, LEAD, case_input, past_intake, shipped_document
 from workflows import case_logic, money_rules
 from workflows.case_logic import CaseRuleError
 from workflows.case_models import (
@@ -36,7 +36,7 @@ REFUSED = {"code": "amount_above_open_balance", "message": "too much", "status":
 def _open(amount: str = "800.00", version: int | None = None) -> tuple[CaseSnapshot, SopTemplate]:
     inp = case_input("dispute", amount, invoice_ids=INVOICES, version=version)
     case = case_logic.open_case(inp, NOW)
-    case_logic.email_queued(case, inp.template, [], NOW)
+    past_intake(case, inp.template, NOW)
     return case, inp.template
 
 

@@ -59,9 +59,14 @@ STARTED: dict[str, list[str]] = {}
 
 
 async def _start(env: WorkflowEnvironment, queue: str, region: str) -> WorkflowHandle[Any, Any]:
+    """A dispute at its triage task (dispute v3 first marks its invoice disputed in billing)."""
     inp = dispute_input("100.00", region=region)
     STARTED.setdefault(queue, []).append(inp.case_id)
-    return await env.client.start_workflow(CaseWorkflow.run, inp, id=inp.case_id, task_queue=queue)
+    handle = await env.client.start_workflow(
+        CaseWorkflow.run, inp, id=inp.case_id, task_queue=queue
+    )
+    await _until(lambda: _case(handle), lambda c: bool(c.tasks))
+    return handle
 
 
 async def _case(handle: WorkflowHandle[Any, Any]) -> CaseSnapshot:

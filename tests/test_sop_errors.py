@@ -20,6 +20,7 @@ from tests.harness import (
     Api,
     case_input,
     eventually,
+    past_intake,
     shipped_document,
     terminate_cases,
 )
@@ -44,7 +45,7 @@ def _broken_dispute() -> CaseInput:
 
 def _to_the_broken_decision(inp: CaseInput, errors_become_work: bool) -> CaseSnapshot:
     case = case_logic.open_case(inp, NOW, errors_become_work=errors_become_work)
-    case_logic.email_queued(case, inp.template, [], NOW)
+    past_intake(case, inp.template, NOW)
     for n, outcome in ((1, "accept"), (2, "valid")):
         task_id = f"{case.id}.t{n}"
         case_logic.claim(case, ClaimTask(task_id=task_id, actor=AGENT), NOW)
@@ -133,7 +134,7 @@ async def test_the_workflow_never_fails_a_task_on_it_and_goes_on_when_told(
 def test_a_move_that_changes_the_kind_of_the_current_step_is_refused() -> None:
     inp = case_input("dispute", "100.00", region="24x7")
     case = case_logic.open_case(inp, NOW)
-    case_logic.email_queued(case, inp.template, [], NOW)  # now at triage, a human task
+    past_intake(case, inp.template, NOW)  # now at triage, a human task
     document = shipped_document("dispute")
     document["version"] = int(document["version"]) + 1
     triage = next(s for s in document["steps"] if s["id"] == "triage")

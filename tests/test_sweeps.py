@@ -7,6 +7,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import date, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ import pytest_asyncio
 from sqlalchemy import Engine
 from temporalio.testing import WorkflowEnvironment
 
+from billing.http_adapter import HttpBillingSystem
 from tests.billing_harness import BillingService
 from tests.harness import Api, running_api, terminate_cases
 
@@ -101,6 +103,45 @@ async def test_racing_scans_open_one_case(
     assert len(case_ids) == 1
     assert len(await _collections(api, lead, customer)) == 1
     await terminate_cases(dev_server.client, [c for r in results for c in _opened(r)])
+
+
+async def _dispute_in_billing(ledger: BillingService, customer: str, invoice: str) -> str:
+    """What a dispute case's first step does: billing marks the invoice disputed."""
+    dispute_id = f"DSP-{uuid.uuid4().hex[:8]}"
+    billing = HttpBillingSystem(ledger.url)
+    try:
+        await billing.open_dispute(
+            dispute_id,
+            [invoice],
+            Decimal("100.00"),
+            "pricing",
+            f"{dispute_id}:open",
+            customer_id=customer,
+            currency="EUR",
+        )
+    finally:
+        await billing.aclose()
+    return dispute_id
+
+
+async def test_the_scan_leaves_disputed_invoices_out_and_says_which(
+    api: Api, ledger: BillingService, dev_server: WorkflowEnvironment
+) -> None:
+    lead = api.user("lead")
+    partly, [old, recent] = _debtor(ledger, 40, 12)
+    wholly, [only] = _debtor(ledger, 30)
+    await _dispute_in_billing(ledger, partly, old)
+    held_only = await _dispute_in_billing(ledger, wholly, only)
+    sweep = await _scan(api, lead)
+    lines = {line["customer_id"]: line for line in sweep["lines"]}
+    # The disputed oldest invoice is neither dunned nor the debt the case id is derived from.
+    assert lines[partly]["status"] == "opened" and lines[partly]["invoice_ids"] == [recent]
+    assert lines[partly]["amount"] == "100.00"
+    assert lines[partly]["case_id"].endswith(recent)
+    assert lines[wholly]["status"] == "in_dispute" and lines[wholly]["case_id"] is None
+    assert f"{only} (dispute {held_only})" in lines[wholly]["reason"]
+    assert await _collections(api, lead, wholly) == []
+    await terminate_cases(dev_server.client, _opened(sweep))
 
 
 async def test_agents_cannot_scan_and_a_bad_region_opens_nothing(

@@ -12,7 +12,7 @@ from typing import Any
 
 from access.policy import Action, Refusal, not_holder, refuse_role, refuse_task
 from escalations.calendars import get_calendar, pin
-from escalations.sla_clock import SlaClock, parse_budget
+from escalations.sla_clock import InvalidBudgetError, SlaClock, parse_budget
 from sop_templates.expressions import ExpressionError, compile_expression
 from sop_templates.schema import (
     DEFAULT_EMAIL_ERROR_QUEUE,
@@ -27,7 +27,7 @@ from sop_templates.schema import (
     WaitStep,
 )
 from sop_templates.validation import CASE_FIELDS
-from workflows import money_rules
+from workflows import dunning, money_rules
 from workflows.case_models import (
     Actor,
     CaseInput,
@@ -692,8 +692,13 @@ def action_done(
     assert isinstance(step, EmailStep | BillingStep)
     case.pending_action = None
     if isinstance(step, BillingStep) and step.store_as:
+        before = case.data.get(step.store_as)
         case.data = {**case.data, step.store_as: result}
     record(case, now, f"{step.kind}_done", step=step.id, detail=result)
+    if isinstance(step, BillingStep) and step.store_as and step.action == "get_exposure":
+        # Why the next notice names other invoices than the last: a dispute opened or closed.
+        for event, detail in dunning.changes(before, result):
+            record(case, now, event, step=step.id, detail=detail)
     _enter(case, template, step.next, now, last_task=last_completed_task(case))
 
 
@@ -791,9 +796,9 @@ def action_refused(
 
 
 def _wait_end(case: CaseSnapshot, template: SopTemplate, step: WaitStep, now: datetime) -> datetime:
-    grace = _wall(step.grace) if step.grace else timedelta(0)
+    grace = _duration(case, template, step, step.grace) if step.grace else timedelta(0)
     if step.after:
-        return now + _wall(step.after) + grace
+        return now + _duration(case, template, step, step.after) + grace
     assert step.until is not None
     value = evaluate(case, template, step.until)
     try:
@@ -801,6 +806,20 @@ def _wait_end(case: CaseSnapshot, template: SopTemplate, step: WaitStep, now: da
     except ValueError:
         raise CaseRuleError("invalid", f"step {step.id!r}: until={value!r} is not a date") from None
     return instant + grace
+
+
+def _duration(case: CaseSnapshot, template: SopTemplate, step: WaitStep, text: str) -> timedelta:
+    """A wait's `after`/`grace`: a literal (7d), or an expression such as
+    params.reminder_wait whose value is one (the SOP owner tunes the ladder in one place)."""
+    try:
+        return _wall(text)
+    except InvalidBudgetError:
+        pass
+    value = evaluate(case, template, text)
+    try:
+        return _wall(str(value))
+    except InvalidBudgetError as exc:
+        raise CaseRuleError("invalid", f"step {step.id!r}: {text} = {value!r}: {exc}") from None
 
 
 def _wall(budget: str) -> timedelta:

@@ -22,6 +22,7 @@ from api.services.sweeps import (
     open_once,
     skipped,
 )
+from billing.contract import OverdueCustomer
 from workflows.case_models import Actor
 
 
@@ -40,6 +41,9 @@ async def scan_overdue(
         overdue = await billing.overdue_customers(as_of or datetime.now(UTC).date(), min_days)
     results = [skipped(record) for record in overdue.malformed]
     for line in overdue.records:
+        if not line.invoice_ids:  # disputed items are out of dunning until the dispute ends
+            results.append(SweepLine(line.customer_id, "in_dispute", reason=_left_out(line)))
+            continue
         body = case_body_or_skip(
             line.customer_id,
             type="collection",
@@ -57,3 +61,8 @@ async def scan_overdue(
         case_id = derived_case_id("collection", line.customer_id, line.invoice_ids[0])
         results.append(await open_once(svc, actor, body, case_id))
     return results
+
+
+def _left_out(line: OverdueCustomer) -> str:
+    items = ", ".join(f"{d.invoice_id} (dispute {d.dispute_id})" for d in line.disputed)
+    return f"every overdue invoice is in an open dispute: {items}"

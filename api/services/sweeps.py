@@ -34,8 +34,11 @@ from workflows.case_models import Actor
 
 # opened: this call started the case; joined: another call started it at the same moment;
 # already_open: an open case of the type was there; handled_earlier: the case ended before;
-# skipped: the billing record cannot open a case (see `reason`).
-SweepStatus = Literal["opened", "joined", "already_open", "handled_earlier", "skipped"]
+# skipped: the billing record cannot open a case (see `reason`); in_dispute: every overdue
+# invoice of the customer is in an open dispute, so nothing is dunned (`reason` names them).
+SweepStatus = Literal[
+    "opened", "joined", "already_open", "handled_earlier", "skipped", "in_dispute"
+]
 
 
 @dataclass(frozen=True)

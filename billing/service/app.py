@@ -31,6 +31,8 @@ from billing.contract import (
     CreditMemo,
     Customer,
     CustomerStanding,
+    Dispute,
+    DunningNotice,
     Exposure,
     Installment,
     Invoice,
@@ -104,6 +106,25 @@ class PromiseToPayRequest(StrictBody):
     invoice_ids: Ids
     promised_on: date
     amount: Decimal = Field(gt=0)
+
+
+class DisputeRequest(StrictBody):
+    customer_id: Id = Field(description="The dispute case's customer: the invoices are theirs")
+    currency: Currency = Field(description="The dispute case's currency: the invoices' own")
+    invoice_ids: Ids
+    amount: Decimal = Field(gt=0, description="The disputed amount")
+    reason: str = Field("", max_length=500)
+
+
+class DunningNoticeRequest(StrictBody):
+    case_id: Id = Field(description="The collection case that sent the notice")
+    notice: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$", description="e.g. final_demand")
+
+
+class DisputeCloseRequest(StrictBody):
+    outcome: str = Field(
+        pattern=r"^[a-z][a-z0-9_]{0,63}$", description="credited, rejected, not_a_dispute, ..."
+    )
 
 
 class PaymentRequest(StrictBody):
@@ -318,6 +339,59 @@ def create_app(engine: Engine, token: str, *, insecure_no_token: bool = False) -
                 s, invoice_id, body.amount, body.reason, now, body.customer_id, body.currency
             ),
         )
+
+    @app.post("/customers/{customer_id}/dunning-notices", status_code=201)
+    def post_dunning_notice(
+        customer_id: PathId, body: DunningNoticeRequest, key: IdempotencyKey = ""
+    ) -> DunningNotice:
+        """A collection case sent a notice: billing keeps which invoices it dunned."""
+        now = datetime.now(UTC)
+        return write(
+            key,
+            "dunning_notice",
+            {"customer_id": customer_id},
+            body,
+            lambda s: ledger.record_dunning_notice(s, body.case_id, customer_id, body.notice, now),
+        )
+
+    @app.put("/disputes/{dispute_id}")
+    def put_dispute(dispute_id: PathId, body: DisputeRequest, key: IdempotencyKey = "") -> Dispute:
+        """Open a dispute (its id: the dispute case's): its invoices leave dunning."""
+        now = datetime.now(UTC)
+        return write(
+            key,
+            "open_dispute",
+            {"dispute_id": dispute_id},
+            body,
+            lambda s: ledger.open_dispute(
+                s,
+                dispute_id,
+                body.customer_id,
+                body.currency,
+                body.invoice_ids,
+                body.amount,
+                body.reason,
+                now,
+            ),
+        )
+
+    @app.post("/disputes/{dispute_id}/close")
+    def post_dispute_close(
+        dispute_id: PathId, body: DisputeCloseRequest, key: IdempotencyKey = ""
+    ) -> Dispute:
+        """Close a dispute with its outcome: its invoices are back in dunning."""
+        now = datetime.now(UTC)
+        return write(
+            key,
+            "close_dispute",
+            {"dispute_id": dispute_id},
+            body,
+            lambda s: ledger.close_dispute(s, dispute_id, body.outcome, now),
+        )
+
+    @app.get("/disputes/{dispute_id}")
+    def get_dispute(dispute_id: PathId) -> Dispute:
+        return read(lambda s: ledger.dispute(s, dispute_id))
 
     @app.post("/invoices/{invoice_id}/payments", status_code=201, tags=["loading"])
     def post_payment(invoice_id: PathId, body: PaymentRequest, key: IdempotencyKey = "") -> Invoice:

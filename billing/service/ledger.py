@@ -23,12 +23,16 @@ from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from billing.contract import (
+    MAX_CLOSED_DISPUTES,
     BillingBusinessError,
     CreditHold,
     CreditLimit,
     CreditMemo,
     Customer,
     CustomerStanding,
+    Dispute,
+    DisputedItem,
+    DunningNotice,
     Exposure,
     Installment,
     Invoice,
@@ -41,6 +45,8 @@ from billing.service.tables import (
     CENT,
     CreditMemoRow,
     CustomerRow,
+    DisputeRow,
+    DunningNoticeRow,
     InvoiceRow,
     PaymentPlanRow,
     PaymentRow,
@@ -154,9 +160,10 @@ def _days_past_due(row: InvoiceRow, as_of: date) -> int:
     return max(0, (as_of - row.due_on).days) if row.open_cents > 0 else 0
 
 
-def _invoice(row: InvoiceRow, as_of: date) -> Invoice:
+def _invoice(row: InvoiceRow, as_of: date, disputed_by: str | None = None) -> Invoice:
     status = "open" if row.open_cents > 0 else ("paid" if row.paid_cents else "credited")
     return Invoice(
+        disputed_by=disputed_by,
         id=row.id,
         customer_id=row.customer_id,
         currency=row.currency,
@@ -212,7 +219,9 @@ def customers(session: Session, over_limit_only: bool = False) -> list[CustomerS
 
 
 def invoices(session: Session, invoice_ids: Iterable[str], as_of: date) -> list[Invoice]:
-    return [_invoice(_invoice_row(session, i), as_of) for i in invoice_ids]
+    rows = [_invoice_row(session, i) for i in invoice_ids]
+    in_dispute = _open_disputes(session)
+    return [_invoice(r, as_of, _dispute_of(in_dispute, r.id)) for r in rows]
 
 
 def _customer_invoices(session: Session, customer_id: str) -> list[InvoiceRow]:
@@ -223,14 +232,17 @@ def _customer_invoices(session: Session, customer_id: str) -> list[InvoiceRow]:
 def open_items(session: Session, customer_id: str, as_of: date) -> list[Invoice]:
     _customer_row(session, customer_id)
     rows = _customer_invoices(session, customer_id)
-    return [_invoice(r, as_of) for r in rows if r.open_cents > 0]
+    in_dispute = _open_disputes(session, customer_id)
+    return [_invoice(r, as_of, _dispute_of(in_dispute, r.id)) for r in rows if r.open_cents > 0]
 
 
 def exposure(session: Session, customer_id: str, as_of: date) -> Exposure:
     cust = _customer_row(session, customer_id)
     rows = _customer_invoices(session, customer_id)
+    in_dispute = _open_disputes(session, customer_id)
     open_rows = [r for r in rows if r.open_cents > 0]
     overdue = [r for r in open_rows if r.due_on < as_of]
+    dunning = _dunnable(overdue, in_dispute)
     paid = [r for r in rows if r.settled_on is not None]
     late_days = [max(0, (r.settled_on - r.due_on).days) for r in paid if r.settled_on]
     open_cents = sum(r.open_cents for r in open_rows)
@@ -240,11 +252,15 @@ def exposure(session: Session, customer_id: str, as_of: date) -> Exposure:
         currency=cust.currency,
         credit_limit=from_cents(cust.credit_limit_cents),
         on_hold=cust.on_hold,
+        hold_reason=cust.hold_reason,
         open_amount=from_cents(open_cents),
         overdue_amount=from_cents(sum(r.open_cents for r in overdue)),
+        dunning_amount=from_cents(sum(r.open_cents for r in dunning)),
+        dunning_invoice_ids=[r.id for r in dunning],
+        disputes=_disputed_items(session, customer_id, {r.id: r for r in rows}),
         available_credit=from_cents(cust.credit_limit_cents - open_cents),
         max_days_past_due=max((_days_past_due(r, as_of) for r in open_rows), default=0),
-        open_items=[_invoice(r, as_of) for r in open_rows],
+        open_items=[_invoice(r, as_of, _dispute_of(in_dispute, r.id)) for r in open_rows],
         paid_invoices=len(paid),
         paid_late=sum(1 for d in late_days if d > 0),
         average_days_late=(
@@ -255,8 +271,102 @@ def exposure(session: Session, customer_id: str, as_of: date) -> Exposure:
     )
 
 
+def _dunnable(overdue: list[InvoiceRow], in_dispute: dict[str, DisputeRow]) -> list[InvoiceRow]:
+    """What dunning may ask for: the overdue invoices no open dispute holds."""
+    return [r for r in overdue if r.id not in in_dispute]
+
+
+def _dunned_by(session: Session, customer_id: str, invoice_ids: set[str]) -> list[str]:
+    """The collection cases whose notices named any of these invoices, latest first."""
+    query = (
+        select(DunningNoticeRow)
+        .where(DunningNoticeRow.customer_id == customer_id)
+        .order_by(DunningNoticeRow.sent_at.desc(), DunningNoticeRow.id.desc())
+    )
+    cases: list[str] = []
+    for notice in session.scalars(query):
+        if invoice_ids & set(notice.invoice_ids) and notice.case_id not in cases:
+            cases.append(notice.case_id)
+    return cases
+
+
+def record_dunning_notice(
+    session: Session, case_id: str, customer_id: str, notice: str, now: datetime
+) -> DunningNotice:
+    """A collection case sent `notice`: keep which invoices it dunned (what is overdue and
+    not in dispute as of today), so a dispute opened on them later names the case."""
+    _check_id("case_id", case_id)
+    _customer_row(session, customer_id)
+    as_of = now.date()
+    rows = _customer_invoices(session, customer_id)
+    overdue = [r for r in rows if r.open_cents > 0 and r.due_on < as_of]
+    dunned = _dunnable(overdue, _open_disputes(session, customer_id))
+    row = DunningNoticeRow(
+        case_id=case_id,
+        customer_id=customer_id,
+        notice=notice,
+        invoice_ids=[r.id for r in dunned],
+        sent_at=now,
+    )
+    session.add(row)
+    return DunningNotice(
+        case_id=case_id,
+        customer_id=customer_id,
+        notice=notice,
+        invoice_ids=row.invoice_ids,
+        amount=from_cents(sum(r.open_cents for r in dunned)),
+        sent_at=now,
+    )
+
+
+def _open_disputes(session: Session, customer_id: str | None = None) -> dict[str, DisputeRow]:
+    """The open dispute on each disputed invoice (of one customer, or of all)."""
+    query = select(DisputeRow).where(DisputeRow.status == "open")
+    if customer_id is not None:
+        query = query.where(DisputeRow.customer_id == customer_id)
+    by_invoice: dict[str, DisputeRow] = {}
+    for row in session.scalars(query.order_by(DisputeRow.opened_at, DisputeRow.id)):
+        for invoice_id in row.invoice_ids:
+            by_invoice.setdefault(invoice_id, row)
+    return by_invoice
+
+
+def _dispute_of(in_dispute: dict[str, DisputeRow], invoice_id: str) -> str | None:
+    row = in_dispute.get(invoice_id)
+    return row.id if row else None
+
+
+def _disputed_items(
+    session: Session, customer_id: str, invoices: dict[str, InvoiceRow]
+) -> list[DisputedItem]:
+    """The customer's disputed invoices: open disputes, then the latest closed ones."""
+    base = select(DisputeRow).where(DisputeRow.customer_id == customer_id)
+    opened = session.scalars(
+        base.where(DisputeRow.status == "open").order_by(DisputeRow.opened_at, DisputeRow.id)
+    )
+    closed = session.scalars(
+        base.where(DisputeRow.status == "closed")
+        .order_by(DisputeRow.closed_at.desc(), DisputeRow.id)  # type: ignore[union-attr]
+        .limit(MAX_CLOSED_DISPUTES)
+    )
+    return [
+        DisputedItem(
+            invoice_id=invoice_id,
+            dispute_id=row.id,
+            status="open" if row.status == "open" else "closed",
+            outcome=row.outcome,
+            disputed_amount=from_cents(row.amount_cents),
+            open_balance=from_cents(invoices[invoice_id].open_cents),
+        )
+        for row in [*opened, *closed]
+        for invoice_id in row.invoice_ids
+        if invoice_id in invoices
+    ]
+
+
 def overdue_customers(session: Session, as_of: date, min_days: int = 1) -> list[OverdueCustomer]:
-    """Customers with invoices at least `min_days` past due, the oldest debt first."""
+    """Customers with invoices at least `min_days` past due, the oldest debt first. Invoices
+    in an open dispute are left out of the amounts and listed apart with their dispute."""
     latest_due = as_of.toordinal() - min_days
     if latest_due < 1:
         return []  # nothing falls due before the first day of year 1
@@ -271,18 +381,141 @@ def overdue_customers(session: Session, as_of: date, min_days: int = 1) -> list[
     by_customer: dict[str, list[InvoiceRow]] = {}
     for row in session.scalars(query):
         by_customer.setdefault(row.customer_id, []).append(row)
+    in_dispute = _open_disputes(session)
     lines = [
-        OverdueCustomer(
-            customer_id=cid,
-            currency=rows[0].currency,
-            overdue_amount=from_cents(sum(r.open_cents for r in rows)),
-            max_days_past_due=max(_days_past_due(r, as_of) for r in rows),
-            invoice_ids=[r.id for r in rows],
-            **_contact_of(_customer_row(session, cid)),
-        )
-        for cid, rows in by_customer.items()
+        _overdue_line(session, cid, rows, in_dispute, as_of) for cid, rows in by_customer.items()
     ]
     return sorted(lines, key=lambda line: (-line.max_days_past_due, line.customer_id))
+
+
+def _overdue_line(
+    session: Session,
+    customer_id: str,
+    rows: list[InvoiceRow],
+    in_dispute: dict[str, DisputeRow],
+    as_of: date,
+) -> OverdueCustomer:
+    dunning = _dunnable(rows, in_dispute)
+    return OverdueCustomer(
+        customer_id=customer_id,
+        currency=rows[0].currency,
+        overdue_amount=from_cents(sum(r.open_cents for r in dunning)),
+        max_days_past_due=max((_days_past_due(r, as_of) for r in dunning), default=0),
+        invoice_ids=[r.id for r in dunning],
+        **_contact_of(_customer_row(session, customer_id)),
+        disputed=[
+            DisputedItem(
+                invoice_id=r.id,
+                dispute_id=in_dispute[r.id].id,
+                status="open",
+                disputed_amount=from_cents(in_dispute[r.id].amount_cents),
+                open_balance=from_cents(r.open_cents),
+            )
+            for r in rows
+            if r.id in in_dispute
+        ],
+    )
+
+
+def _dispute(session: Session, row: DisputeRow) -> Dispute:
+    return Dispute(
+        dunned_by=_dunned_by(session, row.customer_id, set(row.invoice_ids)),
+        id=row.id,
+        customer_id=row.customer_id,
+        currency=row.currency,
+        invoice_ids=list(row.invoice_ids),
+        amount=from_cents(row.amount_cents),
+        reason=row.reason,
+        status="open" if row.status == "open" else "closed",
+        outcome=row.outcome,
+        opened_at=row.opened_at,
+        closed_at=row.closed_at,
+    )
+
+
+def _dispute_row(session: Session, dispute_id: str, *, fresh: bool = False) -> DisputeRow:
+    row = session.get(DisputeRow, dispute_id, populate_existing=fresh)
+    if row is None:
+        raise refuse("dispute_not_found", f"no dispute {dispute_id!r}", 404)
+    return row
+
+
+def dispute(session: Session, dispute_id: str) -> Dispute:
+    return _dispute(session, _dispute_row(session, dispute_id))
+
+
+def open_dispute(
+    session: Session,
+    dispute_id: str,
+    customer_id: str,
+    currency: str,
+    invoice_ids: list[str],
+    amount: Decimal,
+    reason: str,
+    now: datetime,
+) -> Dispute:
+    """Take the customer's invoices out of dunning under dispute `dispute_id` (opening the
+    same dispute again answers it as it is; a closed one is not reopened)."""
+    _check_id("dispute_id", dispute_id)
+    _customer_open_invoices(session, customer_id, invoice_ids)
+    for invoice_id in invoice_ids:
+        invoice = _invoice_row(session, invoice_id)
+        if invoice.currency != currency:
+            raise refuse(
+                "currency_mismatch",
+                f"invoice {invoice_id} is in {invoice.currency}, the dispute in {currency}",
+            )
+    cents = check_amount(amount)
+    existing = session.get(DisputeRow, dispute_id)
+    if existing is not None:
+        same = existing.customer_id == customer_id and existing.invoice_ids == invoice_ids
+        if existing.status != "open" or not same:
+            raise refuse(
+                "dispute_exists",
+                f"dispute {dispute_id} exists already ({existing.status}, on "
+                f"{', '.join(existing.invoice_ids)})",
+                409,
+            )
+        return _dispute(session, existing)
+    row = DisputeRow(
+        id=dispute_id,
+        customer_id=customer_id,
+        invoice_ids=list(invoice_ids),
+        currency=currency,
+        amount_cents=cents,
+        reason=reason,
+        status="open",
+        outcome="",
+        opened_at=now,
+    )
+    session.add(row)
+    session.flush()
+    return _dispute(session, row)
+
+
+def close_dispute(session: Session, dispute_id: str, outcome: str, now: datetime) -> Dispute:
+    """End the dispute with its outcome: its invoices are back in dunning with what is left
+    open. Closing it again with the same outcome changes nothing."""
+    row = _dispute_row(session, dispute_id)
+    if row.status != "open":
+        if row.outcome == outcome:
+            return _dispute(session, row)
+        raise refuse(
+            "dispute_closed", f"dispute {dispute_id} is already closed ({row.outcome})", 409
+        )
+    # Conditional on still being open: two closes racing, one wins, the other is told.
+    closed = session.execute(
+        update(DisputeRow)
+        .where(DisputeRow.id == dispute_id, DisputeRow.status == "open")
+        .values(status="closed", outcome=outcome, closed_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    row = _dispute_row(session, dispute_id, fresh=True)
+    if closed.rowcount != 1 and row.outcome != outcome:  # type: ignore[attr-defined]
+        raise refuse(
+            "dispute_closed", f"dispute {dispute_id} is already closed ({row.outcome})", 409
+        )
+    return _dispute(session, row)
 
 
 def _contact_of(row: CustomerRow) -> dict[str, str]:

@@ -91,6 +91,36 @@ class PaymentPlanRow(Base):
     created_at: Mapped[datetime]
 
 
+class DisputeRow(Base):
+    """A dispute on invoices, opened by a dispute case (its id): while open, its invoices
+    are out of dunning (the overdue listing and a customer's dunnable amount leave them out)."""
+
+    __tablename__ = "disputes"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
+    invoice_ids: Mapped[list[str]] = mapped_column(JSON)
+    currency: Mapped[str] = mapped_column(String(3))
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+    reason: Mapped[str] = mapped_column(String(500), default="")
+    status: Mapped[str] = mapped_column(String(16), index=True)  # open, closed
+    outcome: Mapped[str] = mapped_column(String(64), default="")
+    opened_at: Mapped[datetime]
+    closed_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class DunningNoticeRow(Base):
+    """A dunning notice a collection case sent, and the invoices it dunned then (what was
+    overdue and not in dispute): a dispute opened later names the cases that dunned it."""
+
+    __tablename__ = "dunning_notices"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    case_id: Mapped[str] = mapped_column(String(64), index=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
+    notice: Mapped[str] = mapped_column(String(64))
+    invoice_ids: Mapped[list[str]] = mapped_column(JSON)
+    sent_at: Mapped[datetime]
+
+
 class IdempotencyRow(Base):
     """The first answer to each idempotency key, so a retried write changes nothing."""
 
