@@ -166,7 +166,9 @@ async def test_escalate_checks_vendor_and_queue_and_answers_without_the_case(api
 
     raised = await api.http.post(url, json=body, headers=acme)
     assert raised.status_code == 200, raised.text
-    assert set(raised.json()) == {"id", "case_id", "status"}
+    # Only what the raiser needs (the escalation, not the case): `joined` says whether it
+    # joined an open escalation of the same work.
+    assert set(raised.json()) == {"id", "case_id", "status", "joined"}
     assert raised.json()["case_id"] == case["id"] and raised.json()["status"] == "open"
     assert case["customer_id"] not in raised.text
 
