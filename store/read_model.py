@@ -12,21 +12,34 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Engine, Table, false, func, or_
+from sqlalchemy import Connection, Engine, Table, false, func, or_
+from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from access.policy import UNLIMITED, Reach
-from store.tables import CaseRow, EscalationRow, TaskRow
+from store import facts
+from store.tables import CaseRow, EscalationRow, FactRow, TaskRow
 from workflows.case_models import CaseSnapshot, TaskStatus
 from workflows.escalation_models import EscalationSnapshot
 
 
 def project_snapshot(engine: Engine, snapshot: CaseSnapshot) -> None:
-    """Write `snapshot` unless the read model already holds this revision or a newer one."""
-    rows = [(CaseRow.__table__, _case_values(snapshot))]
-    rows += [(TaskRow.__table__, _task_values(snapshot, t)) for t in snapshot.tasks]
-    _upsert_all(engine, rows)
+    """Write `snapshot` unless the read model already holds this revision or a newer one.
+
+    Its facts (store/facts.py) are written only when its case row wins, in the same
+    transaction: the winning upsert holds the case row's lock, so two projections of one
+    case never count the same history entry twice.
+    """
+    with engine.begin() as connection:
+        won = _upsert_won(connection, CaseRow.__table__, _case_values(snapshot))
+        for task in snapshot.tasks:
+            values = _task_values(snapshot, task)
+            connection.execute(
+                _upsert(connection.dialect.name, TaskRow.__table__, tuple(values)), values
+            )
+        if won:
+            _write_case_facts(connection, snapshot, replace=False)
 
 
 def project_escalation(engine: Engine, snapshot: EscalationSnapshot) -> None:
@@ -55,14 +68,41 @@ def project_escalation(engine: Engine, snapshot: EscalationSnapshot) -> None:
     )
     values["kind"], values["status"] = snapshot.kind.value, snapshot.status.value
     values["snapshot"] = snapshot.model_dump(mode="json")
-    _upsert_all(engine, [(EscalationRow.__table__, values)])
-
-
-def _upsert_all(engine: Engine, rows: list[tuple[Any, dict[str, Any]]]) -> None:
     with engine.begin() as connection:
-        dialect = connection.dialect.name
-        for table, values in rows:
-            connection.execute(_upsert(dialect, table, tuple(values)), values)
+        if _upsert_won(connection, EscalationRow.__table__, values):
+            cases = CaseRow.__table__
+            query = sa_select(cases).where(cases.c.id == snapshot.case_id)
+            case = connection.execute(query).mappings().first()
+            _put_facts(connection, [facts.escalation_fact(snapshot, case)])
+
+
+def _upsert_won(connection: Connection, table: Table, values: dict[str, Any]) -> bool:
+    """Upsert one row by the newest-revision-wins rule; whether this write won."""
+    stmt = _upsert(connection.dialect.name, table, tuple(values)).returning(table.c.id)
+    return connection.execute(stmt, values).first() is not None
+
+
+def _write_case_facts(connection: Connection, snapshot: CaseSnapshot, *, replace: bool) -> None:
+    table = FactRow.__table__
+    mine = (table.c.case_id == snapshot.id) & table.c.kind.in_([facts.CASE, facts.TASK])
+    previous: dict[str, facts.Fact] = {}
+    if replace:
+        connection.execute(table.delete().where(mine))
+    else:
+        previous = facts.by_id(connection.execute(sa_select(table).where(mine)).mappings())
+    _put_facts(connection, facts.case_facts(snapshot, previous))
+
+
+def _put_facts(connection: Connection, rows: list[facts.Fact]) -> None:
+    """Each fact by its key: written again, it replaces itself, never adds a row."""
+    table = FactRow.__table__
+    insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+    for values in rows:
+        stmt = insert(table)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["id"], set_={k: stmt.excluded[k] for k in values if k != "id"}
+        )
+        connection.execute(stmt, values)
 
 
 @cache
@@ -234,6 +274,7 @@ def replace_case(engine: Engine, snapshot: CaseSnapshot) -> None:
         connection.execute(CaseRow.__table__.insert(), _case_values(snapshot))
         for task in snapshot.tasks:
             connection.execute(TaskRow.__table__.insert(), _task_values(snapshot, task))
+        _write_case_facts(connection, snapshot, replace=True)
 
 
 @dataclass(frozen=True)
