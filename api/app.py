@@ -13,7 +13,7 @@ from api.deps import Services
 from api.errors import AUTHENTICATED_ERRORS, install_error_handlers
 from api.metrics import install_metrics
 from api.request_limits import BodyLimit, NulInPath
-from api.routes import audit, cases, escalations, health, sops, sweeps, tasks
+from api.routes import audit, cases, escalations, health, reports, sops, sweeps, tasks
 from api.schemas import REQUEST_MAX_BYTES
 from settings import Settings, get_settings
 from store.db import make_engine
@@ -55,6 +55,6 @@ def create_app(
     )
     # Every other route authenticates and may be refused, conflict or time out: documented
     # once here, so each route declares only its success.
-    for routes in (cases, tasks, escalations, sweeps, audit, sops):
+    for routes in (cases, tasks, escalations, sweeps, audit, sops, reports):
         app.include_router(routes.router, responses=AUTHENTICATED_ERRORS)
     return app
