@@ -89,3 +89,18 @@ async def test_bad_parameters_are_422_naming_them(api: Api, vendors: tuple[str, 
     assert day.status_code == 422 and "at" in zone.json()["message"] + day.json()["message"]
     listed = await api.http.get("/reports", headers=auditor)
     assert {r["name"] for r in listed.json()} >= {"sla", "backlog", "disputes"}
+
+
+async def test_live_gauges_on_metrics(api: Api, vendors: tuple[str, str]) -> None:
+    auditor = api.user(Role.AUDITOR)
+    text = (await api.http.get("/metrics", headers=auditor)).text
+    gauges = {
+        line.split(" ")[0]: float(line.split(" ")[1])
+        for line in text.splitlines()
+        if line.startswith("casebook_") and not line.startswith("casebook_http")
+    }
+    # Each vendor's week leaves C's second investigation open and nothing in warning.
+    assert gauges['casebook_tasks_open{queue="disputes-tier1",state="open"}'] >= 2
+    assert gauges["casebook_sla_breaches_last_hour"] == 0  # B's breach was on MONDAY
+    assert gauges["casebook_oldest_open_task_age_seconds"] > 24 * 3600
+    assert "casebook_tasks_in_warning" in gauges

@@ -1,0 +1,64 @@
+"""`casebook report daily|weekly|monthly|qbr`: the service reviews of one vendor."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+
+from settings import get_settings
+
+report_app = typer.Typer(help="Service reviews: KPIs of a vendor by period.", no_args_is_help=True)
+
+Vendor = Annotated[str, typer.Option(help="the vendor reviewed")]
+At = Annotated[str | None, typer.Option(help="a day in the period (YYYY-MM-DD); default today")]
+Tz = Annotated[str, typer.Option(help="IANA time zone the period is read in")]
+Format = Annotated[str, typer.Option(help="text, json or csv (one CSV block per section)")]
+
+
+def _review(kind: str, vendor: str, at: str | None, tz: str, fmt: str) -> None:
+    from reports import digest
+    from reports.export import as_csv, as_json
+    from reports.kpis import ReportFilter
+    from reports.periods import PeriodError, parse_anchor, period
+    from store.db import make_engine, migrate
+
+    if fmt not in ("text", "json", "csv"):
+        raise typer.BadParameter(f"{fmt!r} is not text, json or csv", param_hint="--format")
+    now = datetime.now(UTC)
+    try:
+        p = period(kind, parse_anchor(at, kind, tz, now), tz)
+    except PeriodError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    engine = make_engine(get_settings().resolved_database_url())
+    migrate(engine)
+    f = ReportFilter(start=p.start, end=p.end, timezone=tz, vendor=vendor, as_of=min(p.end, now))
+    name = {"day": "Daily", "week": "Weekly", "month": "Monthly"}[kind]
+    r = digest.review(engine, f"{name} review of {vendor}: {p.label}", f)
+    if fmt == "json":
+        sections = [{"title": title, **as_json(rep, r.f)} for title, rep in r.sections]
+        typer.echo(json.dumps({"title": r.title, "sections": sections}, indent=2))
+    elif fmt == "csv":
+        typer.echo("\n".join(f"# {title}\n{as_csv(rep)}" for title, rep in r.sections))
+    else:
+        typer.echo(digest.as_text(r))
+
+
+@report_app.command("daily")
+def daily(vendor: Vendor, at: At = None, tz: Tz = "UTC", format: Format = "text") -> None:
+    """The review of a day (today unless --at) for a vendor."""
+    _review("day", vendor, at, tz, format)
+
+
+@report_app.command("weekly")
+def weekly(vendor: Vendor, at: At = None, tz: Tz = "UTC", format: Format = "text") -> None:
+    """The review of the ISO week (Monday to Sunday) that holds the day."""
+    _review("week", vendor, at, tz, format)
+
+
+@report_app.command("monthly")
+def monthly(vendor: Vendor, at: At = None, tz: Tz = "UTC", format: Format = "text") -> None:
+    """The review of the month that holds the day."""
+    _review("month", vendor, at, tz, format)
