@@ -104,3 +104,19 @@ async def test_live_gauges_on_metrics(api: Api, vendors: tuple[str, str]) -> Non
     assert gauges["casebook_sla_breaches_last_hour"] == 0  # B's breach was on MONDAY
     assert gauges["casebook_oldest_open_task_age_seconds"] > 24 * 3600
     assert "casebook_tasks_in_warning" in gauges
+
+
+async def test_the_ledger_report_is_for_callers_who_see_every_vendor(
+    api: Api, vendors: tuple[str, str]
+) -> None:
+    auditor = api.user(Role.AUDITOR)
+    response = await api.http.get(
+        "/reports/ledger", params={"currency": "EUR", "period": "quarter"}, headers=auditor
+    )
+    assert response.status_code == 200, response.text
+    assert {"dso", "cei", "average_days_delinquent"} <= set(response.json())
+    lead = api.user(Role.LEAD, vendor=vendors[0])
+    refused = await api.http.get("/reports/ledger", params={"currency": "EUR"}, headers=lead)
+    assert refused.status_code == 403
+    bad = await api.http.get("/reports/ledger", params={"currency": "euro"}, headers=auditor)
+    assert bad.status_code == 422

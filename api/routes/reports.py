@@ -30,6 +30,20 @@ async def list_reports(actor: Reader) -> list[dict[str, str]]:
     return [{"name": name, "measures": kpi.help} for name, kpi in KPIS.items()]
 
 
+@router.get("/reports/ledger")
+async def ledger(
+    actor: Reader,
+    svc: ServicesDep,
+    currency: Annotated[str, Query(pattern="^[A-Z]{3}$", description="ISO 4217")],
+    period: PeriodKind = "month",
+    at: Annotated[str | None, Query(description="a day in the period, or 2026Q4")] = None,
+) -> dict[str, Any]:
+    """DSO, best-possible DSO, average days delinquent and CEI of one currency over the
+    period, from the billing ledger as it stood (admins and auditors: it is not a vendor's)."""
+    p = service.period_of(period, at, "UTC", service.now())
+    return await service.ledger(svc, actor, currency, p)
+
+
 @router.get(
     "/reports/{name}",
     responses={200: {"content": {"text/csv": {}}, "description": "the report's rows"}},

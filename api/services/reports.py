@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from starlette.concurrency import run_in_threadpool
 
 from access.policy import Action, reach
 from api.deps import Services
 from api.errors import ApiError
+from api.services.sweeps import billing_of
+from billing.contract import BillingBusinessError
 from reports import kpis
 from reports.kpis import Report, ReportError, ReportFilter
-from reports.periods import PeriodError, parse_anchor, period
+from reports.ledger import ledger_measures
+from reports.periods import Period, PeriodError, parse_anchor, period
 from workflows.case_models import Actor
+
+
+def period_of(kind: str, at: str | None, tz: str, now: datetime) -> Period:
+    try:
+        return period(kind, parse_anchor(at, kind, tz, now), tz)
+    except PeriodError as exc:
+        field = str(exc).split(":")[0]
+        raise ApiError("invalid", str(exc), {"fields": {field: str(exc)}}) from None
 
 
 def report_filter(
@@ -58,6 +69,21 @@ async def run(svc: Services, actor: Actor, name: str, f: ReportFilter) -> Report
         field = str(exc).split(":")[0]
         kind = "not_found" if field == "report" else "invalid"
         raise ApiError(kind, str(exc), {"fields": {field: str(exc)}}) from None
+
+
+async def ledger(svc: Services, actor: Actor, currency: str, p: Period) -> dict[str, object]:
+    """DSO, CEI and ADD over the period's days; the ledger is the company's, not a
+    vendor's: only callers who see every vendor may read it."""
+    if not reach(actor, Action.REPORTS).all_vendors:
+        raise ApiError("forbidden", f"{actor.name} sees one vendor's work; the ledger is not")
+    months = max(1, len(p.months()))
+    async with billing_of(svc) as billing:
+        try:
+            return await ledger_measures(
+                billing, currency, p.first_day, p.next_first_day - timedelta(days=1), months
+            )
+        except BillingBusinessError as exc:
+            raise ApiError("invalid", str(exc), {"fields": {"currency": str(exc)}}) from None
 
 
 def now() -> datetime:
