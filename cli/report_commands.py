@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -62,3 +63,26 @@ def weekly(vendor: Vendor, at: At = None, tz: Tz = "UTC", format: Format = "text
 def monthly(vendor: Vendor, at: At = None, tz: Tz = "UTC", format: Format = "text") -> None:
     """The review of the month that holds the day."""
     _review("month", vendor, at, tz, format)
+
+
+@report_app.command("qbr")
+def qbr(
+    vendor: Vendor,
+    quarter: Annotated[str, typer.Option(help="the quarter, e.g. 2026Q4")],
+    out: Annotated[Path, typer.Option(help="directory the HTML and PDF are written to")] = Path(
+        "."
+    ),
+) -> None:
+    """The quarterly business review pack of a vendor: one HTML file and its PDF."""
+    from reports import qbr as pack
+    from reports.periods import PeriodError
+    from store.db import make_engine, migrate
+
+    engine = make_engine(get_settings().resolved_database_url())
+    migrate(engine)
+    try:
+        built = pack.build(engine, vendor, quarter)
+    except (PeriodError, pack.QbrError) as exc:
+        raise typer.BadParameter(str(exc)) from None
+    for path in pack.write(built, out):
+        typer.echo(str(path))
