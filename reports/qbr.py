@@ -319,7 +319,12 @@ def _table_page(heading: str, table: Table, title: str | None) -> Figure:
     ax = fig.add_axes((0.05, 0.3, 0.9, 0.58))
     ax.axis("off")
     cells = [["-" if v is None else str(v) for v in row] for row in table.rows]
-    drawn = ax.table(cellText=cells, colLabels=table.columns, loc="upper left")
+    # The first column names the row (a measure, a step, a queue): give it the room.
+    rest = len(table.columns) - 1
+    widths = [0.4, *([0.6 / rest] * rest)] if rest else [1.0]
+    drawn = ax.table(
+        cellText=cells, colLabels=table.columns, colWidths=widths, cellLoc="left", loc="upper left"
+    )
     drawn.auto_set_font_size(False)
     drawn.set_fontsize(8)
     if "RAG" in table.columns:
