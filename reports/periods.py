@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from domain.values import FIRST_YEAR, LAST_YEAR
+
 KINDS = ("day", "week", "month", "quarter")
 _QUARTER = re.compile(r"([0-9]{4})Q([1-4])")
 
@@ -58,7 +60,7 @@ class Period:
 def zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         raise PeriodError(f"tz: unknown time zone {name!r} (use an IANA name)") from None
 
 
@@ -94,11 +96,15 @@ def parse_anchor(text: str | None, kind: str, timezone: str, now: datetime) -> d
     if text is None or text == "":
         return now.astimezone(zone(timezone)).date()
     if kind == "quarter" and "Q" in text.upper():
-        return parse_quarter(text)
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise PeriodError(f"at: {text!r} is not a date (YYYY-MM-DD)") from None
+        day = parse_quarter(text)
+    else:
+        try:
+            day = date.fromisoformat(text)
+        except ValueError:
+            raise PeriodError(f"at: {text!r} is not a date (YYYY-MM-DD)") from None
+    if not FIRST_YEAR <= day.year <= LAST_YEAR:
+        raise PeriodError(f"at: {text!r} is not in the years {FIRST_YEAR} to {LAST_YEAR}")
+    return day
 
 
 def local_bucket(instant: datetime, kind: str, timezone: str) -> str:

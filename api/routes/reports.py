@@ -60,7 +60,7 @@ async def report(
     region: ShortText | None = None,
     case_type: ShortText | None = None,
     sop_name: ShortText | None = None,
-    sop_version: Annotated[int | None, Query(ge=1)] = None,
+    sop_version: Annotated[int | None, Query(ge=1, le=1_000_000)] = None,
     agent: ShortText | None = None,
     group_by: GroupBy | None = None,
     accept: Annotated[str, Header()] = "application/json",

@@ -30,13 +30,14 @@ def receivables(session: Session, currency: str, start: date, end: date) -> Rece
         raise refuse("invalid_currency", f"currency: {currency!r} is not an ISO 4217 code")
     if end < start:
         raise refuse("invalid_period", f"end: {end} is before start {start}")
-    before = start - timedelta(days=1)
+    # The opening balance is the close of the day before (none before the first day).
+    before = start - timedelta(days=1) if start > date.min else None
     return Receivables(
         currency=currency,
         start=start,
         end=end,
         days=(end - start).days + 1,
-        opening_ar=from_cents(_open_cents(session, currency, before)),
+        opening_ar=from_cents(_open_cents(session, currency, before) if before else 0),
         closing_ar=from_cents(_open_cents(session, currency, end)),
         closing_current_ar=from_cents(_open_cents(session, currency, end, not_due_after=end)),
         credit_sales=from_cents(_issued_cents(session, currency, start, end)),
