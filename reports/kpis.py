@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, or_, select
 
 from escalations.calendars import UnknownCalendarError, as_utc, get_calendar
 from reports.periods import KINDS, period, zone
@@ -85,10 +85,19 @@ class Report:
     rows: list[Row] = field(default_factory=list)
 
 
-def load_facts(engine: Engine, kind: str, f: ReportFilter) -> list[Fact]:
-    """The facts of `kind` the filter admits and that began before the period's end."""
+def load_facts(
+    engine: Engine, kind: str, f: ReportFilter, window: Sequence[str] = ()
+) -> list[Fact]:
+    """The facts of `kind` the filter admits and that began before the period's end; with
+    a `window`, only those with one of these instants in the period (`open` also admits
+    the facts not done: a backlog's)."""
     t = FactRow.__table__
     query = select(t).where(t.c.kind == kind, t.c.opened_at < f.end)
+    if window:
+        inside = [
+            t.c.status != "done" if c == "open" else t.c[c].between(f.start, f.end) for c in window
+        ]
+        query = query.where(or_(*inside))
     equal = {
         "vendor": f.vendor,
         "queue": f.queue,
@@ -331,22 +340,26 @@ Table = Callable[[list[Fact], ReportFilter], list[Row]]
 @dataclass(frozen=True)
 class Kpi:
     kind: str  # the facts it counts
+    window: tuple[str, ...]  # the instants that place a fact in a period (load_facts)
     measure: Measure | None = None  # one row per group
     table: Table | None = None  # its own rows (already grouped)
     help: str = ""
 
 
+_OPENED, _DONE = ("opened_at",), ("completed_at",)
 KPIS: dict[str, Kpi] = {
-    "sla": Kpi(TASK, sla_attainment, help="SLA attainment: met / fell due"),
-    "first-touch": Kpi(TASK, first_touch, help="time to first touch"),
-    "handle-time": Kpi(TASK, handle_time, help="AHT and work time excluding pauses"),
-    "backlog": Kpi(TASK, backlog, help="backlog and aging buckets in business days"),
-    "reassignments": Kpi(TASK, reassignments, help="reassignment rate"),
-    "escalations": Kpi(ESCALATION, escalations, help="escalations, time to ack/resolve"),
-    "quality": Kpi(CASE, case_quality, help="escalation, reopen, first-time-right rates"),
-    "throughput": Kpi(TASK, table=throughput, help="per agent, flag under queue median"),
-    "disputes": Kpi(CASE, table=disputes, help="cycle time, credited vs disputed"),
-    "collections": Kpi(CASE, table=collections, help="amount collected"),
+    "sla": Kpi(TASK, ("completed_at", "breached_at"), sla_attainment, help="SLA attainment"),
+    "first-touch": Kpi(TASK, _OPENED, first_touch, help="time to first touch"),
+    "handle-time": Kpi(TASK, _DONE, handle_time, help="AHT and work time excluding pauses"),
+    "backlog": Kpi(TASK, ("open",), backlog, help="backlog and aging in business days"),
+    "reassignments": Kpi(TASK, _OPENED, reassignments, help="reassignment rate"),
+    "escalations": Kpi(ESCALATION, _OPENED, escalations, help="escalations, ack and resolve"),
+    "quality": Kpi(
+        CASE, (*_OPENED, *_DONE), case_quality, help="escalation, reopen, first-time-right"
+    ),
+    "throughput": Kpi(TASK, _DONE, table=throughput, help="per agent, flag under median"),
+    "disputes": Kpi(CASE, _DONE, table=disputes, help="cycle time, credited vs disputed"),
+    "collections": Kpi(CASE, _DONE, table=collections, help="amount collected"),
 }
 
 
@@ -398,4 +411,4 @@ def run(engine: Engine, name: str, f: ReportFilter) -> Report:
         raise ReportError(f"report: unknown report {name!r}; known: {', '.join(KPIS)}")
     if f.group_by is not None and f.group_by not in GROUPS:
         raise ReportError(f"group_by: {f.group_by!r} is not one of {', '.join(GROUPS)}")
-    return compute(name, load_facts(engine, kpi.kind, f), f)
+    return compute(name, load_facts(engine, kpi.kind, f, kpi.window), f)

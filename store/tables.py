@@ -223,6 +223,7 @@ class FactRow(SQLModel, table=True):
     __table_args__ = (
         Index("ix_facts_report", "kind", "vendor", "opened_at"),
         Index("ix_facts_case", "case_id"),
+        Index("ix_facts_done", "kind", "vendor", "completed_at"),
     )
 
     id: str = Field(primary_key=True)  # task:<id>, escalation:<id>, case:<id>

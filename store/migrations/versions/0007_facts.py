@@ -63,9 +63,11 @@ def upgrade() -> None:
     )
     op.create_index("ix_facts_report", "facts", ["kind", "vendor", "opened_at"])
     op.create_index("ix_facts_case", "facts", ["case_id"])
+    op.create_index("ix_facts_done", "facts", ["kind", "vendor", "completed_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_facts_done", table_name="facts")
     op.drop_index("ix_facts_case", table_name="facts")
     op.drop_index("ix_facts_report", table_name="facts")
     op.drop_table("facts")
