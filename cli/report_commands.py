@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -76,13 +76,73 @@ def qbr(
     """The quarterly business review pack of a vendor: one HTML file and its PDF."""
     from reports import qbr as pack
     from reports.periods import PeriodError
+    from reports.targets import TargetsError
     from store.db import make_engine, migrate
 
     engine = make_engine(get_settings().resolved_database_url())
     migrate(engine)
     try:
         built = pack.build(engine, vendor, quarter)
-    except (PeriodError, pack.QbrError) as exc:
+    except (PeriodError, pack.QbrError, TargetsError) as exc:
         raise typer.BadParameter(str(exc)) from None
     for path in pack.write(built, out):
         typer.echo(str(path))
+
+
+@report_app.command("schedule")
+def schedule(
+    every: Annotated[str, typer.Option(help="day, week (Mondays) or month (the 1st)")] = "day",
+    hour: Annotated[int, typer.Option(min=0, max=23, help="the hour (UTC) it runs at")] = 6,
+) -> None:
+    """Email each vendor's leads (users with an email) the review of the period that just
+    ended, from a Temporal Schedule; running this again updates the schedule."""
+    import asyncio
+
+    from workflows.client import connect
+
+    if every not in ("day", "week", "month"):
+        raise typer.BadParameter(f"{every!r} is not day, week or month", param_hint="--every")
+    settings = get_settings()
+
+    async def upsert() -> str:
+        client = await connect(settings.temporal_address, settings.temporal_namespace)
+        return await upsert_digest_schedule(client, settings.task_queue, every, hour)
+
+    typer.echo(f"schedule {asyncio.run(upsert())}: every {every} at {hour:02d}:00 UTC")
+
+
+async def upsert_digest_schedule(client: Any, task_queue: str, every: str, hour: int) -> str:
+    """Create the digest's schedule, or replace its spec and action if it exists."""
+    from temporalio.client import (
+        Schedule,
+        ScheduleActionStartWorkflow,
+        ScheduleAlreadyRunningError,
+        ScheduleCalendarSpec,
+        ScheduleRange,
+        ScheduleSpec,
+        ScheduleUpdate,
+    )
+
+    from workflows.digest_workflow import DIGEST_WORKFLOW, DigestInput
+
+    calendar = ScheduleCalendarSpec(
+        hour=[ScheduleRange(hour)],
+        day_of_week=[ScheduleRange(1)] if every == "week" else [ScheduleRange(0, 6)],
+        day_of_month=[ScheduleRange(1)] if every == "month" else [ScheduleRange(1, 31)],
+    )
+    schedule_id = f"report-digest-{every}"
+    wanted = Schedule(
+        action=ScheduleActionStartWorkflow(
+            DIGEST_WORKFLOW,
+            DigestInput(kind=every),
+            id=f"report-digest-{every}-run",
+            task_queue=task_queue,
+        ),
+        spec=ScheduleSpec(calendars=[calendar]),
+    )
+    try:
+        await client.create_schedule(schedule_id, wanted)
+    except ScheduleAlreadyRunningError:
+        handle = client.get_schedule_handle(schedule_id)
+        await handle.update(lambda _: ScheduleUpdate(schedule=wanted))
+    return schedule_id

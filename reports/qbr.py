@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
-import yaml
 from sqlalchemy import Engine, select
 
 from domain.values import is_id
@@ -26,6 +25,7 @@ from escalations.calendars import as_utc
 from reports import kpis
 from reports.kpis import ReportFilter
 from reports.periods import Period, parse_quarter, period
+from reports.targets import TARGETS_FILE, targets_for
 from store.facts import ESCALATION
 from store.tables import SopVersionRow
 
@@ -34,7 +34,6 @@ import matplotlib.pyplot as plt
 from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 
-TARGETS_FILE = Path(__file__).with_name("targets.yaml")
 SECTIONS = (
     ("scorecard", "Scorecard against targets"),
     ("trends", "Trends by month"),
@@ -57,7 +56,7 @@ RAG_COLOURS = {"green": "#2e7d32", "amber": "#f9a825", "red": "#c62828", "n/a": 
 
 
 class QbrError(ValueError):
-    """A quarter, vendor or targets file the pack cannot be made from."""
+    """A quarter or vendor the pack cannot be made from."""
 
 
 @dataclass
@@ -76,17 +75,6 @@ class Pack:
     escalations: Table
     agents: Table
     sop_changes: Table
-
-
-def targets_for(vendor: str, path: Path = TARGETS_FILE) -> dict[str, Any]:
-    """The vendor's targets: the defaults with the vendor's own values over them."""
-    try:
-        doc = yaml.safe_load(path.read_text())
-        merged = {**doc["default"], **(doc.get("vendors") or {}).get(vendor, {})}
-        merged["amber_band"] = float(doc.get("amber_band", 0.1))
-    except (OSError, KeyError, TypeError, yaml.YAMLError) as exc:
-        raise QbrError(f"targets: {path} does not read as targets ({exc})") from None
-    return merged
 
 
 def rag(value: float | None, target: float, higher_is_better: bool, band: float) -> str:
