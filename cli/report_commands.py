@@ -146,3 +146,30 @@ async def upsert_digest_schedule(client: Any, task_queue: str, every: str, hour:
         handle = client.get_schedule_handle(schedule_id)
         await handle.update(lambda _: ScheduleUpdate(schedule=wanted))
     return schedule_id
+
+
+@report_app.command("hypercare")
+def hypercare(
+    sop: Annotated[str, typer.Option(help="the SOP's name")],
+    version: Annotated[int, typer.Option(help="the new version, compared with the one before")],
+    vendor: Annotated[str | None, typer.Option(help="only this vendor's work")] = None,
+    format: Format = "text",
+) -> None:
+    """A new SOP version's steps since it was published, beside the previous version's
+    over as long a time before: SLA attainment, handle time, loop backs."""
+    from reports import digest
+    from reports.export import as_csv
+    from reports.hypercare import HypercareError, compare
+    from store.db import make_engine, migrate
+
+    engine = make_engine(get_settings().resolved_database_url())
+    migrate(engine)
+    try:
+        report = compare(engine, sop, version, datetime.now(UTC), vendor=vendor)
+    except HypercareError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    if format == "csv":
+        typer.echo(as_csv(report), nl=False)
+        return
+    lines = digest.table_lines(report) if report.rows else ["(no task on this version yet)"]
+    typer.echo("\n".join([f"Hypercare of {sop} v{version} against v{version - 1}", *lines]))

@@ -50,12 +50,12 @@ def as_text(r: Review) -> str:
     lines = [r.title, f"{r.f.start.isoformat()} to {r.f.end.isoformat()} ({r.f.timezone})", ""]
     for heading, report in r.sections:
         lines += [heading, "-" * len(heading)]
-        lines += _table(report) if report.rows else ["(nothing in this period)"]
+        lines += table_lines(report) if report.rows else ["(nothing in this period)"]
         lines.append("")
     return "\n".join(lines)
 
 
-def _table(report: Report) -> list[str]:
+def table_lines(report: Report) -> list[str]:
     cells = [[_cell(row.get(c)) for c in report.columns] for row in report.rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(report.columns)]
     header = "  ".join(c.ljust(w) for c, w in zip(report.columns, widths, strict=True))

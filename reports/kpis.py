@@ -118,7 +118,7 @@ def load_facts(
         return [dict(row) for row in connection.execute(query).mappings()]
 
 
-def _in(instant: datetime | None, f: ReportFilter) -> bool:
+def in_period(instant: datetime | None, f: ReportFilter) -> bool:
     return instant is not None and f.start <= as_utc(instant) < f.end
 
 
@@ -153,7 +153,10 @@ def sla_attainment(facts: list[Fact], f: ReportFilter) -> Row:
         x
         for x in facts
         if x["sla_due"] is not None
-        and (_in(x["completed_at"], f) or (x["completed_at"] is None and _in(x["breached_at"], f)))
+        and (
+            in_period(x["completed_at"], f)
+            or (x["completed_at"] is None and in_period(x["breached_at"], f))
+        )
     ]
     breached = sum(bool(x["sla_breached"]) for x in due)
     met = len(due) - breached
@@ -167,7 +170,7 @@ def sla_attainment(facts: list[Fact], f: ReportFilter) -> Row:
 
 def first_touch(facts: list[Fact], f: ReportFilter) -> Row:
     """Time from a task's opening to its first claim, for tasks opened in the period."""
-    opened = [x for x in facts if _in(x["opened_at"], f)]
+    opened = [x for x in facts if in_period(x["opened_at"], f)]
     touched = [_seconds(x["opened_at"], x["first_touch_at"]) for x in opened]
     return {
         "opened": len(opened),
@@ -178,7 +181,7 @@ def first_touch(facts: list[Fact], f: ReportFilter) -> Row:
 
 def handle_time(facts: list[Fact], f: ReportFilter) -> Row:
     """AHT (claim -> complete, wall time) and work time (the same less its pauses)."""
-    done = [x for x in facts if _in(x["completed_at"], f) and x["claimed_at"] is not None]
+    done = [x for x in facts if in_period(x["completed_at"], f) and x["claimed_at"] is not None]
     handle = [_seconds(x["claimed_at"], x["completed_at"]) for x in done]
     work = [
         max(h - x["paused_seconds"], 0.0)
@@ -218,7 +221,7 @@ def business_days(region: str, start: datetime, end: datetime) -> float:
 
 def escalations(facts: list[Fact], f: ReportFilter) -> Row:
     """Escalations opened in the period: how many, of which kinds, time to ack and resolve."""
-    opened = [x for x in facts if _in(x["opened_at"], f)]
+    opened = [x for x in facts if in_period(x["opened_at"], f)]
     kinds: dict[str, int] = defaultdict(int)
     for x in opened:
         kinds[x["escalation_kind"] or "?"] += 1
@@ -237,8 +240,8 @@ def escalations(facts: list[Fact], f: ReportFilter) -> Row:
 def case_quality(facts: list[Fact], f: ReportFilter) -> Row:
     """Escalation and reopen rates of cases opened in the period; first-time-right of those
     closed in it (no loop back to a step, no reopening, no refused billing call)."""
-    opened = [x for x in facts if _in(x["opened_at"], f)]
-    closed = [x for x in facts if _in(x["completed_at"], f)]
+    opened = [x for x in facts if in_period(x["opened_at"], f)]
+    closed = [x for x in facts if in_period(x["completed_at"], f)]
     right = [x for x in closed if not (x["loop_backs"] or x["reopens"] or x["billing_refusals"])]
     return {
         "opened": len(opened),
@@ -256,7 +259,7 @@ def case_quality(facts: list[Fact], f: ReportFilter) -> Row:
 
 def reassignments(facts: list[Fact], f: ReportFilter) -> Row:
     """Tasks opened in the period that were reassigned at least once."""
-    opened = [x for x in facts if _in(x["opened_at"], f)]
+    opened = [x for x in facts if in_period(x["opened_at"], f)]
     moved = sum(x["reassignments"] > 0 for x in opened)
     return {
         "tasks": len(opened),
@@ -270,7 +273,7 @@ def throughput(facts: list[Fact], f: ReportFilter) -> list[Row]:
     """Tasks each agent completed per queue, and a flag when under the queue's median."""
     done: dict[tuple[str, str], int] = defaultdict(int)
     for x in facts:
-        if _in(x["completed_at"], f) and x["assignee"]:
+        if in_period(x["completed_at"], f) and x["assignee"]:
             done[(x["queue"], x["assignee"])] += 1
     by_queue: dict[str, list[int]] = defaultdict(list)
     for (queue, _), count in done.items():
@@ -295,7 +298,7 @@ def disputes(facts: list[Fact], f: ReportFilter) -> list[Row]:
     credited amounts, the share found valid (credited)."""
     groups: dict[tuple[str, str], list[Fact]] = defaultdict(list)
     for x in facts:
-        if x["case_type"] == "dispute" and _in(x["completed_at"], f):
+        if x["case_type"] == "dispute" and in_period(x["completed_at"], f):
             groups[(x["reason_code"] or "", x["currency"])].append(x)
     rows = []
     for (reason, currency), cases in sorted(groups.items()):
@@ -320,7 +323,7 @@ def collections(facts: list[Fact], f: ReportFilter) -> list[Row]:
     the amount collected."""
     groups: dict[tuple[str, str], list[Fact]] = defaultdict(list)
     for x in facts:
-        if x["case_type"] == "collection" and _in(x["completed_at"], f):
+        if x["case_type"] == "collection" and in_period(x["completed_at"], f):
             groups[(x["outcome"] or "", x["currency"])].append(x)
     return [
         {
