@@ -65,7 +65,7 @@ def test_the_new_versions_steps_beside_the_previous_ones(sqlite_engine: Engine) 
 
 
 def test_only_a_published_version_with_one_before_it(sqlite_engine: Engine) -> None:
-    with pytest.raises(HypercareError, match="^version:"):
+    with pytest.raises(HypercareError, match=r"^version:"):
         compare(sqlite_engine, "dispute", 1, datetime.now(UTC))
-    with pytest.raises(HypercareError, match="^sop:"):
+    with pytest.raises(HypercareError, match=r"^sop:"):
         compare(sqlite_engine, "dispute", 9, datetime.now(UTC))
