@@ -11,6 +11,8 @@ from temporalio import activity
 
 from activities.email import EmailRequest
 from reports import digest
+from reports.digest import table_lines
+from reports.hypercare import HYPERCARE_DAYS, compare, in_hypercare
 from reports.kpis import ReportFilter
 from reports.periods import period
 from reports.targets import targets_for
@@ -35,10 +37,34 @@ class ReportActivities:
     def prepare_digests(self, req: DigestRequest) -> list[EmailRequest]:
         """One email per vendor with leads that have an address, keyed by vendor and
         period: the outbox sends each at most once, however often this runs."""
-        return [
+        emails = [
             self._email(req, vendor, addresses)
             for vendor, addresses in sorted(_vendor_leads(self._engine).items())
         ]
+        if req.kind == "day":
+            emails += self._hypercare_emails(req.at)
+        return emails
+
+    def _hypercare_emails(self, day: date) -> list[EmailRequest]:
+        """Each SOP version in its hypercare window (the days after its publication): the
+        SOP owners with an address get its steps beside the previous version's."""
+        owners = _addresses(self._engine, Role.SOP_OWNER)
+        if not owners:
+            return []
+        emails = []
+        for name, version in in_hypercare(self._engine, day, HYPERCARE_DAYS):
+            report = compare(self._engine, name, version, _now())
+            title = f"Hypercare of {name} v{version} against v{version - 1}: {day.isoformat()}"
+            lines = table_lines(report) if report.rows else ["(no task on this version yet)"]
+            emails.append(
+                EmailRequest(
+                    idempotency_key=f"hypercare:{name}:{version}:{day.isoformat()}",
+                    template=DIGEST_TEMPLATE,
+                    context={"title": title, "body": "\n".join([title, "", *lines])},
+                    to=owners,
+                )
+            )
+        return emails
 
     def _email(self, req: DigestRequest, vendor: str, to: list[str]) -> EmailRequest:
         tz = targets_for(vendor)["timezone"]
@@ -54,6 +80,16 @@ class ReportActivities:
             context={"title": title, "body": text},
             to=to,
         )
+
+
+def _addresses(engine: Engine, role: Role) -> list[str]:
+    query = select(UserRow).where(
+        UserRow.role == role.value,
+        col(UserRow.email).is_not(None),
+        col(UserRow.disabled_at).is_(None),
+    )
+    with Session(engine) as session:
+        return sorted(u.email for u in session.exec(query) if u.email)
 
 
 def _vendor_leads(engine: Engine) -> dict[str, list[str]]:

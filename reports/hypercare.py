@@ -9,7 +9,7 @@ reads each day of a new version's hypercare window.
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import Engine, select
 
@@ -19,6 +19,8 @@ from reports.kpis import Report, ReportFilter
 from store.facts import TASK
 from store.tables import SopVersionRow
 
+# Days after its publication a new SOP version is watched (its owners' daily digest).
+HYPERCARE_DAYS = 14
 COLUMNS = [
     "step",
     "new_fell_due",
@@ -44,6 +46,21 @@ def published_at(engine: Engine, name: str, version: int) -> datetime:
     if when is None:
         raise HypercareError(f"sop: {name} v{version} is not a published version")
     return as_utc(when)
+
+
+def in_hypercare(engine: Engine, day: date, days: int) -> list[tuple[str, int]]:
+    """The SOP versions (after a first one) published in the `days` before `day` or on it."""
+    t = SopVersionRow.__table__
+    query = select(t.c.name, t.c.version, t.c.published_at).where(
+        t.c.published_at.is_not(None), t.c.version > 1
+    )
+    with engine.connect() as connection:
+        rows = connection.execute(query).all()
+    return sorted(
+        (r.name, r.version)
+        for r in rows
+        if timedelta(0) <= day - as_utc(r.published_at).date() < timedelta(days=days)
+    )
 
 
 def compare(engine: Engine, name: str, version: int, now: datetime, **filters: object) -> Report:

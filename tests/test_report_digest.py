@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from datetime import date
+from datetime import UTC, date, datetime
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -13,7 +14,9 @@ from sqlalchemy import Engine
 from temporalio.testing import WorkflowEnvironment
 
 from cli.report_commands import upsert_digest_schedule
-from tests.harness import Api, running_api
+from sop_templates.registry import publish_document
+from store.db import session_scope
+from tests.harness import Api, running_api, shipped_document
 from tests.smtp_sink import SmtpSink
 from tests.test_facts import _work_week
 from workflows.case_models import Role
@@ -93,3 +96,35 @@ async def test_the_schedule_is_created_then_updated(
         assert [r.start for r in calendar.day_of_week] == [1]
     finally:
         await client.get_schedule_handle(schedule_id).delete()
+
+
+async def test_sop_owners_get_the_hypercare_digest_of_a_new_version(
+    digest_api: Api, dev_server: WorkflowEnvironment, mail: SmtpSink
+) -> None:
+    api = digest_api
+    owner = f"owner-{uuid.uuid4().hex[:6]}@example.com"
+    api.user(Role.SOP_OWNER, email=owner)
+    with session_scope(api.engine) as session:
+        publish_document(session, {**shipped_document("dispute"), "version": 3}, actor="o")
+    today = datetime.now(UTC).date()
+
+    async def run() -> list[str]:
+        return await dev_server.client.execute_workflow(
+            DIGEST_WORKFLOW,
+            DigestInput(kind="day", at=today),
+            id=f"digest-{uuid.uuid4().hex[:8]}",
+            task_queue=api.settings.task_queue,
+            result_type=list[str],
+        )
+
+    assert f"hypercare:dispute:3:{today.isoformat()}: sent" in await run()
+    subject = f"Hypercare of dispute v3 against v2: {today.isoformat()}"
+
+    def mine() -> list[Any]:
+        return [m for m in mail.messages() if m["To"] == owner and m["Subject"] == subject]
+
+    # (The shipped versions, published when the database was seeded, are in theirs too.)
+    [message] = mine()
+    assert "(no task on this version yet)" in message.get_content()
+    assert f"hypercare:dispute:3:{today.isoformat()}: already_sent" in await run()
+    assert len(mine()) == 1
