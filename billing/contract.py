@@ -156,6 +156,8 @@ class Receivables(BaseModel):
     credit_sales: Decimal = Field(description="invoiced in the period")
     collected: Decimal = Field(description="payments received in the period")
     credited: Decimal = Field(description="credit memos issued in the period")
+    promises_due: int = Field(0, description="promises to pay whose date + 2 days fell in it")
+    promises_kept: int = Field(0, description="of those, paid in full by then")
 
 
 class MalformedRecord(BaseModel):

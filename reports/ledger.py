@@ -6,6 +6,7 @@ The formulas as finance teams write them (shared/DOMAIN.md):
   ADD              = DSO - best-possible DSO
   CEI              = (opening AR + credit sales / months - closing AR)
                      / (opening AR + credit sales / months - closing current AR) * 100
+  promise kept rate = promises kept in full by date + tolerance / promises that fell due
 A period without credit sales has no DSO (None), and a CEI with a zero denominator none.
 """
 
@@ -40,6 +41,9 @@ def measures(r: Receivables, months: int) -> dict[str, object]:
         "credit_sales": str(r.credit_sales),
         "collected": str(r.collected),
         "credited": str(r.credited),
+        "promises_due": r.promises_due,
+        "promises_kept": r.promises_kept,
+        "promise_kept_rate": round(r.promises_kept / r.promises_due, 4) if r.promises_due else None,
         "dso": _round(dso),
         "best_possible_dso": _round(best),
         "average_days_delinquent": _round(add),

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from billing.contract import BillingBusinessError
 from billing.http_adapter import HttpBillingSystem
-from billing.service.tables import CreditMemoRow
+from billing.service.tables import CreditMemoRow, PromiseToPayRow
 from reports.ledger import ledger_measures
 from tests.billing_harness import BillingService
 
@@ -47,6 +47,20 @@ def ledger(database_url: str) -> Iterator[BillingService]:
         session.add(
             CreditMemoRow(id="CM-L", invoice_id="L-NOV2", amount_cents=10000, created_at=at)
         )
+        # Kept: 700 promised for Nov 9 on L-OCT, paid Nov 10 (within the 2 days' tolerance).
+        # Broken: 200 promised for Nov 20 on L-NOV2, nothing paid.
+        promised = datetime(2026, 11, 1, 9, tzinfo=UTC)
+        for pid, invoice, day, cents in (("P-1", "L-OCT", 9, 70000), ("P-2", "L-NOV2", 20, 20000)):
+            session.add(
+                PromiseToPayRow(
+                    id=pid,
+                    customer_id="C-L",
+                    invoice_ids=[invoice],
+                    promised_on=date(2026, 11, day),
+                    amount_cents=cents,
+                    created_at=promised,
+                )
+            )
         session.commit()
     yield billing
     billing.stop()
@@ -75,6 +89,7 @@ async def test_dso_cei_and_add_equal_the_textbook_formulas(system: HttpBillingSy
     assert got["best_possible_dso"] == str(best.quantize(Decimal("0.01")))  # 18.00
     assert got["average_days_delinquent"] == str((dso - best).quantize(Decimal("0.01")))
     assert got["cei"] == str(cei.quantize(Decimal("0.01")))  # 57.14
+    assert (got["promises_due"], got["promises_kept"], got["promise_kept_rate"]) == (2, 1, 0.5)
 
 
 async def test_a_period_reads_the_ledger_as_it_stood(system: HttpBillingSystem) -> None:
