@@ -115,7 +115,9 @@ def load_facts(
         clause = t.c.vendor.in_(named)
         query = query.where(clause | t.c.vendor.is_(None) if None in f.vendors else clause)
     with engine.connect() as connection:
-        return [dict(row) for row in connection.execute(query).mappings()]
+        result = connection.execute(query)
+        keys = list(result.keys())  # once, not per row: reports read many rows
+        return [dict(zip(keys, row, strict=True)) for row in result.all()]
 
 
 def in_period(instant: datetime | None, f: ReportFilter) -> bool:
