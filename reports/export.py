@@ -14,18 +14,7 @@ def as_json(report: Report, f: ReportFilter) -> dict[str, Any]:
         "report": report.name,
         "period": {"start": f.start.isoformat(), "end": f.end.isoformat(), "tz": f.timezone},
         "filters": {
-            k: v
-            for k, v in {
-                "vendor": f.vendor,
-                "queue": f.queue,
-                "region": f.region,
-                "case_type": f.case_type,
-                "sop_name": f.sop_name,
-                "sop_version": f.sop_version,
-                "agent": f.agent,
-                "group_by": f.group_by,
-            }.items()
-            if v is not None
+            k: v for k, v in {**f.filters(), "group_by": f.group_by}.items() if v is not None
         },
         "columns": report.columns,
         "rows": report.rows,

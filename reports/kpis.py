@@ -53,6 +53,16 @@ DIMENSIONS = {
     "reason_code": "reason_code",
 }
 GROUPS = (*DIMENSIONS, *KINDS)
+# A report's filters and the fact column each one compares.
+FILTER_COLUMNS = {
+    "vendor": "vendor",
+    "queue": "queue",
+    "region": "region",
+    "case_type": "case_type",
+    "sop_name": "sop_name",
+    "sop_version": "sop_version",
+    "agent": "assignee",
+}
 
 
 class ReportError(ValueError):
@@ -77,6 +87,10 @@ class ReportFilter:
     group_by: str | None = None
     as_of: datetime | None = None  # the backlog's instant: min(end, now)
 
+    def filters(self) -> dict[str, object]:
+        """The dimension filters, by name (None: any)."""
+        return {name: getattr(self, name) for name in FILTER_COLUMNS}
+
 
 @dataclass
 class Report:
@@ -98,16 +112,8 @@ def load_facts(
             t.c.status != "done" if c == "open" else t.c[c].between(f.start, f.end) for c in window
         ]
         query = query.where(or_(*inside))
-    equal = {
-        "vendor": f.vendor,
-        "queue": f.queue,
-        "region": f.region,
-        "case_type": f.case_type,
-        "sop_name": f.sop_name,
-        "sop_version": f.sop_version,
-        "assignee": f.agent,
-    }
-    for column, value in equal.items():
+    for name, value in f.filters().items():
+        column = FILTER_COLUMNS[name]
         if value is not None and not (kind == CASE and column in ("queue", "assignee")):
             query = query.where(t.c[column] == value)
     if f.vendors is not None:

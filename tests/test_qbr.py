@@ -4,26 +4,18 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from pypdf import PdfReader
 from sqlalchemy import Engine
 from typer.testing import CliRunner
 
 from cli.main import app as cli
 from reports import qbr
-from settings import get_settings
+from tests import test_report_cli
 from tests.test_facts import _work_week
 
-
-@pytest.fixture
-def runner(sqlite_engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
-    monkeypatch.setenv("CASEBOOK_DATABASE_URL", sqlite_engine.url.render_as_string())
-    get_settings.cache_clear()
-    yield CliRunner()
-    get_settings.cache_clear()
+runner = test_report_cli.runner  # the CLI on a fresh SQLite database
 
 
 def test_the_qbr_pack_has_every_section_in_html_and_pdf(
