@@ -46,6 +46,7 @@ class Action(StrEnum):
     AUDIT_EXPORT = "audit export"  # CLI
     SWEEP = "sweeps"
     METRICS = "metrics"
+    REPORTS = "reports"  # KPIs over the facts (GET /reports/...)
     USER_ADMIN = "user admin"  # CLI, on the host with the database
 
 
@@ -86,6 +87,7 @@ TABLE: dict[Role, dict[Action, Scope]] = {
         Action.AUDIT_READ: _V,
         Action.SWEEP: _V,
         Action.METRICS: _A,
+        Action.REPORTS: _V,
     },
     Role.SOP_OWNER: {
         Action.SOP_READ: _A,
@@ -105,6 +107,7 @@ TABLE: dict[Role, dict[Action, Scope]] = {
         Action.AUDIT_REPLAY: _A,
         Action.AUDIT_EXPORT: _A,
         Action.METRICS: _A,
+        Action.REPORTS: _A,
     },
     # Everything, anywhere; a task's commands still only by its holder (the case checks).
     Role.ADMIN: {action: _O if action == Action.WORK_TASK else _A for action in Action},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from datetime import UTC, datetime
 
 from fastapi import Depends, FastAPI, Request, Response
 from prometheus_client import (
@@ -20,7 +21,41 @@ from starlette.concurrency import run_in_threadpool
 
 from access.policy import Action
 from api.deps import ServicesDep, authorize
+from reports.live import LiveNumbers, live_numbers
 from store.read_model import count_repairs, count_stalled
+
+
+class _LiveGauges:
+    """The live KPIs (reports/live.py), set afresh at every scrape."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.open_tasks = Gauge(
+            "casebook_tasks_open",
+            "tasks not done, by queue and state (open, claimed)",
+            ["queue", "state"],
+            registry=registry,
+        )
+        self.warning = Gauge(
+            "casebook_tasks_in_warning", "open tasks past their SLA warning", registry=registry
+        )
+        self.breaches = Gauge(
+            "casebook_sla_breaches_last_hour",
+            "task SLAs breached in the last hour",
+            registry=registry,
+        )
+        self.oldest = Gauge(
+            "casebook_oldest_open_task_age_seconds",
+            "age of the oldest open task",
+            registry=registry,
+        )
+
+    def update(self, numbers: LiveNumbers) -> None:
+        self.open_tasks.clear()  # a queue that emptied must not keep its last count
+        for (queue, state), count in numbers.open_tasks.items():
+            self.open_tasks.labels(queue, state).set(count)
+        self.warning.set(numbers.in_warning)
+        self.breaches.set(numbers.breaches_last_hour)
+        self.oldest.set(numbers.oldest_open_age_seconds)
 
 
 def install_metrics(app: FastAPI) -> None:
@@ -59,11 +94,13 @@ def install_metrics(app: FastAPI) -> None:
 
     repairs = RepairsCounter()
     registry.register(repairs)
+    live = _LiveGauges(registry)
 
     @app.get("/metrics", include_in_schema=False, dependencies=[Depends(authorize(Action.METRICS))])
     async def metrics(svc: ServicesDep) -> Response:
         stalled.set(await run_in_threadpool(count_stalled, svc.engine))
         repairs.total = await run_in_threadpool(count_repairs, svc.engine)
+        live.update(await run_in_threadpool(live_numbers, svc.engine, datetime.now(UTC)))
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -24,7 +24,15 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from domain.values import AMOUNT_PATTERN, ID_PATTERN, currencies, is_currency, parse_amount
+from domain.values import (
+    AMOUNT_PATTERN,
+    FIRST_YEAR,
+    ID_PATTERN,
+    LAST_YEAR,
+    currencies,
+    is_currency,
+    parse_amount,
+)
 from escalations.calendars import calendar_names
 from workflows.case_models import CaseSnapshot, EscalationLink, HistoryEntry, Task
 from workflows.case_waiting import WaitingOn
@@ -39,9 +47,6 @@ DATA_MAX_DEPTH = 8
 MAX_LIST_ITEMS = 500
 MAX_OFFSET = 1_000_000
 MAX_PAGE = 500
-# Instants outside these years are typos or attacks; at the edges of `datetime` they also
-# overflow when converted to UTC or moved by an SLA.
-FIRST_YEAR, LAST_YEAR = 2000, 2199
 # Temporal's event ids are 64-bit signed integers.
 MAX_EVENT_ID = 2**63 - 1
 

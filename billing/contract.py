@@ -215,6 +215,24 @@ class PaymentStatus(BaseModel):
     settled: bool
 
 
+class Receivables(BaseModel):
+    """Receivables of one currency over a period (both days inclusive): the inputs of DSO,
+    CEI and average days delinquent."""
+
+    currency: str
+    start: date
+    end: date
+    days: int
+    opening_ar: Decimal = Field(description="owed at the opening of start")
+    closing_ar: Decimal = Field(description="owed at the close of end")
+    closing_current_ar: Decimal = Field(description="of closing_ar, what is not yet due")
+    credit_sales: Decimal = Field(description="invoiced in the period")
+    collected: Decimal = Field(description="payments received in the period")
+    credited: Decimal = Field(description="credit memos issued in the period")
+    promises_due: int = Field(0, description="promises to pay whose date + 2 days fell in it")
+    promises_kept: int = Field(0, description="of those, paid in full by then")
+
+
 class MalformedRecord(BaseModel):
     """A listing record Casebook cannot take (a bad id, currency or shape): reported, skipped."""
 
@@ -312,3 +330,5 @@ class BillingSystem(Protocol):
         """Record that `case_id` sent `notice`, on what billing dunns now (overdue, not
         in dispute)."""
         ...
+
+    async def receivables(self, currency: str, start: date, end: date) -> Receivables: ...

@@ -39,6 +39,7 @@ from billing.contract import (
     PaymentPlan,
     PaymentStatus,
     PromiseToPay,
+    Receivables,
 )
 from domain.values import is_currency, is_id
 
@@ -130,6 +131,10 @@ class HttpBillingSystem:
     async def payment_status(self, invoice_ids: list[str]) -> PaymentStatus:
         params = {"id": _ids("invoice_ids", invoice_ids)}
         return await self._call("GET", "/payment-status", PaymentStatus, params=params)
+
+    async def receivables(self, currency: str, start: date, end: date) -> Receivables:
+        params = {"currency": currency, "start": start.isoformat(), "end": end.isoformat()}
+        return await self._call("GET", "/receivables", Receivables, params=params)
 
     async def issue_credit_memo(
         self,

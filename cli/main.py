@@ -16,6 +16,7 @@ from sqlmodel import Session
 from cli.audit_commands import audit_app
 from cli.calendar_commands import calendars_app
 from cli.matrix_commands import matrix_app
+from cli.report_commands import report_app
 from settings import Settings, get_settings
 from store.users import aware
 from workflows.case_models import Role
@@ -32,6 +33,7 @@ app.add_typer(sop_app, name="sop")
 app.add_typer(audit_app, name="audit")
 app.add_typer(calendars_app, name="calendars")
 app.add_typer(matrix_app, name="matrix")
+app.add_typer(report_app, name="report")
 
 DataDir = Annotated[Path | None, typer.Option(help="data directory (CASEBOOK_DATA_DIR)")]
 USER_ROLES = [r.value for r in Role]

@@ -19,6 +19,9 @@ ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 ID_RE = re.compile(ID_PATTERN, re.ASCII)
 
 # A positive decimal with ASCII digits only (`\d` would admit other scripts' digits).
+# Instants outside these years are typos or attacks; at the edges of `datetime` they also
+# overflow when converted to UTC or moved by an SLA (API instants, report periods).
+FIRST_YEAR, LAST_YEAR = 2000, 2199
 AMOUNT_PATTERN = r"^[0-9]{1,15}(\.[0-9]{1,4})?$"
 AMOUNT_RE = re.compile(AMOUNT_PATTERN, re.ASCII)
 

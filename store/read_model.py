@@ -14,26 +14,51 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, false, func, or_
+from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, SQLModel, col, select
 
 from access.policy import UNLIMITED, Reach
-from store.tables import CaseRow, EscalationRow, ReconciliationRow, TaskRow
+from store import facts
+from store.tables import CaseRow, EscalationRow, FactRow, ReconciliationRow, TaskRow
 from store.users import aware
 from workflows.case_models import CaseSnapshot, TaskStatus
 from workflows.escalation_models import EscalationSnapshot
 
 
 def project_snapshot(engine: Engine, snapshot: CaseSnapshot) -> None:
-    """Write `snapshot` unless the read model already holds this revision or a newer one."""
-    rows = [(CaseRow.__table__, _case_values(snapshot))]
-    rows += [(TaskRow.__table__, _task_values(snapshot, t)) for t in snapshot.tasks]
-    _upsert_all(engine, rows)
+    """Write `snapshot` unless the read model already holds this revision or a newer one.
+
+    Its facts (store/facts.py) are written only when its case row wins, in the same
+    transaction: the winning upsert holds the case row's lock, so two projections of one
+    case never count the same history entry twice.
+    """
+    with engine.begin() as connection:
+        won = _upsert_won(connection, CaseRow.__table__, _case_values(snapshot))
+        for task in snapshot.tasks:
+            values = _task_values(snapshot, task)
+            connection.execute(
+                _upsert(connection.dialect.name, TaskRow.__table__, tuple(values)), values
+            )
+        if won:
+            _write_case_facts(connection, snapshot, replace=False)
 
 
 def project_escalation(engine: Engine, snapshot: EscalationSnapshot) -> None:
-    """The escalation board's row, by the same newest-revision-wins rule."""
-    _upsert_all(engine, [(EscalationRow.__table__, _escalation_values(snapshot))])
+    """The escalation board's row, by the same newest-revision-wins rule; its fact only
+    when the row's write won (as a case's)."""
+    with engine.begin() as connection:
+        if _upsert_won(connection, EscalationRow.__table__, _escalation_values(snapshot)):
+            _put_facts(
+                connection, [facts.escalation_fact(snapshot, _case_row(connection, snapshot))]
+            )
+
+
+def _case_row(connection: Connection, snapshot: EscalationSnapshot) -> Any:
+    """The escalation's case row (its fact takes the case's type, SOP and amounts)."""
+    cases = CaseRow.__table__
+    query = sa_select(cases).where(cases.c.id == snapshot.case_id)
+    return connection.execute(query).mappings().first()
 
 
 def _escalation_values(snapshot: EscalationSnapshot) -> dict[str, Any]:
@@ -64,11 +89,33 @@ def _escalation_values(snapshot: EscalationSnapshot) -> dict[str, Any]:
     return values
 
 
-def _upsert_all(engine: Engine, rows: list[tuple[Any, dict[str, Any]]]) -> None:
-    with engine.begin() as connection:
-        dialect = connection.dialect.name
-        for table, values in rows:
-            connection.execute(_upsert(dialect, table, tuple(values)), values)
+def _upsert_won(connection: Connection, table: Table, values: dict[str, Any]) -> bool:
+    """Upsert one row by the newest-revision-wins rule; whether this write won."""
+    stmt = _upsert(connection.dialect.name, table, tuple(values)).returning(table.c.id)
+    return connection.execute(stmt, values).first() is not None
+
+
+def _write_case_facts(connection: Connection, snapshot: CaseSnapshot, *, replace: bool) -> None:
+    table = FactRow.__table__
+    mine = (table.c.case_id == snapshot.id) & table.c.kind.in_([facts.CASE, facts.TASK])
+    previous: dict[str, facts.Fact] = {}
+    if replace:
+        connection.execute(table.delete().where(mine))
+    else:
+        previous = facts.by_id(connection.execute(sa_select(table).where(mine)).mappings())
+    _put_facts(connection, facts.case_facts(snapshot, previous))
+
+
+def _put_facts(connection: Connection, rows: list[facts.Fact]) -> None:
+    """Each fact by its key: written again, it replaces itself, never adds a row."""
+    table = FactRow.__table__
+    insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+    for values in rows:
+        stmt = insert(table)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["id"], set_={k: stmt.excluded[k] for k in values if k != "id"}
+        )
+        connection.execute(stmt, values)
 
 
 @cache
@@ -241,9 +288,11 @@ def replace_case(engine: Engine, snapshot: CaseSnapshot) -> None:
 
 
 def _insert_case(connection: Connection, snapshot: CaseSnapshot) -> None:
+    """The case's rows and its facts recounted from its whole history (a replacement)."""
     connection.execute(CaseRow.__table__.insert(), _case_values(snapshot))
     for task in snapshot.tasks:
         connection.execute(TaskRow.__table__.insert(), _task_values(snapshot, task))
+    _write_case_facts(connection, snapshot, replace=True)
 
 
 # What the read model may hold that Temporal's answer does not: the history travels apart
@@ -348,6 +397,7 @@ def replace_escalation_if(
         if not _take_row(connection, table, snapshot.id, expected_revision):
             return False
         connection.execute(table.insert(), _escalation_values(snapshot))
+        _put_facts(connection, [facts.escalation_fact(snapshot, _case_row(connection, snapshot))])
         _insert_record(connection, record)
     return True
 

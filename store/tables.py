@@ -232,7 +232,7 @@ class CaseArchiveRow(SQLModel, table=True):
 
 class ReconciliationRow(SQLModel, table=True):
     """A repair of the read model by the reconciler: which case (or escalation), what
-    differed, from what to what revision, when. Migration 0007_reconciliations."""
+    differed, from what to what revision, when. Migration 0008_reconciliations."""
 
     __tablename__ = "reconciliations"
 
@@ -244,3 +244,56 @@ class ReconciliationRow(SQLModel, table=True):
     temporal_revision: int
     source: str  # "query" (the running workflow) or "history" (replayed from history)
     differences: list[str] = Field(sa_column=Column(JSON, nullable=False))
+
+
+class FactRow(SQLModel, table=True):
+    """One fact per task, escalation and case: what the reports count (store/facts.py).
+
+    Written by the read-model projection in the same transaction as the case row it comes
+    from, keyed by `<kind>:<id>`, so a repeated or replayed projection replaces a fact and
+    never adds one (migration 0009_facts). Durations are seconds; amounts exact text.
+    """
+
+    __tablename__ = "facts"
+    __table_args__ = (
+        Index("ix_facts_report", "kind", "vendor", "opened_at"),
+        Index("ix_facts_case", "case_id"),
+        Index("ix_facts_done", "kind", "vendor", "completed_at"),
+    )
+
+    id: str = Field(primary_key=True)  # task:<id>, escalation:<id>, case:<id>
+    kind: str  # task, escalation, case
+    subject_id: str
+    case_id: str
+    case_type: str
+    vendor: str | None = None
+    region: str
+    queue: str | None = None
+    step: str | None = None
+    sop_name: str
+    sop_version: int
+    assignee: str | None = None
+    reason_code: str | None = None
+    status: str
+    outcome: str | None = None  # a task's outcome, a case's resolution, an escalation's end
+    opened_at: datetime
+    first_touch_at: datetime | None = None  # first claim; an escalation's acknowledgement
+    claimed_at: datetime | None = None  # the claim the task was completed under
+    completed_at: datetime | None = None  # done, closed or resolved
+    sla_due: datetime | None = None
+    sla_warning_at: datetime | None = None
+    sla_breached: bool = False
+    breached_at: datetime | None = None
+    paused_seconds: float = 0  # wall time the SLA clock stood still
+    paused_business_seconds: float = 0  # the same, in the region's working hours
+    reassignments: int = 0
+    loop_backs: int = 0  # a task: 1 when its step ran before; a case: such tasks
+    reopens: int = 0
+    billing_refusals: int = 0
+    escalations: int = 0
+    level: int = 0  # an escalation's highest level (0: the lead)
+    escalation_kind: str | None = None
+    currency: str
+    amount: str  # the case's amount (the disputed or overdue amount)
+    amount_credited: str = "0"
+    events_seen: int = 0  # a case fact: history entries already counted (absolute index)

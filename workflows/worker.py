@@ -13,14 +13,16 @@ from activities.archive import ArchiveActivities
 from activities.billing import BillingActivities
 from activities.email import EmailActivities
 from activities.read_model import ReadModelActivities
+from activities.reports import ReportActivities
 from billing.contract import BillingSystem
 from escalations.calendars import load_calendars
 from settings import Settings
 from workflows.archive_workflow import ArchiveCaseWorkflow
 from workflows.case_workflow import CaseWorkflow
+from workflows.digest_workflow import ReportDigestWorkflow
 from workflows.escalation_workflow import EscalationWorkflow
 
-WORKFLOWS = [CaseWorkflow, EscalationWorkflow, ArchiveCaseWorkflow]
+WORKFLOWS = [CaseWorkflow, EscalationWorkflow, ArchiveCaseWorkflow, ReportDigestWorkflow]
 # `holidays` imports lazily at call time (and dateutil reads the clock on import): both are
 # deterministic for our use, so they pass through the sandbox instead of re-importing in it.
 # The workflows' pure logic is imported under `imports_passed_through`, but a
@@ -71,6 +73,7 @@ def build_worker(
             read_model.project_case,
             read_model.project_escalation,
             email.send_email,
+            ReportActivities(engine).prepare_digests,
             ArchiveActivities(engine, settings.archive_dir).archive_case,
             BillingActivities(
                 settings.billing_url, billing, settings.billing_token.get_secret_value()

@@ -40,8 +40,9 @@ from billing.contract import (
     PaymentPlan,
     PaymentStatus,
     PromiseToPay,
+    Receivables,
 )
-from billing.service import ledger
+from billing.service import ledger, receivables
 from billing.service.idempotency import once
 from domain.values import ID_PATTERN, is_currency
 
@@ -415,6 +416,15 @@ def create_app(engine: Engine, token: str, *, insecure_no_token: bool = False) -
         as_of: AsOf = None, min_days: Annotated[int, Query(ge=0)] = 1
     ) -> list[OverdueCustomer]:
         return read(lambda s: ledger.overdue_customers(s, _today(as_of), min_days))
+
+    @app.get("/receivables")
+    def get_receivables(
+        currency: Annotated[str, Query(min_length=3, max_length=3)],
+        start: date,
+        end: date,
+    ) -> Receivables:
+        """Receivables over a period, both days inclusive (DSO, CEI, days delinquent)."""
+        return read(lambda s: receivables.receivables(s, currency, start, end))
 
     _document_bearer(app)
     return app

@@ -1,0 +1,1 @@
+"""Service governance: KPIs over the facts table, report exports, the QBR pack."""
