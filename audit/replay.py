@@ -2,7 +2,9 @@
 
 The Replayer re-runs the workflow code over the events Temporal recorded, with no server.
 An interceptor keeps every case snapshot the workflow hands to its projection during the
-replay: that is the case as it stood after each change, rebuilt from the history alone.
+replay, and the case after each Update: that is the case as it stood after each change,
+rebuilt from the history alone. A case that continued as new is replayed run by run, and
+its states carry the whole history of the case (`replay_runs`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from temporalio import workflow
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import (
@@ -27,7 +30,7 @@ from temporalio.worker import (
 )
 
 from activities.read_model import PROJECT_CASE
-from workflows.case_models import CaseSnapshot
+from workflows.case_models import CaseSnapshot, HistoryEntry
 from workflows.worker import SANDBOX, WORKFLOWS, warm_calendars
 
 _EVENT_ID = re.compile(r"event(?:[ _]id)?[ =:#]*(\d+)", re.IGNORECASE)
@@ -41,6 +44,8 @@ class ReplayVerdict:
     divergence: str | None = None
     divergence_event_id: int | None = None
     states: list[CaseSnapshot] = field(default_factory=list)
+    # One verdict per run when the case continued as new (oldest first); empty otherwise.
+    runs: list[ReplayVerdict] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -51,6 +56,16 @@ class ReplayVerdict:
             "divergence": self.divergence,
             "divergence_event_id": self.divergence_event_id,
             "states_rebuilt": len(self.states),
+            "runs": [run.run_summary(i) for i, run in enumerate(self.runs or [self], 1)],
+        }
+
+    def run_summary(self, number: int) -> dict[str, Any]:
+        return {
+            "run": number,
+            "deterministic": self.deterministic,
+            "events": self.events,
+            "divergence": self.divergence,
+            "divergence_event_id": self.divergence_event_id,
         }
 
 
@@ -94,11 +109,12 @@ class _KeepSnapshots(Interceptor):
                 super().init(Outbound(outbound))
 
             async def handle_update_handler(self, input: HandleUpdateInput) -> Any:
-                # An Update answers with the case as it left it: a state of its own, also
-                # when no projection followed before the next change.
+                # The case as an Update left it: a state of its own, also when no
+                # projection followed before the next change.
                 result = await super().handle_update_handler(input)
-                if isinstance(result, CaseSnapshot) and not _seen(result.revision):
-                    kept.append(result.model_copy(deep=True))
+                case = getattr(workflow.instance(), "_case", None)
+                if isinstance(case, CaseSnapshot) and not _seen(case.revision):
+                    kept.append(case.model_copy(deep=True))
                 return result
 
         return Inbound
@@ -126,6 +142,45 @@ async def replay_case(history: WorkflowHistory, workflows: Sequence[type] = WORK
             int(match.group(1)) if match else await _locate(history, replayer)
         )
     return verdict
+
+
+async def replay_runs(runs: Sequence[WorkflowHistory], workflows: Sequence[type] = WORKFLOWS
+                      ) -> ReplayVerdict:  # fmt: skip
+    """Replay every run of a case (oldest first): a verdict for each, and the case's states
+    across all of them, each with the case's whole history (a run's own entries follow the
+    entries of the runs before it; the copies a run carried over are not repeated)."""
+    if len(runs) == 1:
+        return await replay_case(runs[0], workflows)
+    verdicts = [await replay_case(run, workflows) for run in runs]
+    return ReplayVerdict(
+        case_id=runs[0].workflow_id,
+        deterministic=all(v.deterministic for v in verdicts),
+        events=sum(v.events for v in verdicts),
+        divergence=next((v.divergence for v in verdicts if v.divergence), None),
+        divergence_event_id=next((v.divergence_event_id for v in verdicts if v.divergence), None),
+        states=stitched([v.states for v in verdicts]),
+        runs=verdicts,
+    )
+
+
+def stitched(runs: Sequence[Sequence[CaseSnapshot]]) -> list[CaseSnapshot]:
+    """The states of every run, each with the history of the case up to it."""
+    states: list[CaseSnapshot] = []
+    before: list[HistoryEntry] = []
+    for run in runs:
+        for state in run:
+            states.append(whole(state, before))
+        if states:
+            before = states[-1].history
+    return states
+
+
+def whole(state: CaseSnapshot, before: Sequence[HistoryEntry]) -> CaseSnapshot:
+    """`state` with the entries of earlier runs (`before`) in front of its own."""
+    if state.run == 1:
+        return state
+    own = state.history[state.carried_entries :]
+    return state.model_copy(update={"history": [*before, *own], "carried_entries": 0})
 
 
 async def _locate(history: WorkflowHistory, replayer: Replayer) -> int | None:

@@ -41,11 +41,12 @@ async def escalate(
     repeats the first answer."""
 
     async def send(update_id: str | None) -> EscalationLink:
-        snapshot = await temporal.escalate_case(
+        result = await temporal.escalate_case(
             svc.temporal, case_id, cmd, tasks.timeout(svc), update_id
         )
-        await run_in_threadpool(tasks.project_snapshot, svc.engine, snapshot)
-        return snapshot.escalations[-1]  # the Update's result: the state right after it
+        await tasks.catch_up(svc, result)
+        assert result.escalation is not None  # the escalation this Update opened
+        return result.escalation
 
     request = cmd.model_dump(mode="json", exclude={"actor"})
     return await run_once(
