@@ -9,7 +9,9 @@ its states carry the whole history of the case (`replay_runs`).
 
 from __future__ import annotations
 
+import hashlib
 import re
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -128,6 +130,9 @@ async def replay_case(history: WorkflowHistory, workflows: Sequence[type] = WORK
     replayer = Replayer(
         workflows=workflows, data_converter=pydantic_data_converter,
         workflow_runner=SANDBOX, interceptors=[keep],
+        # Offline, no deadlock to guard against: a busy machine must not turn a long
+        # workflow task's replay into a false "diverges".
+        debug_mode=True,
     )  # fmt: skip
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     failure = result.replay_failure
@@ -151,7 +156,8 @@ async def replay_runs(runs: Sequence[WorkflowHistory], workflows: Sequence[type]
     entries of the runs before it; the copies a run carried over are not repeated)."""
     if len(runs) == 1:
         return await replay_case(runs[0], workflows)
-    verdicts = [await replay_case(run, workflows) for run in runs]
+    verdicts = [await _replay_ended_run(run, workflows) for run in runs[:-1]]
+    verdicts.append(await replay_case(runs[-1], workflows))
     return ReplayVerdict(
         case_id=runs[0].workflow_id,
         deterministic=all(v.deterministic for v in verdicts),
@@ -161,6 +167,24 @@ async def replay_runs(runs: Sequence[WorkflowHistory], workflows: Sequence[type]
         states=stitched([v.states for v in verdicts]),
         runs=verdicts,
     )
+
+
+# Verdicts of runs that continued as new (a run's history never changes once it has):
+# a timeline, then a replay, then a state as of a moment replay each earlier run once.
+_ENDED_RUNS: OrderedDict[tuple[str, str], ReplayVerdict] = OrderedDict()
+_ENDED_RUNS_KEPT = 128
+
+
+async def _replay_ended_run(run: WorkflowHistory, workflows: Sequence[type]) -> ReplayVerdict:
+    if workflows is not WORKFLOWS:
+        return await replay_case(run, workflows)
+    key = (run.workflow_id, hashlib.sha256(run.to_json().encode()).hexdigest())
+    if key not in _ENDED_RUNS:
+        _ENDED_RUNS[key] = await replay_case(run, workflows)
+        while len(_ENDED_RUNS) > _ENDED_RUNS_KEPT:
+            _ENDED_RUNS.popitem(last=False)
+    _ENDED_RUNS.move_to_end(key)
+    return _ENDED_RUNS[key]
 
 
 def stitched(runs: Sequence[Sequence[CaseSnapshot]]) -> list[CaseSnapshot]:

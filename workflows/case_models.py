@@ -79,6 +79,8 @@ class CaseInput(BaseModel):
     # leaves behind) is this large as JSON: the projection, the Update results and the
     # workflow's result then never carry more than about this much of the case.
     continue_above_bytes: int = Field(default=12_288, ge=1_024)
+    # The revision the previous run had projected: the new run projects what came after.
+    projected_revision: int = 0
 
 
 class CaseStatus(StrEnum):

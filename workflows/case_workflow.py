@@ -99,7 +99,7 @@ class CaseWorkflow:
             self._case = case_logic.open_case(
                 inp, workflow.now(), errors_become_work=errors_become_work
             )
-        self._projected_revision = inp.state.revision if inp.state else 0
+        self._projected_revision = inp.projected_revision
         self._updates = 0  # Updates this run has handled (Temporal caps a run's total)
         self._continuing = False  # the run has decided to continue as new once drained
         self._projected_entries = 0  # history entries already sent to the read model
@@ -131,11 +131,13 @@ class CaseWorkflow:
                     break
                 await self._collect_emails()
                 continue
-            if self._project_after_commit and self._case.revision != top:
-                continue  # an Update landed while this round awaited: look at it first
             if self._continue_due():
+                # Before the check below: under a steady stream of Updates a round always
+                # sees one that landed meanwhile, and the case would never hand over.
                 await self._continue_as_new_when_drained()
                 continue
+            if self._project_after_commit and self._case.revision != top:
+                continue  # an Update landed while this round awaited: look at it first
             await self._sleep_until_change_or_deadline()
         await workflow.wait_condition(workflow.all_handlers_finished)
         # Patched: cases closed before archiving existed must replay without this child.
@@ -170,9 +172,11 @@ class CaseWorkflow:
         return self._continuing
 
     async def _continue_as_new_when_drained(self) -> None:
-        """Continue as new once nothing is in flight: every Update handled, the read model
-        caught up, escalations started, no billing call pending and every email's fate
-        recorded. Returns (to the loop) while something is still on its way."""
+        """Continue as new once nothing is in flight: every Update handled, escalations
+        started, no billing call pending and every email's fate recorded. Returns (to the
+        loop) while something is still on its way. The read model is brought up to date
+        first; what Updates change after that the new run projects as it starts (waiting
+        for a moment with none in flight could wait for ever on a busy case)."""
         if self._emails:
             if all(sending.done() for _, sending in self._emails):
                 await self._collect_emails()  # all done: records each, without waiting
@@ -185,9 +189,11 @@ class CaseWorkflow:
                 )
             )
             return
+        if self._read_model_behind():
+            await self._project()
         await workflow.wait_condition(workflow.all_handlers_finished)
-        if self._read_model_behind() or self._case.pending_action is not None:
-            return  # a handler changed the case meanwhile: the loop catches up first
+        if self._case.pending_action is not None:
+            return  # a handler sent the case to an automatic step: the loop takes it first
         if any(not link.started for link in self._case.escalations):
             return
         # Never from a handler: the run method is the only place that continues as new.
@@ -198,7 +204,11 @@ class CaseWorkflow:
         digests |= {t.sla.calendar_digest for t in self._case.tasks if t.sla is not None}
         calendars = [pinned_facts(d) for d in sorted(d for d in digests if d)]
         return self._input.model_copy(
-            update={"state": case_carry.carry_on(self._case), "calendars": calendars}
+            update={
+                "state": case_carry.carry_on(self._case),
+                "calendars": calendars,
+                "projected_revision": self._projected_revision,
+            }
         )
 
     async def _sleep_until_change_or_deadline(self) -> None:
