@@ -101,7 +101,7 @@ def _event_sizes(runs: list[WorkflowHistory]) -> list[int]:
 
 
 async def _archived(engine: Engine, case_id: str) -> archive.CaseArchiveRow:
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120  # every run is fetched and stored: give it time
     while time.monotonic() < deadline:
         with Session(engine) as session:
             row = archive.archived(session, case_id)
