@@ -187,6 +187,11 @@ async def _replay_ended_run(run: WorkflowHistory, workflows: Sequence[type]) -> 
     return _ENDED_RUNS[key]
 
 
+def forget_ended_runs() -> None:
+    """Drop the remembered verdicts of ended runs (a benchmark times replays themselves)."""
+    _ENDED_RUNS.clear()
+
+
 def stitched(runs: Sequence[Sequence[CaseSnapshot]]) -> list[CaseSnapshot]:
     """The states of every run, each with the history of the case up to it."""
     states: list[CaseSnapshot] = []
