@@ -37,6 +37,10 @@ class Action(StrEnum):
     SOP_AUTHOR = "SOP author"
     SOP_PUBLISH = "SOP publish"  # publish, retire
     MIGRATE = "migrate"
+    MATRIX_READ = "escalation matrix read"
+    # Draft, publish and retire versions of the escalation matrix: who receives late work
+    # is part of the procedure, so the people who own procedures change it.
+    MATRIX_AUTHOR = "escalation matrix author"
     AUDIT_READ = "audit read"  # timeline, state as of
     AUDIT_REPLAY = "audit replay"
     AUDIT_EXPORT = "audit export"  # CLI
@@ -78,6 +82,7 @@ TABLE: dict[Role, dict[Action, Scope]] = {
         Action.APPROVE: _V,
         Action.REASSIGN: _V,
         Action.SOP_READ: _A,
+        Action.MATRIX_READ: _A,
         Action.AUDIT_READ: _V,
         Action.SWEEP: _V,
         Action.METRICS: _A,
@@ -87,12 +92,15 @@ TABLE: dict[Role, dict[Action, Scope]] = {
         Action.SOP_AUTHOR: _A,
         Action.SOP_PUBLISH: _A,
         Action.MIGRATE: _A,
+        Action.MATRIX_READ: _A,
+        Action.MATRIX_AUTHOR: _A,
     },
     Role.AUDITOR: {
         Action.READ_CASE: _A,
         Action.LIST_CASES: _A,
         Action.BOARD_READ: _A,
         Action.SOP_READ: _A,
+        Action.MATRIX_READ: _A,
         Action.AUDIT_READ: _A,
         Action.AUDIT_REPLAY: _A,
         Action.AUDIT_EXPORT: _A,

@@ -22,7 +22,8 @@ from pydantic import BaseModel, SecretStr
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from billing.contract import BillingBusinessError, BillingSystem, Installment
+from billing.case_check import CaseFacts, check_case
+from billing.contract import BillingBusinessError, BillingSystem, Customer, Installment
 from billing.http_adapter import HttpBillingSystem
 
 BILLING_CALL = "billing_call"
@@ -103,6 +104,13 @@ def _credit_memo(billing: BillingSystem, req: BillingRequest) -> Awaitable[Any]:
     )
 
 
+def _verify_case(billing: BillingSystem, req: BillingRequest) -> Awaitable[Customer]:
+    """The intake check, run by the case when billing could not answer at intake."""
+    region = str(req.args.get("region") or "") or None
+    facts = CaseFacts(_own_customer(req), _ids(req), req.case_currency, region)
+    return check_case(billing, facts, _as_of(req))
+
+
 ACTIONS: dict[str, Call] = {
     "issue_credit_memo": _credit_memo,
     "set_credit_hold": lambda b, r: b.set_credit_hold(
@@ -127,6 +135,7 @@ ACTIONS: dict[str, Call] = {
     "get_exposure": lambda b, r: b.customer_exposure(str(r.args["customer_id"]), _as_of(r)),
     "get_customer": lambda b, r: b.customer(str(r.args["customer_id"])),
     "payment_status": lambda b, r: b.payment_status(_ids(r)),
+    "verify_case": _verify_case,
 }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import textwrap
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -45,6 +46,8 @@ SEND_EMAIL = "send_email"
 EMAIL_UNSENDABLE = "email_unsendable"
 DEFAULT_TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "escalations" / "email_templates"
 SMTP_TIMEOUT_SECONDS = 15.0
+# RFC 5322's recommended line length, which the email package folds headers to.
+FOLD_WIDTH = 78
 QUEUE_RECIPIENT_ROLES = (Role.LEAD.value, Role.ADMIN.value)
 
 
@@ -267,7 +270,7 @@ def _build_message(row: OutboxRow) -> EmailMessage:
     message = EmailMessage()
     message["From"] = row.sender
     message["To"] = ", ".join(row.recipients)
-    message["Subject"] = row.subject
+    set_subject(message, row.subject)
     message["Message-ID"] = message_id(row.idempotency_key, row.sender)
     # From the row, not the clock: a resent copy is byte-for-byte the same message.
     message["Date"] = format_datetime(_as_utc(row.created_at))
@@ -275,6 +278,31 @@ def _build_message(row: OutboxRow) -> EmailMessage:
     if row.body_html is not None:
         message.add_alternative(row.body_html, subtype="html")
     return message
+
+
+def set_subject(message: EmailMessage, subject: str) -> None:
+    """The Subject folded at spaces, its first line never empty.
+
+    The standard library folds a subject that does not fit beside `Subject: ` but fits on
+    a line of its own onto that next line, leaving the header's first line empty (mail
+    clients then show a subject that starts with a blank or a line break). An ASCII
+    subject is folded here at spaces instead; a subject in another script, or with a word
+    too long for a line, is left to the library's encoded words."""
+    name = "Subject"
+    lines = textwrap.wrap(
+        subject,
+        width=FOLD_WIDTH,
+        initial_indent=f"{name}: ",
+        subsequent_indent=" ",
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+    if not subject.isascii() or not lines or any(len(line) > FOLD_WIDTH for line in lines):
+        message[name] = subject
+        return
+    first = lines[0].removeprefix(f"{name}: ")
+    # Kept as written: lines within the limit are not folded again when sent.
+    message.set_raw(name, "\n".join([first, *lines[1:]]))
 
 
 def message_id(idempotency_key: str, sender: str) -> str:

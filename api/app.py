@@ -9,11 +9,12 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 from temporalio.client import Client
 
+from api import console
 from api.deps import Services
 from api.errors import AUTHENTICATED_ERRORS, install_error_handlers
 from api.metrics import install_metrics
 from api.request_limits import BodyLimit, NulInPath
-from api.routes import audit, cases, escalations, health, sops, sweeps, tasks
+from api.routes import audit, cases, escalation_matrix, escalations, health, sops, sweeps, tasks
 from api.schemas import REQUEST_MAX_BYTES
 from settings import Settings, get_settings
 from store.db import make_engine
@@ -55,6 +56,7 @@ def create_app(
     )
     # Every other route authenticates and may be refused, conflict or time out: documented
     # once here, so each route declares only its success.
-    for routes in (cases, tasks, escalations, sweeps, audit, sops):
+    for routes in (cases, tasks, escalations, sweeps, audit, sops, escalation_matrix):
         app.include_router(routes.router, responses=AUTHENTICATED_ERRORS)
+    console.install(app)  # the web console under /console, over the same services
     return app

@@ -51,11 +51,17 @@ def current_user(
 ) -> UserRow:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise ApiError("unauthorized", "missing bearer token (Authorization: Bearer TOKEN)")
+    return user_of_token(svc, credentials.credentials)
+
+
+def user_of_token(svc: Services, token: str) -> UserRow:
+    """The user `token` lets in now (401 saying why not): the API's bearer and the console's
+    session cookie carry the same token."""
     # A short session: a connection held for the whole request would starve the pool while
     # requests wait on Temporal.
     with Session(svc.engine, expire_on_commit=False) as session:
         try:
-            return authenticate(session, credentials.credentials, datetime.now(UTC))
+            return authenticate(session, token, datetime.now(UTC))
         except TokenRefusedError as exc:
             raise ApiError("unauthorized", str(exc)) from None
 
@@ -72,14 +78,19 @@ def authorize(action: Action) -> Callable[[Actor], Actor]:
     not do it; services then check the resource's scope (queue, vendor, assignee)."""
 
     def check(actor: Annotated[Actor, Depends(current_actor)]) -> Actor:
-        refusal = refuse_role(actor, action)
-        if refusal:
-            raise ApiError(refusal.kind, refusal.message)
-        return actor
+        return permitted(actor, action)
 
     # Routes are matched against the policy table by this (tests/test_policy_matrix.py).
     check.action = action  # type: ignore[attr-defined]
     return check
+
+
+def permitted(actor: Actor, action: Action) -> Actor:
+    """`actor`, if its role may do `action` at all (403 otherwise)."""
+    refusal = refuse_role(actor, action)
+    if refusal:
+        raise ApiError(refusal.kind, refusal.message)
+    return actor
 
 
 def refused(refusal: Refusal | None) -> None:

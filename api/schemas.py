@@ -27,6 +27,7 @@ from pydantic import (
 from domain.values import AMOUNT_PATTERN, ID_PATTERN, currencies, is_currency, parse_amount
 from escalations.calendars import calendar_names
 from workflows.case_models import CaseSnapshot, EscalationLink, HistoryEntry, Task
+from workflows.case_waiting import WaitingOn
 from workflows.escalation_models import EscalationSnapshot
 
 # Limits on what one request may carry. `data` travels in the case's workflow history on
@@ -214,11 +215,21 @@ class CaseCreate(RequestBody):
     customer_id: EntityId
     invoice_ids: list[EntityId] = Field(default_factory=list, max_length=MAX_LIST_ITEMS)
     amount: Amount
-    currency: Currency
-    region: Region
+    currency: Currency | None = Field(
+        default=None, description="default: the customer's currency in billing"
+    )
+    region: Region | None = Field(
+        default=None,
+        description="default: the customer's region in billing; one that contradicts it is refused",
+    )
     reason_code: ShortText | None = None
     vendor: EntityId | None = None
     data: CaseData = Field(default_factory=dict)
+
+    def placed(self) -> tuple[str, str]:
+        """Region and currency, once intake has filled them in (api/services/intake.py)."""
+        assert self.region is not None and self.currency is not None, "intake fills them"
+        return self.region, self.currency
 
 
 class SopOut(BaseModel):
@@ -250,6 +261,8 @@ class TaskOut(BaseModel):
     sla_state: str | None = None
     pause_reason: str | None = None
     paused_until: datetime | None = None
+    # Business time left while the SLA is paused (frozen; sla_due is null then).
+    sla_left_seconds: float | None = None
 
     @classmethod
     def of(cls, task: Task | Any) -> TaskOut:
@@ -284,9 +297,14 @@ class CaseOut(CaseSummary):
     escalations: list[EscalationLink]
     history: list[HistoryEntry]
     revision: int
+    # What the case waits on now (GET /cases/{id}): people, timers, outages, leads.
+    waiting_on: WaitingOn | None = None
+    # The escalation matrix version its routes were resolved from (null: opened before the
+    # matrix had versions).
+    escalation_matrix_version: int | None = None
 
     @classmethod
-    def of(cls, s: CaseSnapshot) -> CaseOut:
+    def of(cls, s: CaseSnapshot, waiting_on: WaitingOn | None = None) -> CaseOut:
         return cls(
             **s.model_dump(exclude={"tasks", "history", "sop", "amount", "status", "escalations"}),
             escalations=s.escalations,
@@ -295,6 +313,7 @@ class CaseOut(CaseSummary):
             sop=SopOut(**s.sop.model_dump()),
             tasks=[TaskOut.of(t) for t in s.tasks],
             history=s.history,
+            waiting_on=waiting_on,
         )
 
 
@@ -343,6 +362,8 @@ class EscalationOut(BaseModel):
     opened_at: datetime
     due_at: datetime | None
     resolved_at: datetime | None
+    # Manual escalations of the same work that joined this one (each a note on its history).
+    joined: int = 0
     history: list[HistoryEntry] = Field(default_factory=list)
 
     @classmethod

@@ -32,6 +32,10 @@ class BillingUnavailableError(Exception):
 
 
 class Customer(BaseModel):
+    """A customer and its master data: `email` is its contact address; `region` names the
+    business calendar its cases count SLAs on (escalations/calendars.yaml), `time_zone` is
+    an IANA zone and `language` a BCP 47 tag its emails are written in ("" when unknown)."""
+
     id: str
     name: str
     email: str = ""
@@ -39,6 +43,9 @@ class Customer(BaseModel):
     credit_limit: Decimal
     on_hold: bool = False
     hold_reason: str = ""
+    region: str = ""
+    time_zone: str = ""
+    language: str = ""
 
 
 class CustomerStanding(Customer):
@@ -87,6 +94,10 @@ class OverdueCustomer(BaseModel):
     max_days_past_due: int
     invoice_ids: list[str]
     email: str = ""
+    # The customer's master data (see `Customer`): each case on its own calendar.
+    region: str = ""
+    time_zone: str = ""
+    language: str = ""
 
 
 class CreditMemo(BaseModel):

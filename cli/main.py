@@ -15,6 +15,7 @@ from sqlmodel import Session
 
 from cli.audit_commands import audit_app
 from cli.calendar_commands import calendars_app
+from cli.matrix_commands import matrix_app
 from settings import Settings, get_settings
 from store.users import aware
 from workflows.case_models import Role
@@ -30,6 +31,7 @@ app.add_typer(store_app, name="store")
 app.add_typer(sop_app, name="sop")
 app.add_typer(audit_app, name="audit")
 app.add_typer(calendars_app, name="calendars")
+app.add_typer(matrix_app, name="matrix")
 
 DataDir = Annotated[Path | None, typer.Option(help="data directory (CASEBOOK_DATA_DIR)")]
 USER_ROLES = [r.value for r in Role]
@@ -42,6 +44,7 @@ def _settings(data_dir: Path | None = None) -> Settings:
 
 
 def _prepared_engine(settings: Settings):
+    from escalations.matrix_registry import seed_shipped_matrix
     from sop_templates.registry import seed_shipped
     from store.db import make_engine, migrate, session_scope
 
@@ -49,6 +52,7 @@ def _prepared_engine(settings: Settings):
     migrate(engine)
     with session_scope(engine) as session:
         seed_shipped(session)
+        seed_shipped_matrix(session)
     return engine
 
 

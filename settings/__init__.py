@@ -41,6 +41,12 @@ class Settings(BaseSettings):
     billing_token: SecretStr = Field(
         default=SecretStr(""), description="bearer token for the billing gateway"
     )
+    intake_check: Literal["billing", "off"] = Field(
+        default="billing",
+        description="`billing`: a new case's customer and invoices are checked with billing "
+        "and its master data fills what the request leaves out; `off`: the request is taken "
+        "as it is (a billing system without master data)",
+    )
     archive_dir: Path | None = Field(
         default=None,
         description="also keep each archived history as a file here (e.g. a WORM mount)",

@@ -41,6 +41,11 @@ def diff_templates(before: SopTemplate, after: SopTemplate) -> list[Change]:
     return [*_diff_value("", old, new), *_diff_steps(before, after)]
 
 
+def diff_documents(before: dict[str, Any], after: dict[str, Any]) -> list[Change]:
+    """Any two versions of a document compared field by field (the escalation matrix)."""
+    return list(_diff_value("", before, after))
+
+
 def _diff_steps(before: SopTemplate, after: SopTemplate) -> Iterator[Change]:
     old = {s.id: s.model_dump(mode="json", exclude={"id"}) for s in before.steps}
     new = {s.id: s.model_dump(mode="json", exclude={"id"}) for s in after.steps}

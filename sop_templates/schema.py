@@ -21,6 +21,10 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 StepId = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
 QueueName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]*$", max_length=64)]
 FieldName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
+# A BCP 47 language tag as billing's master data gives it: "fr", "en", "pt-BR".
+LanguageTag = Annotated[
+    str, StringConstraints(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$", max_length=35)
+]
 
 # What a value in a task's `data` may be (checked when the task is completed, see
 # `workflows/task_fields.py`): `amount` an ASCII decimal text, `invoice` one of the case's
@@ -95,6 +99,9 @@ class EndStep(_Strict):
 # task when its step names no `error_queue`: a leads' queue, as leads work every queue.
 # Where a run-time error of the SOP becomes work when its step names no `error_queue`.
 DEFAULT_ERROR_QUEUE = "o2c-leads"
+# The step intake puts ahead of an SOP's start when billing did not answer at intake
+# (api/services/intake.py): no template may name a step so.
+INTAKE_CHECK_STEP = "intake_check"
 DEFAULT_EMAIL_ERROR_QUEUE = DEFAULT_ERROR_QUEUE
 
 
@@ -109,6 +116,20 @@ class EmailStep(_Strict):
     to: str
     next: StepId
     error_queue: QueueName | None = None
+    # Per-language variants: the case's language (`case.data.language`, from billing's master
+    # data at intake) picks the email named here; any other language, or none, `template`.
+    languages: dict[LanguageTag, str] = Field(default_factory=dict)
+
+    def template_for(self, language: Any) -> str:
+        """The email for a case in `language`: its exact tag, else its primary language
+        ("pt" for "pt-BR"), else the default `template`."""
+        if not isinstance(language, str) or not language:
+            return self.template
+        return (
+            self.languages.get(language)
+            or self.languages.get(language.split("-")[0])
+            or self.template
+        )
 
 
 BillingAction = Literal[
@@ -121,6 +142,8 @@ BillingAction = Literal[
     "get_exposure",
     "get_customer",
     "payment_status",
+    # The case's customer and invoices are billing's (args customer_id, invoice_ids, region).
+    "verify_case",
 ]
 # Billing actions that move money: their step must declare an `approval` rule.
 MONEY_ACTIONS = frozenset({"issue_credit_memo", "update_credit_limit"})

@@ -17,6 +17,7 @@ from escalations.sla_clock import InvalidBudgetError, parse_budget
 from sop_templates.expressions import ExpressionError, check_names, compile_expression
 from sop_templates.rendering import RenderError, render
 from sop_templates.schema import (
+    INTAKE_CHECK_STEP,
     MONEY_ACTIONS,
     AnyStep,
     ApprovalRule,
@@ -100,6 +101,12 @@ def _schema_errors(exc: ValidationError) -> Iterator[TemplateError]:
         yield TemplateError(_path(loc), err["msg"])
 
 
+def schema_errors(exc: ValidationError) -> list[TemplateError]:
+    """Pydantic's errors with their paths (`rules[0].levels[1].sla`), for other documents
+    validated the same way (the escalation matrix)."""
+    return list(_schema_errors(exc))
+
+
 def _path(loc: list[Any]) -> str:
     out = ""
     for part in loc:
@@ -155,6 +162,8 @@ def _semantic_errors(t: SopTemplate) -> Iterator[TemplateError]:
     for i, step_id in enumerate(ids):
         if step_id in seen:
             yield TemplateError(f"steps[{i}].id", f"duplicate step id {step_id!r}")
+        if step_id == INTAKE_CHECK_STEP:
+            yield TemplateError(f"steps[{i}].id", f"{step_id!r} is reserved for intake's check")
         seen.add(step_id)
     if t.start not in known:
         yield TemplateError("start", f"unknown step {t.start!r}")
@@ -186,6 +195,11 @@ def _step_errors(
             yield from _queue_errors(f"{path}.error_queue", step.error_queue)
         if emails is not None and step.template not in emails:
             yield TemplateError(f"{path}.template", f"no email {step.template!r} in `emails`")
+        for language, name in step.languages.items():
+            if emails is not None and name not in emails:
+                yield TemplateError(
+                    f"{path}.languages.{language}", f"no email {name!r} in `emails`"
+                )
         yield from _condition_errors(f"{path}.to", step.to, roots)
     if isinstance(step, ComputeStep):
         for name, source in step.set.items():

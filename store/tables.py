@@ -110,6 +110,25 @@ class SopVersionRow(SQLModel, table=True):
     published_by: str | None = None
 
 
+class EscalationMatrixVersionRow(SQLModel, table=True):
+    """A version of the escalation matrix (migration 0007_escalation_matrix): draft, then
+    published (immutable; new cases pin the highest published), then retired."""
+
+    __tablename__ = "escalation_matrix_versions"
+
+    version: int = Field(primary_key=True)
+    status: str  # draft, published, retired
+    content: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    content_hash: str
+    note: str | None = None  # what the author says changed
+    created_at: datetime
+    created_by: str
+    published_at: datetime | None = None
+    published_by: str | None = None
+    retired_at: datetime | None = None
+    retired_by: str | None = None
+
+
 class IdempotencyKeyRow(SQLModel, table=True):
     """A `POST /cases` Idempotency-Key, so a retried request returns the same case."""
 

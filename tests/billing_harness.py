@@ -69,13 +69,20 @@ class BillingService:
             self._server = self._thread = None
 
     def put_customer(
-        self, customer_id: str, *, limit: str = "50000.00", currency: str = "EUR"
+        self,
+        customer_id: str,
+        *,
+        limit: str = "50000.00",
+        currency: str = "EUR",
+        **master_data: str,
     ) -> None:
+        """`master_data`: region, time_zone, language (empty when not given)."""
         body = {
             "name": customer_id,
             "email": f"ap@{customer_id.lower()}.example",
             "currency": currency,
             "credit_limit": limit,
+            **master_data,
         }
         httpx.put(
             f"{self.url}/customers/{customer_id}", json=body, headers=self.headers

@@ -20,7 +20,7 @@ from temporalio.client import Client, WorkflowHandle
 
 from api.app import create_app
 from api.services.cases import TYPE_PREFIX
-from escalations.matrix import routes_for
+from escalations.matrix import routes_for, shipped_matrix
 from settings import Settings
 from sop_templates.registry import content_hash, shipped_documents
 from sop_templates.schema import SopTemplate
@@ -161,7 +161,8 @@ def case_input(
         opened_by=AGENT,
         sop=SopRef(name=sop, version=template.version, content_hash=content_hash(document)),
         template=template,
-        escalation_routes=routes_for(template.queues(), region, None),
+        escalation_routes=routes_for(template.queues(), region, None, shipped_matrix()),
+        escalation_matrix_version=1,
         public_url="http://casebook.test",
     )
 

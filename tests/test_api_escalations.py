@@ -150,7 +150,7 @@ async def test_an_agent_raises_a_case_and_the_lead_approves_from_the_board(api: 
                 headers=agent,
             )
             assert raised.status_code == 200, raised.text
-            assert set(raised.json()) == {"id", "case_id", "status"}
+            assert set(raised.json()) == {"id", "case_id", "status", "joined"}
             assert raised.json()["case_id"] == case["id"]
         done = await api.http.post(
             f"/tasks/{task['id']}/complete", json={"outcome": outcome}, headers=agent

@@ -69,7 +69,7 @@ def looping_case() -> CaseInput:
     template = SopTemplate.model_validate(LOOPING)
     sop = SopRef(name="looping", version=1, content_hash=content_hash(LOOPING))
     base = dispute_input("10.00", case_id=f"DSP-long-{uuid.uuid4().hex[:8]}")
-    return base.model_copy(update={"template": template, "sop": sop, "escalation_routes": {}})
+    return base.model_copy(update={"template": template, "sop": sop})
 
 
 async def _update(handle: Any, name: str, cmd: Any) -> CommandResult:

@@ -82,6 +82,7 @@ def open_case(inp: CaseInput, now: datetime, *, errors_become_work: bool = False
         opened_at=now,
         calendars={facts.name: pin(facts) for facts in inp.calendars},
         errors_become_work=errors_become_work,
+        escalation_matrix_version=inp.escalation_matrix_version,
     )
     record(
         case,
@@ -518,6 +519,12 @@ def refresh_sla(task: Task) -> None:
         return
     task.sla_due, task.sla_warning_at = task.sla.due_at(), task.sla.warning_at()
     task.sla_paused = task.sla.is_paused
+    # While paused there is no deadline, but the time left is known and frozen.
+    task.sla_left_seconds = (
+        task.sla.remaining(task.sla.pauses[-1].paused_at).total_seconds()
+        if task.sla_paused
+        else None
+    )
     task.sla_state = task.sla_state or SlaState.ON_TIME
 
 

@@ -11,10 +11,10 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from escalations.calendars import CalendarFacts
-from escalations.matrix import EscalationRoute
+from escalations.matrix import CASE_ROUTE, EscalationRoute
 from escalations.sla_clock import SlaClock
 from sop_templates.schema import SopTemplate
 
@@ -66,6 +66,19 @@ class CaseInput(BaseModel):
     # Resolved from the escalation matrix at intake (by queue; "*" for the case as a whole),
     # so a replay years later routes exactly as the case did.
     escalation_routes: dict[str, EscalationRoute] = Field(default_factory=dict)
+    # The escalation matrix version those routes came from (None: opened before versions).
+    escalation_matrix_version: int | None = None
+
+    @field_validator("escalation_routes")
+    @classmethod
+    def _routes_cover_the_case(
+        cls, routes: dict[str, EscalationRoute]
+    ) -> dict[str, EscalationRoute]:
+        # The workflow never reads the matrix: a case it cannot route must not start.
+        if CASE_ROUTE not in routes:
+            raise ValueError(f"needs the route of the case as a whole ({CASE_ROUTE!r})")
+        return routes
+
     public_url: str = ""
     # The business calendars its SLAs count on, as they stood at intake: replays never
     # read the calendar file or the holidays package (see `ApplyCalendars` for changes).
@@ -126,6 +139,8 @@ class Task(BaseModel):
     sla_state: SlaState | None = None
     pause_reason: str | None = None
     paused_until: datetime | None = None
+    # Business time left on the clock while it is paused (frozen; `sla_due` is None then).
+    sla_left_seconds: float | None = None
 
 
 class EscalationLink(BaseModel):
@@ -152,6 +167,20 @@ class PendingAction(BaseModel):
     step: str
     kind: str
     idempotency_key: str
+
+
+class Outage(BaseModel):
+    """A billing call or an email retried while the system it reaches is down
+    (`workflows/case_outages.py`); gone from the case once the call went through."""
+
+    system: str  # billing | email
+    step: str
+    idempotency_key: str
+    began_at: datetime
+    attempts: int  # failed so far
+    last_error: str
+    last_attempt_at: datetime
+    retry_at: datetime | None = None
 
 
 class HistoryEntry(BaseModel):
@@ -191,6 +220,8 @@ class CaseSnapshot(BaseModel):
     # Emails a person asked to send again; the main loop sends them beside the case.
     email_retries: list[PendingAction] = Field(default_factory=list)
     waiting_until: datetime | None = None
+    # Calls retried through an outage of billing or SMTP (cases since `outage-visible`).
+    outages: list[Outage] = Field(default_factory=list)
     history: list[HistoryEntry] = Field(default_factory=list)
     # `history` holds the entries from this index on (a projection carries only the new
     # ones, so its events in Temporal's history never grow with the case's whole past).
@@ -213,6 +244,10 @@ class CaseSnapshot(BaseModel):
     earlier_tasks: int = 0  # done tasks of earlier runs no longer carried (task numbering)
     # "<event>:<step>" -> entries of earlier runs no longer carried (n-th entry keys).
     earlier_counts: dict[str, int] = Field(default_factory=dict)
+    # The escalation matrix version its routes were resolved from at intake.
+    escalation_matrix_version: int | None = None
+    # Notes for open escalations not yet delivered to them (see `EscalationNote`).
+    escalation_notes: list[EscalationNote] = Field(default_factory=list)
 
     def task(self, task_id: str) -> Task | None:
         return next((t for t in self.tasks if t.id == task_id), None)
@@ -229,6 +264,7 @@ class CommandResult(BaseModel):
     status: CaseStatus
     task: Task | None = None
     escalation: EscalationLink | None = None
+    joined: bool = False  # `escalate` joined an open escalation instead of opening one
 
 
 class ClaimTask(BaseModel):
@@ -278,6 +314,16 @@ class EscalateCase(BaseModel):
     actor: Actor
     reason: str
     task_id: str | None = None
+
+
+class EscalationNote(BaseModel):
+    """A manual escalation of work already escalated: it joins the open escalation as a
+    note (the case signals it to the escalation, which records it on its history)."""
+
+    escalation_id: str
+    by: str
+    note: str
+    at: datetime
 
 
 class EscalationEvent(BaseModel):

@@ -28,6 +28,7 @@ from workflows.case_models import (
     EscalateCase,
     EscalationEvent,
     EscalationLink,
+    EscalationNote,
     PauseTask,
     ReassignTask,
     ResumeTask,
@@ -121,7 +122,11 @@ def pause(case: CaseSnapshot, cmd: PauseTask, now: datetime) -> Task:
         task=task,
         actor=cmd.actor.name,
         note=cmd.reason,
-        detail={"until": cmd.until.isoformat() if cmd.until else None},
+        detail={
+            "reason": cmd.reason,
+            "until": cmd.until.isoformat() if cmd.until else None,
+            "time_left_seconds": task.sla_left_seconds,
+        },
     )
     return task
 
@@ -252,15 +257,107 @@ def _escalatable(case: CaseSnapshot, cmd: EscalateCase) -> Task | None:
     return next(iter(_live_tasks(case)), None)
 
 
-def escalate(case: CaseSnapshot, cmd: EscalateCase, now: datetime) -> EscalationLink:
+def escalate(
+    case: CaseSnapshot, cmd: EscalateCase, now: datetime, *, join: bool = False
+) -> EscalationLink:
+    """Open an escalation; with `join`, work already escalated and not yet resolved gets a
+    note on its open escalation instead of a second one (patch `escalations-join`)."""
     task = _escalatable(case, cmd)  # the policy decided in the validator
+    open_link = open_escalation_of(case, task) if join else None
+    if open_link is not None:
+        record(
+            case,
+            now,
+            "escalation_joined",
+            task=task,
+            actor=cmd.actor.name,
+            note=cmd.reason,
+            detail={"escalation_id": open_link.id},
+        )
+        note = EscalationNote(
+            escalation_id=open_link.id, by=cmd.actor.name, note=cmd.reason, at=now
+        )
+        case.escalation_notes.append(note)
+        return open_link
     record(case, now, "escalation_requested", task=task, actor=cmd.actor.name, note=cmd.reason)
     return add_escalation(case, task, "manual", cmd.reason, cmd.actor.name, now, 0)
+
+
+# The escalations a manual one may join: approvals are decisions, not late work.
+JOINABLE_KINDS = ("manual", "sla_breach")
+
+
+def open_escalation_of(case: CaseSnapshot, task: Task | None) -> EscalationLink | None:
+    """The newest unresolved escalation of this task (of the case itself when None)."""
+    task_id = task.id if task else None
+    candidates = [
+        e
+        for e in case.escalations
+        if e.task_id == task_id and e.kind in JOINABLE_KINDS and e.status != "resolved"
+    ]
+    return candidates[-1] if candidates else None
+
+
+def joins_open_escalation(case: CaseSnapshot, cmd: EscalateCase) -> bool:
+    """Whether `escalate` would join an open escalation (False when it would be refused)."""
+    try:
+        task = _escalatable(case, cmd)
+    except CaseRuleError:
+        return False
+    return open_escalation_of(case, task) is not None
+
+
+def escalated_by(case: CaseSnapshot) -> tuple[EscalationLink, bool]:
+    """After `escalate`: the escalation it opened or joined, and whether it joined."""
+    last = case.history[-1] if case.history else None
+    if last is not None and last.event == "escalation_joined":
+        joined = next(e for e in case.escalations if e.id == last.detail["escalation_id"])
+        return joined, True
+    return case.escalations[-1], False
+
+
+def note_delivered(case: CaseSnapshot, note: EscalationNote) -> None:
+    case.escalation_notes.remove(note)
+    case.revision += 1  # the read model's copy must not keep it pending
+
+
+def note_undeliverable(case: CaseSnapshot, note: EscalationNote, now: datetime) -> None:
+    """The escalation ended before the note reached it: open a new one, as asked."""
+    case.escalation_notes.remove(note)
+    _escalate_instead_of(case, note.escalation_id, note.by, note.note, now, "ended")
+
+
+# Told by an escalation that a note reached it after it was resolved.
+NOTE_DECLINED = "note_declined"
+
+
+def _escalate_instead_of(
+    case: CaseSnapshot, escalation_id: str, by: str, reason: str, now: datetime, why: str
+) -> None:
+    link = next(e for e in case.escalations if e.id == escalation_id)
+    task = case.task(link.task_id) if link.task_id else None
+    record(
+        case,
+        now,
+        "escalation_requested",
+        task=task,
+        actor=by,
+        note=reason,
+        detail={"instead_of": link.id, "why": f"{link.id} {why} before the note reached it"},
+    )
+    add_escalation(case, task, "manual", reason, by, now, 0)
 
 
 def record_escalation_event(case: CaseSnapshot, event: EscalationEvent, now: datetime) -> None:
     """What a lead did on an escalation, told by the escalation workflow."""
     link = next((e for e in case.escalations if e.id == event.escalation_id), None)
+    if event.event == NOTE_DECLINED and link is not None:
+        # A raise joined it just as a lead resolved it: the raise becomes its own escalation.
+        link.status = event.status or link.status
+        _escalate_instead_of(
+            case, link.id, event.actor or "", event.note or "", now, "was resolved"
+        )
+        return
     if link is not None and event.status:
         link.status = event.status
     record(

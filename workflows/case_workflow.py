@@ -10,13 +10,14 @@ and starts an escalation workflow for every breach or raised escalation.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from datetime import timedelta
-from typing import Any
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, RetryState
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
@@ -25,11 +26,11 @@ with workflow.unsafe.imports_passed_through():
     from activities.email import EmailRequest, EmailResult, InlineTemplate
     from activities.read_model import PROJECT_CASE
     from escalations.calendars import CalendarFacts, pin, pinned_facts
-    from escalations.matrix import routes_for
     from sop_templates.schema import BillingStep, EmailStep
-    from workflows import case_carry, case_logic, case_sla
+    from workflows import case_carry, case_logic, case_outages, case_sla, case_waiting
     from workflows.case_logic import CaseRuleError
     from workflows.case_models import (
+        CASE_ROUTE,
         Actor,
         ApplyCalendars,
         CaseInput,
@@ -50,15 +51,26 @@ with workflow.unsafe.imports_passed_through():
         Task,
         TaskStatus,
     )
+    from workflows.case_waiting import WaitingOn
     from workflows.escalation_models import EscalationInput, EscalationKind, TaskDecision
+
+T = TypeVar("T")
 
 # The read model must catch up after any outage, so projection retries without end.
 PROJECTION_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)
 )
-# An SMTP or billing outage only delays a case: retry with backoff, without end.
+# An SMTP or billing outage only delays a case: retry with backoff, without end (cases
+# started before `outage-visible`; since, in rounds the case sees: OUTAGE_ROUND).
 OUTAGE_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=5)
+)
+# One round of attempts at a billing call or an email; the case records each failed round
+# (`case_outages`) and waits a growing backoff on a timer before the next.
+OUTAGE_ROUND = RetryPolicy(
+    initial_interval=case_outages.ROUND_INITIAL_INTERVAL,
+    maximum_interval=case_outages.MAX_BACKOFF,
+    maximum_attempts=case_outages.ROUND_ATTEMPTS,
 )
 
 
@@ -70,6 +82,35 @@ PROJECT_AFTER_COMMIT = "project-after-commit"
 EMAIL_FAILURE_PATCH = "email-failure-task"
 # Patch: a run continues as new once it is long (cases recorded before never did).
 CONTINUE_AS_NEW = "continue-as-new"
+# Patch: billing and SMTP outages are retried in rounds, on the case (attempts, last error).
+OUTAGE_VISIBLE = "outage-visible"
+# Patch: a manual escalation of work already escalated joins the open escalation.
+ESCALATIONS_JOIN_PATCH = "escalations-join"
+
+
+@dataclass(frozen=True)
+class OutageNews:
+    """A round of a call that failed (`error`), or the call through after an outage
+    (`error` None): told by a sending coroutine, recorded on the case by the main loop."""
+
+    system: str
+    step: str
+    key: str
+    at: datetime
+    error: str | None = None
+    retry_at: datetime | None = None
+
+
+def _ran_out(exc: ActivityError) -> bool:
+    """The round used up its attempts: an outage (a refusal is not retried at all)."""
+    return exc.retry_state == RetryState.MAXIMUM_ATTEMPTS_REACHED
+
+
+def _error_text(exc: ActivityError) -> str:
+    cause = exc.cause
+    if isinstance(cause, ApplicationError) and cause.type:
+        return f"{cause.type}: {cause.message}"
+    return str(cause or exc)
 
 
 def _failed_for_good(sending: asyncio.Task[dict[str, Any]]) -> bool:
@@ -106,6 +147,9 @@ class CaseWorkflow:
         self._project_after_commit = False
         # Emails on their way, in the order they were queued: (step id, the sending task).
         self._emails: list[tuple[str, asyncio.Task[dict[str, Any]]]] = []
+        self._outages_visible = False
+        # Outage rounds the sending coroutines saw, for the main loop to record.
+        self._outage_news: list[OutageNews] = []
 
     @workflow.run
     async def run(self, inp: CaseInput) -> CaseSnapshot:
@@ -114,8 +158,10 @@ class CaseWorkflow:
         # right after it then answers otherwise on replay. Cases started since project by
         # a regular activity, which also runs only once the state it writes is persisted.
         self._project_after_commit = workflow.patched(PROJECT_AFTER_COMMIT)
+        self._outages_visible = workflow.patched(OUTAGE_VISIBLE)
         while True:
             top = self._case.revision
+            self._take_outage_news()
             self._queue_pending_email()
             self._queue_email_retries()
             self._take_failed_emails()
@@ -192,7 +238,7 @@ class CaseWorkflow:
         if self._read_model_behind():
             await self._project()
         await workflow.wait_condition(workflow.all_handlers_finished)
-        if self._case.pending_action is not None:
+        if self._case.pending_action is not None or self._outage_news:
             return  # a handler sent the case to an automatic step: the loop takes it first
         if any(not link.started for link in self._case.escalations):
             return
@@ -219,7 +265,11 @@ class CaseWorkflow:
             try:
                 # A Temporal timer: it fires at the deadline even if every worker restarts.
                 await workflow.wait_condition(
-                    lambda: self._case.revision != seen or self._failed_emails() != [],
+                    lambda: (
+                        self._case.revision != seen
+                        or self._failed_emails() != []
+                        or self._outage_news != []
+                    ),
                     timeout=timeout,
                 )
                 return
@@ -260,6 +310,22 @@ class CaseWorkflow:
         self._projected_revision = max(self._projected_revision, revision)
 
     async def _start_escalations(self) -> None:
+        await self._start_new_escalations()
+        if self._case.escalation_notes:
+            await self._deliver_escalation_notes()
+            await self._start_new_escalations()  # those whose escalation ended meanwhile
+
+    async def _deliver_escalation_notes(self) -> None:
+        """Manual escalations that joined an open one: each is a note on it."""
+        for note in list(self._case.escalation_notes):
+            try:
+                await workflow.get_external_workflow_handle(note.escalation_id).signal("note", note)
+            except Exception:
+                case_sla.note_undeliverable(self._case, note, workflow.now())
+            else:
+                case_sla.note_delivered(self._case, note)
+
+    async def _start_new_escalations(self) -> None:
         for link in [e for e in self._case.escalations if not e.started]:
             await workflow.start_child_workflow(
                 "EscalationWorkflow",
@@ -362,32 +428,97 @@ class CaseWorkflow:
             case_customer_id=self._case.customer_id,
             case_currency=self._case.currency,
         )
-        return await workflow.execute_activity(
-            BILLING_CALL,
-            request,
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=OUTAGE_RETRY,
-            result_type=dict,
+
+        def call(policy: RetryPolicy) -> Awaitable[dict[str, Any]]:
+            return workflow.execute_activity(
+                BILLING_CALL,
+                request,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=policy,
+                result_type=dict,
+            )
+
+        if not self._outages_visible:
+            return await call(OUTAGE_RETRY)
+        key = action.idempotency_key
+        return await self._through_outages(
+            case_outages.BILLING, step.id, key, lambda: call(OUTAGE_ROUND), main_loop=True
         )
+
+    async def _through_outages(
+        self,
+        system: str,
+        step_id: str,
+        key: str,
+        call: Callable[[], Awaitable[T]],
+        *,
+        main_loop: bool,
+    ) -> T:
+        """`call` in rounds until it goes through: each round that runs out of attempts is
+        news for the case, then a backoff timer. Only the main loop records news on the
+        case; a coroutine beside it (an email) leaves it for the loop."""
+        attempts = 0
+        while True:
+            try:
+                result = await call()
+            except ActivityError as exc:
+                if not _ran_out(exc):
+                    if attempts:  # it answered (a refusal): the outage is over
+                        self._tell(OutageNews(system, step_id, key, workflow.now()), main_loop)
+                    raise
+                attempts += case_outages.ROUND_ATTEMPTS
+                now = workflow.now()
+                wait = case_outages.backoff(attempts)
+                news = OutageNews(system, step_id, key, now, _error_text(exc), now + wait)
+                self._tell(news, main_loop)
+                if main_loop and self._read_model_behind():
+                    await self._project()
+                await workflow.sleep(wait)
+                continue
+            if attempts:
+                self._tell(OutageNews(system, step_id, key, workflow.now()), main_loop)
+            return result
+
+    def _tell(self, news: OutageNews, main_loop: bool) -> None:
+        self._outage_news.append(news)
+        if main_loop:
+            self._take_outage_news()
+
+    def _take_outage_news(self) -> None:
+        """Record on the case what the outage rounds saw (main loop only)."""
+        news, self._outage_news = self._outage_news, []
+        for item in news:
+            if item.error is None:
+                case_outages.call_went_through(self._case, item.key, item.at)
+                continue
+            assert item.retry_at is not None
+            case_outages.round_failed(
+                self._case, item.system, item.step, item.key, item.error, item.at, item.retry_at
+            )
 
     def _email_request(self, step: EmailStep, action: PendingAction) -> EmailRequest:
         template = self._input.template
-        email = template.emails[step.template]
+        # The case's language picks a variant; steps without variants (every case before
+        # them) take `step.template` as ever, so no patch is needed.
+        name = step.template_for(self._case.data.get("language"))
+        email = template.emails[name]
         return EmailRequest(
             idempotency_key=action.idempotency_key,
             case_id=self._case.id,
-            template=f"{template.name}.v{template.version}.{step.template}",
+            template=f"{template.name}.v{template.version}.{name}",
             context=case_logic.action_context(self._case, template),
             to=case_logic.recipients(case_logic.evaluate(self._case, template, step.to)),
             inline=InlineTemplate(subject=email.subject, text=email.text, html=email.html),
         )
 
-    async def _send(self, step: EmailStep, request: EmailRequest) -> dict[str, Any]:
+    async def _send(
+        self, step: EmailStep, request: EmailRequest, policy: RetryPolicy = OUTAGE_RETRY
+    ) -> dict[str, Any]:
         result = await workflow.execute_activity(
             "send_email",
             request,
             start_to_close_timeout=timedelta(seconds=60),
-            retry_policy=OUTAGE_RETRY,
+            retry_policy=policy,
             result_type=EmailResult,
         )
         return {"template": step.template, "to": result.recipients, "status": result.status}
@@ -396,7 +527,15 @@ class CaseWorkflow:
         """Send beside the case, touching nothing of it: only the main loop changes the case
         (when it collects the results), so a replay takes the very same path."""
         try:
-            return await self._send(step, request)
+            if not self._outages_visible:
+                return await self._send(step, request)
+            return await self._through_outages(
+                case_outages.EMAIL,
+                step.id,
+                request.idempotency_key,
+                lambda: self._send(step, request, OUTAGE_ROUND),
+                main_loop=False,
+            )
         except ActivityError as exc:
             # Only a message that can never go (it does not render, a bad address) ends here
             # (outages retry without end); the main loop gives it to a person.
@@ -409,6 +548,8 @@ class CaseWorkflow:
         """Before the case ends: wait for its emails and record what became of each."""
         emails, self._emails = self._emails, []
         for step_id, sending in emails:
+            if self._outages_visible:
+                await self._record_outages_until_done(sending)
             result = await sending
             failed = "error" in result
             if failed and workflow.patched(EMAIL_FAILURE_PATCH):
@@ -417,6 +558,14 @@ class CaseWorkflow:
                 )
                 continue
             case_logic.email_finished(self._case, step_id, result, workflow.now(), failed=failed)
+
+    async def _record_outages_until_done(self, sending: asyncio.Task[dict[str, Any]]) -> None:
+        """A closing case still shows an email's outage while it waits for that email."""
+        while not sending.done():
+            await workflow.wait_condition(lambda: sending.done() or self._outage_news != [])
+            self._take_outage_news()
+            if self._read_model_behind():
+                await self._project()
 
     def _failed_emails(self) -> list[tuple[str, asyncio.Task[dict[str, Any]]]]:
         return [(step_id, t) for step_id, t in self._emails if _failed_for_good(t)]
@@ -452,10 +601,9 @@ class CaseWorkflow:
             self._emails.append((step.id, asyncio.create_task(self._send_quietly(step, request))))
 
     def _escalation_input(self, link: EscalationLink) -> EscalationInput:
-        routes = self._input.escalation_routes or routes_for(
-            {link.queue}, self._case.region, self._case.vendor
-        )  # cases opened without routes take the matrix as it is now
-        route = routes.get(link.queue) or routes["*"]
+        # Resolved at intake from the matrix version the case pinned: replays route the same.
+        routes = self._input.escalation_routes
+        route = routes.get(link.queue) or routes[CASE_ROUTE]
         return EscalationInput(
             escalation_id=link.id,
             case_id=self._case.id,
@@ -468,6 +616,9 @@ class CaseWorkflow:
             vendor=self._case.vendor,
             opened_by=link.opened_by,
             late_by_seconds=link.late_by_seconds,
+            breached_at=link.opened_at - timedelta(seconds=link.late_by_seconds)
+            if link.kind == EscalationKind.SLA_BREACH
+            else None,
             route=route,
             public_url=self._input.public_url,
             calendar=self._pinned(self._case.region),
@@ -480,6 +631,13 @@ class CaseWorkflow:
     @workflow.query(name="snapshot")
     def snapshot(self) -> CaseSnapshot:
         return self._case
+
+    @workflow.query(name="waiting_on")
+    def waiting_on(self, at: datetime) -> WaitingOn:
+        """What the case waits on at `at` (the asker's clock; never before the case's own
+        last moment): counted here, where the case's calendars are pinned."""
+        now = max(at, workflow.now())
+        return case_waiting.waiting_on(self._case, now, self._input.template)
 
     @workflow.signal(name="escalation_event")
     def escalation_event(self, event: EscalationEvent) -> None:
@@ -566,7 +724,14 @@ class CaseWorkflow:
 
     @workflow.update(name="escalate")
     def escalate(self, cmd: EscalateCase) -> CommandResult:
-        return self._apply(lambda: case_sla.escalate(self._case, cmd, workflow.now()))
+        # Patched, and asked only when there is an open escalation to join: cases that
+        # opened a second one replay that way.
+        join = case_sla.joins_open_escalation(self._case, cmd) and workflow.patched(
+            ESCALATIONS_JOIN_PATCH
+        )
+        result = self._apply(lambda: case_sla.escalate(self._case, cmd, workflow.now(), join=join))
+        _, joined = case_sla.escalated_by(self._case)
+        return result.model_copy(update={"joined": joined})
 
     @escalate.validator
     def _validate_escalate(self, cmd: EscalateCase) -> None:

@@ -9,13 +9,14 @@ import json
 import random
 import time
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio.client import (
     Client,
     WorkflowExecutionStatus,
     WorkflowHandle,
+    WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
@@ -39,6 +40,7 @@ from workflows.case_models import (
     ReleaseTask,
     ResumeTask,
 )
+from workflows.case_waiting import WaitingOn
 from workflows.case_workflow import CaseWorkflow
 from workflows.escalation_models import EscalationSnapshot, LeadAction
 
@@ -122,6 +124,22 @@ async def get_case(
     client: Client, case_id: str, timeout: timedelta = QUERY_TIMEOUT
 ) -> CaseSnapshot:
     return await read_case(client.get_workflow_handle(case_id), timeout)
+
+
+async def waiting_on(
+    client: Client, case_id: str, at: datetime, timeout: timedelta = QUERY_TIMEOUT
+) -> WaitingOn:
+    """What the case waits on at `at`, counted by its workflow (its calendars are pinned
+    there). Errors as `read_case`'s; an older worker without the query answers `invalid`."""
+    handle = client.get_workflow_handle(case_id)
+    try:
+        return await handle.query(CaseWorkflow.waiting_on, at, rpc_timeout=timeout)
+    except WorkflowQueryFailedError as exc:
+        raise CaseCommandError("invalid", f"case {case_id}: {exc.message}") from exc
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise CaseCommandError("not_found", f"case {case_id} not found") from exc
+        raise CaseCommandError("unavailable", f"case {case_id}: {exc.message}") from exc
 
 
 # Worth another try until the request's timeout: Temporal admits 10 Updates in flight per

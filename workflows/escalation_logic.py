@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from access.policy import Action, refuse_escalation, refuse_role
 from escalations.calendars import pin
 from escalations.sla_clock import SlaClock
 from workflows.case_logic import CaseRuleError
 from workflows.case_models import HistoryEntry
+from workflows.case_sla import format_late
 from workflows.escalation_models import (
     EscalationInput,
+    EscalationKind,
     EscalationSnapshot,
     EscalationStatus,
     LeadAction,
@@ -88,6 +90,33 @@ def breach_level(esc: EscalationSnapshot, inp: EscalationInput, now: datetime) -
     return True
 
 
+def notice_context(esc: EscalationSnapshot, inp: EscalationInput, now: datetime) -> dict[str, str]:
+    """What the notice to the current level says: the lateness as it is now (a task's SLA
+    breach keeps growing while the levels climb), and which level let it run out."""
+    late = ""
+    if esc.kind == EscalationKind.SLA_BREACH:
+        breached_at = inp.breached_at or esc.opened_at - timedelta(seconds=inp.late_by_seconds)
+        seconds = (now - breached_at).total_seconds()
+        late = format_late(seconds) if seconds >= 1 else ""  # at the breach itself: not late yet
+    missed = ""
+    if esc.level > 0:
+        below = inp.route.levels[esc.level - 1]
+        missed = f"{below.name} ({below.queue}) did not act within {below.sla}"
+    return {
+        "case_id": esc.case_id,
+        "escalation_id": esc.id,
+        "step": esc.step or "",
+        "task_id": esc.task_id or "",
+        "queue": esc.queue,
+        "level_name": esc.level_name,
+        "reason": esc.reason,
+        "opened_by": esc.opened_by,
+        "late_by": late,
+        "level_missed": missed,
+        "link": f"{inp.public_url}/cases/{esc.case_id}",
+    }
+
+
 def check_action(esc: EscalationSnapshot, action: LeadAction) -> None:
     """The validator's check: the policy (role and vendor), then the state."""
     _check_known(action)
@@ -123,6 +152,16 @@ def apply_action(esc: EscalationSnapshot, action: LeadAction, now: datetime) -> 
     if esc.status == EscalationStatus.RESOLVED:
         esc.resolved_at, esc.resolution_note = now, action.note
     _record(esc, now, f"escalation_{action.action}", action.actor.name, action.note, action.detail)
+
+
+def add_note(esc: EscalationSnapshot, by: str, note: str, now: datetime) -> bool:
+    """A manual escalation of the same work joined this one: recorded and counted. False
+    when it came after a lead resolved this one (the case then opens a new escalation)."""
+    if esc.status == EscalationStatus.RESOLVED:
+        return False
+    esc.joined += 1
+    _record(esc, now, "escalation_note", by, note, {"raised_again": esc.joined})
+    return True
 
 
 def settle(esc: EscalationSnapshot, by: str, outcome: str, note: str | None, now: datetime) -> None:

@@ -37,6 +37,9 @@ class EscalationInput(BaseModel):
     vendor: str | None
     opened_by: str
     late_by_seconds: float = 0
+    # When the escalated work became late (its SLA due), for an SLA breach; notices count
+    # the lateness from it. None: started before it was carried (counted from opened_at).
+    breached_at: datetime | None = None
     route: EscalationRoute
     public_url: str = ""
     # The region's calendar as the case pinned it (None: the shipped one, older cases).
@@ -66,6 +69,8 @@ class EscalationSnapshot(BaseModel):
     resolution_note: str | None = None
     history: list[HistoryEntry] = Field(default_factory=list)
     revision: int = 0
+    # How many manual escalations of the same work joined this one (each a note).
+    joined: int = 0
 
 
 class TaskDecision(BaseModel):

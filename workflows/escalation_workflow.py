@@ -14,8 +14,8 @@ with workflow.unsafe.imports_passed_through():
     from activities.read_model import PROJECT_ESCALATION
     from workflows import escalation_logic
     from workflows.case_logic import CaseRuleError
-    from workflows.case_models import EscalationEvent
-    from workflows.case_sla import format_late
+    from workflows.case_models import EscalationEvent, EscalationNote
+    from workflows.case_sla import NOTE_DECLINED
     from workflows.case_workflow import PROJECTION_RETRY, rule_error
     from workflows.escalation_models import (
         EscalationInput,
@@ -63,6 +63,7 @@ class EscalationWorkflow:
             await self._sleep_until_change_or_deadline()
         await workflow.wait_condition(workflow.all_handlers_finished)
         await asyncio.gather(*self._emails, return_exceptions=True)
+        await self._tell_case()  # a raise that came after the resolution goes back
         return self._esc
 
     def _behind(self) -> bool:
@@ -91,24 +92,13 @@ class EscalationWorkflow:
 
     def _notify_level(self) -> None:
         """Email the current level's queue; the outbox key makes a retry send nothing twice."""
-        esc, inp = self._esc, self._input
+        esc = self._esc
         request = EmailRequest(
             idempotency_key=f"escalation-opened:{esc.id}:level-{esc.level}",
             case_id=esc.case_id,
             template="escalation_opened",
             to_queue=esc.queue,
-            context={
-                "case_id": esc.case_id,
-                "escalation_id": esc.id,
-                "step": esc.step or "",
-                "task_id": esc.task_id or "",
-                "queue": esc.queue,
-                "level_name": esc.level_name,
-                "reason": esc.reason,
-                "opened_by": esc.opened_by,
-                "late_by": format_late(inp.late_by_seconds) if inp.late_by_seconds else "",
-                "link": f"{inp.public_url}/cases/{esc.case_id}",
-            },
+            context=escalation_logic.notice_context(esc, self._input, workflow.now()),
         )
         self._emails.append(
             workflow.start_activity(
@@ -141,6 +131,21 @@ class EscalationWorkflow:
     @workflow.query(name="snapshot")
     def snapshot(self) -> EscalationSnapshot:
         return self._esc
+
+    @workflow.signal(name="note")
+    def note(self, note: EscalationNote) -> None:
+        """Someone raised the escalated work again: a note on this escalation, or, once
+        resolved, back to the case to open a new one."""
+        if not escalation_logic.add_note(self._esc, note.by, note.note, workflow.now()):
+            self._case_events.append(
+                EscalationEvent(
+                    escalation_id=self._esc.id,
+                    event=NOTE_DECLINED,
+                    actor=note.by,
+                    note=note.note,
+                    status=self._esc.status.value,
+                )
+            )
 
     @workflow.signal(name="task_decided")
     def task_decided(self, decision: TaskDecision) -> None:

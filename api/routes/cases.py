@@ -63,8 +63,10 @@ async def list_cases(
 
 @router.get("/{case_id}", response_model=CaseOut)
 async def get_case(case_id: str, actor: Reader, svc: ServicesDep) -> CaseOut:
-    """The case as its workflow holds it: SOP version, current step, tasks, history."""
-    return CaseOut.of(await service.read_case(svc, actor, case_id))
+    """The case as its workflow holds it: SOP version, current step, tasks, history, and
+    what it waits on (`waiting_on`)."""
+    snapshot = await service.read_case(svc, actor, case_id)
+    return CaseOut.of(snapshot, await service.waiting_on(svc, snapshot))
 
 
 def _summary(row: CaseRow) -> CaseSummary:

@@ -36,11 +36,13 @@ BoardReader = Annotated[Actor, Depends(authorize(Action.BOARD_READ))]
 
 
 class EscalationOpened(BaseModel):
-    """Only what the raiser opened: no case data travels back (read the case for that)."""
+    """Only what the raiser opened: no case data travels back (read the case for that).
+    `joined`: the work was already escalated, and this became a note on that escalation."""
 
     id: str
     case_id: str
     status: str
+    joined: bool = False
 
 
 @router.post("/cases/{case_id}/escalate", response_model=EscalationOpened)
@@ -48,12 +50,14 @@ async def escalate(
     case_id: str, body: EscalateBody, actor: Raiser, svc: ServicesDep, key: IdempotencyKey = None
 ) -> EscalationOpened:
     """Raise the case to tier-2 by hand, with a reason; the task must be in the caller's
-    scope (an agent: its queues and vendor). Answers with the escalation it opened. An
+    scope (an agent: its queues and vendor). Answers with the escalation it opened; work
+    already escalated (an unresolved escalation of the same task) joins that escalation as
+    a note instead (`joined: true`). An
     `Idempotency-Key` makes a retry repeat the first answer (409 if the key was used for
     another request or by another user)."""
     cmd = EscalateCase(actor=actor, reason=body.reason, task_id=body.task_id)
     link = await service.escalate(svc, actor, case_id, cmd, key)
-    return EscalationOpened(id=link.id, case_id=case_id, status=link.status)
+    return EscalationOpened(id=link.id, case_id=case_id, status=link.status, joined=link.joined)
 
 
 @router.get("/escalations", response_model=list[EscalationOut])

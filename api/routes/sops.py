@@ -31,7 +31,7 @@ MAX_VERSION = 2**31 - 1
 Version = Annotated[int, Path(ge=1, le=MAX_VERSION)]
 
 
-def _inlined(schema: dict[str, Any]) -> dict[str, Any]:
+def inlined_schema(schema: dict[str, Any]) -> dict[str, Any]:
     """`schema` with its `$defs` written in place: OpenAPI resolves `#/$defs/...` against
     its own root, where they are not."""
     defs = schema.pop("$defs", {})
@@ -51,15 +51,15 @@ def _inlined(schema: dict[str, Any]) -> dict[str, Any]:
 
 # The body stays a plain dict at run time: the registry validates it (every error with its
 # path) and hashes it as sent. OpenAPI shows the template's own schema.
-def _storable(document: dict[str, Any]) -> dict[str, Any]:
+def storable_document(document: dict[str, Any]) -> dict[str, Any]:
     storable_json(document)
     return document
 
 
 SopDocument = Annotated[
     dict[str, Any],
-    AfterValidator(_storable),
-    WithJsonSchema(_inlined(SopTemplate.model_json_schema())),
+    AfterValidator(storable_document),
+    WithJsonSchema(inlined_schema(SopTemplate.model_json_schema())),
     Body(description="the template document, as JSON"),
 ]
 

@@ -21,7 +21,12 @@ Sweeper = Annotated[Actor, Depends(authorize(Action.SWEEP))]
 
 
 class SweepBody(RequestBody):
-    region: Region
+    region: Region | None = Field(
+        default=None,
+        description="the calendar of customers billing has no region for (each case runs on "
+        "its customer's region from billing's master data); without it such customers are "
+        "skipped",
+    )
     as_of: Day | None = Field(default=None, description="the day to sweep as of; today")
     vendor: EntityId | None = Field(default=None, description="the vendor the new cases belong to")
     customer_vendors: dict[EntityId, EntityId] = Field(

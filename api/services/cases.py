@@ -16,16 +16,20 @@ from api.deps import Services, refused
 from api.errors import ApiError
 from api.schemas import CaseCreate
 from api.services.idempotency import claim_key, request_hash
+from api.services.intake import Intake, check_intake, checked_first
 from domain.addresses import InvalidAddressError, parse_address
+from escalations import matrix_registry
 from escalations.calendars import UnknownCalendarError, facts_for, get_calendar
-from escalations.matrix import routes_for
+from escalations.matrix import EscalationMatrix, routes_for
 from sop_templates.registry import NoPublishedVersionError, latest_published
 from sop_templates.schema import EmailStep, SopTemplate
 from store.db import session_scope
 from store.read_model import CaseFilter, get_case, list_cases, project_snapshot
 from store.tables import CaseRow, IdempotencyKeyRow
+from workflows import case_waiting
 from workflows import client as cases
-from workflows.case_models import Actor, CaseInput, CaseSnapshot, SopRef
+from workflows.case_models import Actor, CaseInput, CaseSnapshot, CaseStatus, SopRef
+from workflows.case_waiting import WaitingOn
 from workflows.client import CaseCommandError
 
 TYPE_PREFIX = {"dispute": "DSP", "collection": "COL", "credit_review": "CRR"}
@@ -41,14 +45,16 @@ async def open_case(
     svc: Services, actor: Actor, body: CaseCreate, idempotency_key: str | None
 ) -> OpenedCase:
     """Start a case on the latest published SOP; a repeated Idempotency-Key returns it again."""
-    inp, replayed = await run_in_threadpool(_prepare, svc, actor, body, idempotency_key)
+    intake = await check_intake(svc, body)
+    inp, replayed = await run_in_threadpool(_prepare, svc, actor, body, intake, idempotency_key)
     return OpenedCase(await _start(svc, inp), replayed)
 
 
 async def open_case_as(svc: Services, actor: Actor, body: CaseCreate, case_id: str) -> CaseSnapshot:
     """Open a case under an id the caller derived; `WorkflowAlreadyStartedError` if a case of
     that id exists (running or ended), so the caller knows this call did not open it."""
-    inp, _ = await run_in_threadpool(_prepare, svc, actor, body, None, case_id)
+    intake = await check_intake(svc, body)
+    inp, _ = await run_in_threadpool(_prepare, svc, actor, body, intake, None, case_id)
     return await _start(svc, inp, join_running=False)
 
 
@@ -61,18 +67,28 @@ async def _start(svc: Services, inp: CaseInput, join_running: bool = True) -> Ca
 
 
 def _prepare(
-    svc: Services, actor: Actor, body: CaseCreate, key: str | None, case_id: str | None = None
+    svc: Services,
+    actor: Actor,
+    request: CaseCreate,
+    intake: Intake,
+    key: str | None,
+    case_id: str | None = None,
 ) -> tuple[CaseInput, bool]:
     """The workflow input: the pinned SOP, checks, vendor, and the id (given, or derived from
-    the Idempotency-Key, or new)."""
+    the Idempotency-Key over the request as sent, or new)."""
+    body = intake.body
     with session_scope(svc.engine) as session:
         template, sop = _pinned_sop(session, body.type)
         _check_against_template(body, template)
         vendor = case_vendor(actor, body.vendor)
+        matrix = _pinned_matrix(session)
         replayed = False
         if case_id is None:
-            case_id, replayed = _case_id(session, actor, body, key)
-    return case_input(svc, actor, body, case_id, template, sop, vendor), replayed
+            case_id, replayed = _case_id(session, actor, request, key)
+    if not intake.verified:
+        template = checked_first(template)  # billing was down: the case checks first
+    inp = case_input(svc, actor, body, case_id, template, sop, vendor, matrix=matrix)
+    return inp, replayed
 
 
 def case_input(
@@ -83,24 +99,29 @@ def case_input(
     template: SopTemplate,
     sop: SopRef,
     vendor: str | None,
+    *,
+    matrix: tuple[int, EscalationMatrix],
 ) -> CaseInput:
+    region, currency = body.placed()
+    matrix_version, escalation_matrix = matrix
     return CaseInput(
         case_id=case_id,
         case_type=body.type,
         customer_id=body.customer_id,
         invoice_ids=body.invoice_ids,
         amount=body.amount,
-        currency=body.currency,
-        region=body.region,
+        currency=currency,
+        region=region,
         reason_code=body.reason_code,
         vendor=vendor,
         data=body.data,
         opened_by=actor,
         sop=sop,
         template=template,
-        escalation_routes=routes_for(template.queues(), body.region, vendor),
+        escalation_routes=routes_for(template.queues(), region, vendor, escalation_matrix),
+        escalation_matrix_version=matrix_version,
         public_url=svc.settings.resolved_public_url(),
-        calendars=facts_for(template.calendars(body.region), datetime.now(UTC).date()),
+        calendars=facts_for(template.calendars(region), datetime.now(UTC).date()),
     )
 
 
@@ -113,9 +134,17 @@ def _pinned_sop(session: Session, case_type: str) -> tuple[SopTemplate, SopRef]:
     return SopTemplate.model_validate(row.content), sop
 
 
+def _pinned_matrix(session: Session) -> tuple[int, EscalationMatrix]:
+    """The escalation matrix a new case pins: the highest published version."""
+    try:
+        return matrix_registry.current(session)
+    except matrix_registry.MatrixConflictError as exc:
+        raise ApiError("conflict", str(exc)) from None
+
+
 def _check_against_template(body: CaseCreate, template: SopTemplate) -> None:
     try:
-        get_calendar(body.region)  # SLAs run on the region's business calendar
+        get_calendar(body.placed()[0])  # SLAs run on the region's business calendar
     except UnknownCalendarError as exc:
         raise ApiError("invalid", f"region: {exc}", {"field": "region"}) from None
     _check_recipients(body, template)
@@ -202,6 +231,20 @@ async def read_case(svc: Services, actor: Actor, case_id: str) -> CaseSnapshot:
         snapshot = CaseSnapshot.model_validate(row.snapshot)
     refused(refuse_case(actor, Action.READ_CASE, snapshot))
     return snapshot
+
+
+async def waiting_on(svc: Services, snapshot: CaseSnapshot) -> WaitingOn:
+    """What the case waits on now, counted by its workflow (where its calendars are pinned);
+    counted here from the snapshot when the workflow cannot answer (Temporal no longer has
+    the case, or a worker from before the query): then a running clock's time left may be
+    unknown (null)."""
+    now = datetime.now(UTC)
+    if snapshot.status == CaseStatus.OPEN:
+        try:
+            return await cases.waiting_on(svc.temporal, snapshot.id, now)
+        except CaseCommandError:
+            pass
+    return case_waiting.waiting_on(snapshot, now)
 
 
 def _stored_case(svc: Services, case_id: str) -> CaseRow | None:

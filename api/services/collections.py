@@ -1,7 +1,9 @@
 """The overdue scan: one collection case per customer with overdue invoices, never two.
 
 The case id is derived from the debt (the customer and its oldest overdue invoice); see
-`api/services/sweeps.py` for how reruns and racing scans stay single.
+`api/services/sweeps.py` for how reruns and racing scans stay single. Each case runs on its
+customer's region (calendar) from billing's master data; the scan's `region` is only the
+fallback for customers billing has no region for.
 """
 
 from __future__ import annotations
@@ -26,12 +28,13 @@ from workflows.case_models import Actor
 async def scan_overdue(
     svc: Services,
     actor: Actor,
-    region: str,
+    region: str | None,
     as_of: date | None,
     min_days: int,
     vendors: VendorChoice,
 ) -> list[SweepLine]:
-    check_region(region)
+    if region is not None:
+        check_region(region)
     check_vendors(actor, vendors)
     async with billing_of(svc) as billing:
         overdue = await billing.overdue_customers(as_of or datetime.now(UTC).date(), min_days)
@@ -43,7 +46,7 @@ async def scan_overdue(
             invoice_ids=line.invoice_ids,
             amount=str(line.overdue_amount),
             currency=line.currency,
-            region=region,
+            region=line.region or region,
             vendor=vendors.of(line.customer_id),
             reason_code="overdue",
             data={"contact": line.email, "max_days_past_due": line.max_days_past_due},

@@ -38,7 +38,7 @@ def default_period(reason: SweepReason, as_of: date) -> str:
 
 
 def _review(
-    c: CustomerStanding, reason: SweepReason, region: str, vendor: str | None
+    c: CustomerStanding, reason: SweepReason, region: str | None, vendor: str | None
 ) -> CaseCreate | SweepLine | None:
     """The review to open: the case amount is the limit in question (the current one, or
     what the customer owes when above it); nothing to review without either."""
@@ -50,7 +50,7 @@ def _review(
         type="credit_review",
         amount=str(limit_in_question),
         currency=c.currency,
-        region=region,
+        region=c.region or region,  # the customer's calendar; the sweep's is the fallback
         vendor=vendor,
         reason_code=reason,
         data={"contact": c.email},
@@ -60,13 +60,14 @@ def _review(
 async def sweep_credit_reviews(
     svc: Services,
     actor: Actor,
-    region: str,
+    region: str | None,
     reason: SweepReason,
     period: str | None,
     as_of: date | None,
     vendors: VendorChoice,
 ) -> list[SweepLine]:
-    check_region(region)
+    if region is not None:
+        check_region(region)
     check_vendors(actor, vendors)
     about = f"{reason}-{period or default_period(reason, as_of or datetime.now(UTC).date())}"
     async with billing_of(svc) as billing:

@@ -33,24 +33,30 @@ from workflows.escalation_models import EscalationKind, EscalationSnapshot, Lead
 DECISIONS = ("approve", "reject")
 
 
+class EscalationRaised(EscalationLink):
+    """The escalation a manual escalation opened, or joined (work already escalated)."""
+
+    joined: bool = False
+
+
 async def escalate(
     svc: Services, actor: Actor, case_id: str, cmd: EscalateCase, key: str | None = None
-) -> EscalationLink:
+) -> EscalationRaised:
     """Raise the case by hand; the case's validator asks the policy (vendor, queue). The
-    caller gets the escalation it opened, not the case; with an Idempotency-Key a retry
-    repeats the first answer."""
+    caller gets the escalation it opened or joined, not the case; with an Idempotency-Key a
+    retry repeats the first answer."""
 
-    async def send(update_id: str | None) -> EscalationLink:
+    async def send(update_id: str | None) -> EscalationRaised:
         result = await temporal.escalate_case(
             svc.temporal, case_id, cmd, tasks.timeout(svc), update_id
         )
         await tasks.catch_up(svc, result)
-        assert result.escalation is not None  # the escalation this Update opened
-        return result.escalation
+        assert result.escalation is not None  # the escalation this Update opened or joined
+        return EscalationRaised(**result.escalation.model_dump(), joined=result.joined)
 
     request = cmd.model_dump(mode="json", exclude={"actor"})
     return await run_once(
-        svc.engine, actor, key, "escalate", case_id, request, send, EscalationLink
+        svc.engine, actor, key, "escalate", case_id, request, send, EscalationRaised
     )
 
 

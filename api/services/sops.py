@@ -31,18 +31,19 @@ def _registry(svc: Services) -> Iterator[Session]:
         with session_scope(svc.engine) as session:
             yield session
     except InvalidTemplateError as exc:
-        raise _invalid(exc) from None
+        raise invalid_document(exc) from None
     except registry.SopConflictError as exc:
         raise ApiError("conflict", str(exc)) from None
     except registry.UnknownSopError as exc:
         raise ApiError("not_found", str(exc)) from None
 
 
-def _invalid(exc: InvalidTemplateError) -> ApiError:
+def invalid_document(exc: InvalidTemplateError, what: str = "the template") -> ApiError:
+    """422 with every error and its path (an SOP template, the escalation matrix)."""
     count = len(exc.errors)
     return ApiError(
         "invalid",
-        f"the template has {count} error{'' if count == 1 else 's'}: {exc}",
+        f"{what} has {count} error{'' if count == 1 else 's'}: {exc}",
         {"errors": [{"path": e.path, "message": e.message} for e in exc.errors]},
     )
 

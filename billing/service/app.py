@@ -122,9 +122,12 @@ class InvoiceLoad(StrictBody):
 
 class CustomerLoad(StrictBody):
     name: str = Field(max_length=200)
-    email: str = Field("", max_length=200)
+    email: str = Field("", max_length=200, description="the customer's contact address")
     currency: Currency
     credit_limit: Decimal = Field(ge=0)
+    region: str = Field("", max_length=16, description="its business calendar, e.g. SG")
+    time_zone: str = Field("", max_length=64, description="IANA zone, e.g. Asia/Singapore")
+    language: str = Field("", max_length=35, description="BCP 47 tag, e.g. fr")
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {

@@ -12,10 +12,12 @@ first. Each holds on SQLite (one writer at a time) and PostgreSQL (row locks, RE
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterable
 from datetime import date, datetime
 from decimal import Decimal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
@@ -176,6 +178,9 @@ def _customer(row: CustomerRow) -> Customer:
         credit_limit=from_cents(row.credit_limit_cents),
         on_hold=row.on_hold,
         hold_reason=row.hold_reason,
+        region=row.region,
+        time_zone=row.time_zone,
+        language=row.language,
     )
 
 
@@ -273,11 +278,21 @@ def overdue_customers(session: Session, as_of: date, min_days: int = 1) -> list[
             overdue_amount=from_cents(sum(r.open_cents for r in rows)),
             max_days_past_due=max(_days_past_due(r, as_of) for r in rows),
             invoice_ids=[r.id for r in rows],
-            email=_customer_row(session, cid).email,
+            **_contact_of(_customer_row(session, cid)),
         )
         for cid, rows in by_customer.items()
     ]
     return sorted(lines, key=lambda line: (-line.max_days_past_due, line.customer_id))
+
+
+def _contact_of(row: CustomerRow) -> dict[str, str]:
+    """The master data an overdue line carries, so each collection runs on its own calendar."""
+    return {
+        "email": row.email,
+        "region": row.region,
+        "time_zone": row.time_zone,
+        "language": row.language,
+    }
 
 
 def payment_status(session: Session, invoice_ids: list[str]) -> PaymentStatus:
@@ -472,9 +487,33 @@ def put_customer(session: Session, value: Customer) -> Customer:
     if row is None:
         row = CustomerRow(id=value.id, on_hold=value.on_hold, hold_reason=value.hold_reason)
     row.name, row.email, row.currency = value.name, value.email, value.currency
+    row.region, row.time_zone, row.language = _master_data(value)
     row.credit_limit_cents = check_amount(value.credit_limit, "credit_limit", allow_zero=True)
     session.add(row)
     return _customer(row)
+
+
+REGION_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,16}$")
+LANGUAGE_PATTERN = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+
+
+def _master_data(value: Customer) -> tuple[str, str, str]:
+    """Region, time zone and language, each empty or well formed."""
+    if value.region and not REGION_PATTERN.match(value.region):
+        raise refuse("invalid_region", f"region {value.region!r} is not a region code")
+    if value.time_zone and not _is_zone(value.time_zone):
+        raise refuse("invalid_time_zone", f"time_zone {value.time_zone!r} is not an IANA zone")
+    if value.language and not LANGUAGE_PATTERN.match(value.language):
+        raise refuse("invalid_language", f"language {value.language!r} is not a language tag")
+    return value.region, value.time_zone, value.language
+
+
+def _is_zone(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
 
 
 def put_invoice(

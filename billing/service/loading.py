@@ -1,8 +1,9 @@
 """Putting customers and invoices into the built-in ledger: a CSV file, or the demo book.
 
 The CSV has one row per invoice, with its customer's master data on the row (a customer
-without invoices has the invoice columns empty). A file with any bad row loads nothing and
-every bad row is reported with its line number.
+without invoices has the invoice columns empty; `region`, `time_zone` and `language` are
+optional columns). A file with any bad row loads nothing and every bad row is reported with
+its line number.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, inspect, select, text
 from sqlalchemy.orm import Session
 
 from billing.contract import BillingBusinessError, Customer
@@ -33,6 +34,7 @@ CSV_COLUMNS = (
     "open_balance",
 )
 INVOICE_COLUMNS = ("invoice_id", "issued_on", "due_on", "amount")
+MASTER_DATA_COLUMNS = ("region", "time_zone", "language")  # optional: "" when absent
 
 
 class LoadError(ValueError):
@@ -50,7 +52,24 @@ class Loaded:
 
 
 def create_schema(engine: Engine) -> None:
+    """Create the tables; a ledger made by an older version gains the columns it lacks (each
+    new column has a default, so its rows stay valid)."""
     Base.metadata.create_all(engine)
+    present = inspect(engine)
+    with engine.begin() as connection:
+        for table in Base.metadata.sorted_tables:
+            have = {c["name"] for c in present.get_columns(table.name)}
+            for column in table.columns:
+                if column.name not in have:
+                    kind = column.type.compile(engine.dialect)
+                    default = column.default.arg if column.default is not None else None
+                    literal = "''" if default == "" else "0" if default in (0, False) else "NULL"
+                    connection.execute(
+                        text(
+                            f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind} '
+                            f"DEFAULT {literal}"
+                        )
+                    )
 
 
 def _decimal(text: str, column: str) -> Decimal:
@@ -77,6 +96,7 @@ def _load_row(session: Session, row: dict[str, str]) -> bool:
             email=row["email"],
             currency=row["currency"].upper(),
             credit_limit=_decimal(row["credit_limit"], "credit_limit"),
+            **{c: row.get(c, "") for c in MASTER_DATA_COLUMNS},
         ),
     )
     if not any(row[c] for c in INVOICE_COLUMNS):
@@ -152,6 +172,15 @@ DEMO_BOOK = [
     # Above its credit limit: what a limit-breach credit review sweep finds.
     ("CUST-006", "Wayne Trading Ltd", "GBP", "5000.00", [("INV-6001", 12, 18, "8200.00")]),
 ]
+# Each demo customer's master data: (region = calendar, time zone, language).
+DEMO_MASTER_DATA = {
+    "CUST-001": ("FR", "Europe/Paris", "fr"),
+    "CUST-002": ("SG", "Asia/Singapore", "en"),
+    "CUST-003": ("US", "America/New_York", "en"),
+    "CUST-004": ("DE", "Europe/Berlin", "de"),
+    "CUST-005": ("JP", "Asia/Tokyo", "ja"),
+    "CUST-006": ("GB", "Europe/London", "en"),
+}
 
 
 def seed_demo(engine: Engine, today: date) -> bool:
@@ -161,10 +190,18 @@ def seed_demo(engine: Engine, today: date) -> bool:
             return False
         for cid, name, currency, limit, items in DEMO_BOOK:
             email = f"ap@{cid.lower()}.example"
+            region, zone, language = DEMO_MASTER_DATA[cid]
             ledger.put_customer(
                 session,
                 Customer(
-                    id=cid, name=name, email=email, currency=currency, credit_limit=Decimal(limit)
+                    id=cid,
+                    name=name,
+                    email=email,
+                    currency=currency,
+                    credit_limit=Decimal(limit),
+                    region=region,
+                    time_zone=zone,
+                    language=language,
                 ),
             )
             session.flush()

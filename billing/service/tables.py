@@ -32,6 +32,10 @@ class CustomerRow(Base):
     credit_limit_cents: Mapped[int] = mapped_column(BigInteger)
     on_hold: Mapped[bool] = mapped_column(default=False)
     hold_reason: Mapped[str] = mapped_column(String(500), default="")
+    # Master data (billing/contract.py `Customer`); "" when billing does not know it.
+    region: Mapped[str] = mapped_column(String(16), default="")
+    time_zone: Mapped[str] = mapped_column(String(64), default="")
+    language: Mapped[str] = mapped_column(String(35), default="")
 
 
 class InvoiceRow(Base):
