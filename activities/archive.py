@@ -12,6 +12,7 @@ from temporalio import activity
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.exceptions import ApplicationError
 
+from audit.runs import fetch_runs, runs_json
 from store import archive
 from store.db import session_scope
 
@@ -33,8 +34,9 @@ class ArchiveActivities:
         if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
             # Retried with backoff until the case's last event is written.
             raise ApplicationError(f"case {case_id} has not closed yet", type="CaseStillOpen")
-        history = await handle.fetch_history()
-        return await asyncio.to_thread(self._append, case_id, history.to_json())
+        # Every run of the case (it may have continued as new), in one entry.
+        runs = await fetch_runs(activity.client(), case_id)
+        return await asyncio.to_thread(self._append, case_id, runs_json(runs))
 
     def _existing(self, case_id: str) -> str | None:
         with session_scope(self._engine) as session:

@@ -129,9 +129,10 @@ def _day_in_years(day: date) -> date:
 def _as_of(value: str) -> str:
     """An event id (ASCII digits, within 64 bits) or an ISO-8601 instant with a time zone;
     whether the event exists is for the history to say."""
-    if value.isascii() and value.isdigit():
-        if not 1 <= int(value) <= MAX_EVENT_ID:
-            raise ValueError(f"an event id is between 1 and {MAX_EVENT_ID}")
+    run, _, event = value.rpartition(":")  # `R:N`: event N of run R (continue-as-new)
+    if event.isascii() and event.isdigit() and (not run or (run.isascii() and run.isdigit())):
+        if not 1 <= int(event) <= MAX_EVENT_ID or (run and not 1 <= int(run) <= MAX_EVENT_ID):
+            raise ValueError(f"an event id (and a run) is between 1 and {MAX_EVENT_ID}")
         return value
     try:
         instant = datetime.fromisoformat(value)
@@ -193,9 +194,10 @@ AsOf = Annotated[
     AfterValidator(_as_of),
     Query(
         max_length=40,
-        pattern=r"^([0-9]{1,19}|[0-9]{4}-[0-9]{2}-[0-9]{2}T.+)$",
+        pattern=r"^(([0-9]{1,19}:)?[0-9]{1,19}|[0-9]{4}-[0-9]{2}-[0-9]{2}T.+)$",
         description="ISO-8601 instant with a time zone (years "
-        f"{FIRST_YEAR}-{LAST_YEAR}), or a history event id",
+        f"{FIRST_YEAR}-{LAST_YEAR}), or a history event id (`RUN:EVENT` for a later run "
+        "of a case that continued as new)",
     ),
 ]
 # Paging of every list route.

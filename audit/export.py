@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from temporalio.client import WorkflowHistory
 
+from audit.runs import runs_json
 from audit.timeline import TimelineEntry, render
 from store.tables import SopVersionRow
 from workflows.case_models import CaseSnapshot
@@ -17,7 +19,7 @@ from workflows.case_models import CaseSnapshot
 def write_bundle(
     out_dir: Path,
     case: CaseSnapshot,
-    history: WorkflowHistory,
+    runs: Sequence[WorkflowHistory],
     entries: list[TimelineEntry],
     sop: SopVersionRow | None,
 ) -> Path:
@@ -25,7 +27,7 @@ def write_bundle(
     folder = out_dir / case.id
     folder.mkdir(parents=True, exist_ok=True)
     files = {
-        "history.json": history.to_json(),
+        "history.json": runs_json(runs),  # every run of the case
         "timeline.json": json.dumps([e.model_dump(mode="json") for e in entries], indent=2),
         "timeline.txt": render(case, entries) + "\n",
         "case.json": case.model_dump_json(indent=2),

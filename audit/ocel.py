@@ -95,6 +95,16 @@ def ocel_log(cases: Sequence[CaseSnapshot]) -> dict[str, Any]:
                 "attributes": _attrs({"step": task.step, "queue": task.queue}),
                 "relationships": [{"objectId": case.id, "qualifier": "part of"}],
             }
+        # Done tasks of earlier runs are no longer on a case that continued as new: every
+        # task its history names is still an object of the log.
+        for entry in case.history:
+            if entry.task_id and entry.task_id not in objects:
+                objects[entry.task_id] = {
+                    "id": entry.task_id,
+                    "type": "task",
+                    "attributes": _attrs({"step": entry.step, "queue": entry.detail.get("queue")}),
+                    "relationships": [{"objectId": case.id, "qualifier": "part of"}],
+                }
         events += [_event(case, i, entry) for i, entry in enumerate(case.history, 1)]
     return {
         "objectTypes": _object_types(),

@@ -2,17 +2,22 @@
 
 The Replayer re-runs the workflow code over the events Temporal recorded, with no server.
 An interceptor keeps every case snapshot the workflow hands to its projection during the
-replay: that is the case as it stood after each change, rebuilt from the history alone.
+replay, and the case after each Update: that is the case as it stood after each change,
+rebuilt from the history alone. A case that continued as new is replayed run by run, and
+its states carry the whole history of the case (`replay_runs`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from temporalio import workflow
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import (
@@ -27,7 +32,7 @@ from temporalio.worker import (
 )
 
 from activities.read_model import PROJECT_CASE
-from workflows.case_models import CaseSnapshot
+from workflows.case_models import CaseSnapshot, HistoryEntry
 from workflows.worker import SANDBOX, WORKFLOWS, warm_calendars
 
 _EVENT_ID = re.compile(r"event(?:[ _]id)?[ =:#]*(\d+)", re.IGNORECASE)
@@ -41,6 +46,8 @@ class ReplayVerdict:
     divergence: str | None = None
     divergence_event_id: int | None = None
     states: list[CaseSnapshot] = field(default_factory=list)
+    # One verdict per run when the case continued as new (oldest first); empty otherwise.
+    runs: list[ReplayVerdict] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -51,6 +58,16 @@ class ReplayVerdict:
             "divergence": self.divergence,
             "divergence_event_id": self.divergence_event_id,
             "states_rebuilt": len(self.states),
+            "runs": [run.run_summary(i) for i, run in enumerate(self.runs or [self], 1)],
+        }
+
+    def run_summary(self, number: int) -> dict[str, Any]:
+        return {
+            "run": number,
+            "deterministic": self.deterministic,
+            "events": self.events,
+            "divergence": self.divergence,
+            "divergence_event_id": self.divergence_event_id,
         }
 
 
@@ -94,11 +111,12 @@ class _KeepSnapshots(Interceptor):
                 super().init(Outbound(outbound))
 
             async def handle_update_handler(self, input: HandleUpdateInput) -> Any:
-                # An Update answers with the case as it left it: a state of its own, also
-                # when no projection followed before the next change.
+                # The case as an Update left it: a state of its own, also when no
+                # projection followed before the next change.
                 result = await super().handle_update_handler(input)
-                if isinstance(result, CaseSnapshot) and not _seen(result.revision):
-                    kept.append(result.model_copy(deep=True))
+                case = getattr(workflow.instance(), "_case", None)
+                if isinstance(case, CaseSnapshot) and not _seen(case.revision):
+                    kept.append(case.model_copy(deep=True))
                 return result
 
         return Inbound
@@ -112,6 +130,9 @@ async def replay_case(history: WorkflowHistory, workflows: Sequence[type] = WORK
     replayer = Replayer(
         workflows=workflows, data_converter=pydantic_data_converter,
         workflow_runner=SANDBOX, interceptors=[keep],
+        # Offline, no deadlock to guard against: a busy machine must not turn a long
+        # workflow task's replay into a false "diverges".
+        debug_mode=True,
     )  # fmt: skip
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     failure = result.replay_failure
@@ -126,6 +147,69 @@ async def replay_case(history: WorkflowHistory, workflows: Sequence[type] = WORK
             int(match.group(1)) if match else await _locate(history, replayer)
         )
     return verdict
+
+
+async def replay_runs(runs: Sequence[WorkflowHistory], workflows: Sequence[type] = WORKFLOWS
+                      ) -> ReplayVerdict:  # fmt: skip
+    """Replay every run of a case (oldest first): a verdict for each, and the case's states
+    across all of them, each with the case's whole history (a run's own entries follow the
+    entries of the runs before it; the copies a run carried over are not repeated)."""
+    if len(runs) == 1:
+        return await replay_case(runs[0], workflows)
+    verdicts = [await _replay_ended_run(run, workflows) for run in runs[:-1]]
+    verdicts.append(await replay_case(runs[-1], workflows))
+    return ReplayVerdict(
+        case_id=runs[0].workflow_id,
+        deterministic=all(v.deterministic for v in verdicts),
+        events=sum(v.events for v in verdicts),
+        divergence=next((v.divergence for v in verdicts if v.divergence), None),
+        divergence_event_id=next((v.divergence_event_id for v in verdicts if v.divergence), None),
+        states=stitched([v.states for v in verdicts]),
+        runs=verdicts,
+    )
+
+
+# Verdicts of runs that continued as new (a run's history never changes once it has):
+# a timeline, then a replay, then a state as of a moment replay each earlier run once.
+_ENDED_RUNS: OrderedDict[tuple[str, str], ReplayVerdict] = OrderedDict()
+_ENDED_RUNS_KEPT = 128
+
+
+async def _replay_ended_run(run: WorkflowHistory, workflows: Sequence[type]) -> ReplayVerdict:
+    if workflows is not WORKFLOWS:
+        return await replay_case(run, workflows)
+    key = (run.workflow_id, hashlib.sha256(run.to_json().encode()).hexdigest())
+    if key not in _ENDED_RUNS:
+        _ENDED_RUNS[key] = await replay_case(run, workflows)
+        while len(_ENDED_RUNS) > _ENDED_RUNS_KEPT:
+            _ENDED_RUNS.popitem(last=False)
+    _ENDED_RUNS.move_to_end(key)
+    return _ENDED_RUNS[key]
+
+
+def forget_ended_runs() -> None:
+    """Drop the remembered verdicts of ended runs (a benchmark times replays themselves)."""
+    _ENDED_RUNS.clear()
+
+
+def stitched(runs: Sequence[Sequence[CaseSnapshot]]) -> list[CaseSnapshot]:
+    """The states of every run, each with the history of the case up to it."""
+    states: list[CaseSnapshot] = []
+    before: list[HistoryEntry] = []
+    for run in runs:
+        for state in run:
+            states.append(whole(state, before))
+        if states:
+            before = states[-1].history
+    return states
+
+
+def whole(state: CaseSnapshot, before: Sequence[HistoryEntry]) -> CaseSnapshot:
+    """`state` with the entries of earlier runs (`before`) in front of its own."""
+    if state.run == 1:
+        return state
+    own = state.history[state.carried_entries :]
+    return state.model_copy(update={"history": [*before, *own], "carried_entries": 0})
 
 
 async def _locate(history: WorkflowHistory, replayer: Replayer) -> int | None:

@@ -141,7 +141,7 @@ async def _audit(bench: Bench, results: Results, repeats: int) -> None:
         results.note("audit_replay", "skipped: no audit replay yet")
         results.skipped.append("audit_replay")
         return
-    histories: list[WorkflowHistory] = []
+    histories: list[list[WorkflowHistory]] = []  # one case: its runs
 
     async def run() -> Figures:
         if not histories:

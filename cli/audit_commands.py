@@ -18,7 +18,7 @@ audit_app = typer.Typer(
 
 
 async def _gather(case_id: str):
-    from audit.sources import current_state, load_history
+    from audit.sources import current_state, load_runs
     from audit.timeline import timeline
     from store.db import make_engine
     from store.tables import OutboxRow
@@ -28,7 +28,7 @@ async def _gather(case_id: str):
     client = await connect(settings.temporal_address, settings.temporal_namespace)
     engine = make_engine(settings.resolved_database_url())
     case = await current_state(client, engine, case_id)
-    history = await load_history(client, engine, case_id)
+    history = await load_runs(client, engine, case_id)
     with Session(engine) as session:
         emails = session.exec(
             select(OutboxRow).where(OutboxRow.case_id == case_id).order_by(col(OutboxRow.id))
@@ -48,10 +48,10 @@ def audit_timeline(case_id: str) -> None:
 @audit_app.command("replay")
 def audit_replay(case_id: str) -> None:
     """Replay the recorded history against the current code; exit 1 if it diverges."""
-    from audit.replay import replay_case
+    from audit.replay import replay_runs
 
-    _case, history, _entries, _engine = asyncio.run(_gather(case_id))
-    verdict = asyncio.run(replay_case(history))
+    _case, runs, _entries, _engine = asyncio.run(_gather(case_id))
+    verdict = asyncio.run(replay_runs(runs))
     typer.echo(json.dumps(verdict.summary(), indent=2))
     raise typer.Exit(0 if verdict.deterministic else 1)
 

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import httpx
 from sqlalchemy import Engine
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 
 from api.app import create_app
 from api.services.cases import TYPE_PREFIX
@@ -27,7 +27,7 @@ from sop_templates.schema import SopTemplate
 from store.db import session_scope
 from store.users import create_user
 from workflows import case_logic
-from workflows.case_models import Actor, CaseInput, CaseSnapshot, Role, SopRef
+from workflows.case_models import Actor, CaseInput, CaseSnapshot, CommandResult, Role, SopRef
 from workflows.worker import build_worker
 
 T = TypeVar("T")
@@ -132,6 +132,15 @@ async def eventually(
         if accept(value) or time.monotonic() > deadline:
             return value
         await asyncio.sleep(0.1)
+
+
+async def command(handle: WorkflowHandle[Any, Any], update: str, cmd: Any) -> CaseSnapshot:
+    """Send an Update to the case and read the case after it (an Update answers small: the
+    task and the revision, never the case)."""
+    result = await handle.execute_update(update, cmd, result_type=CommandResult)
+    case = await handle.query("snapshot", result_type=CaseSnapshot)
+    assert case.revision >= result.revision
+    return case
 
 
 def case_input(

@@ -25,7 +25,7 @@ from billing.service.tables import CreditMemoRow
 from settings import Settings
 from tests.billing_harness import BillingService
 from tests.conftest import start_time_skipping
-from tests.harness import AGENT, LEAD, case_input, terminate_cases
+from tests.harness import AGENT, LEAD, case_input, command, terminate_cases
 from tests.smtp_sink import SmtpSink
 from workflows.case_models import Actor, CaseInput, CaseSnapshot, ClaimTask, CompleteTask
 from workflows.case_workflow import CaseWorkflow
@@ -82,13 +82,11 @@ class Flow:
         )
         task = next(t for t in case.tasks if t.step == step and t.status == "open")
         actor = actor.model_copy(update={"queues": [task.queue]})
-        await self.handle.execute_update(
-            "claim_task", ClaimTask(task_id=task.id, actor=actor), result_type=CaseSnapshot
-        )
-        await self.handle.execute_update(
+        await command(self.handle, "claim_task", ClaimTask(task_id=task.id, actor=actor))
+        await command(
+            self.handle,
             "complete_task",
             CompleteTask(task_id=task.id, actor=actor, outcome=outcome, data=data or {}),
-            result_type=CaseSnapshot,
         )
 
     async def closed(self, seconds: float = 15) -> CaseSnapshot:

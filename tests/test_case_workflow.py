@@ -16,7 +16,7 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
 from store.tables import CaseRow, TaskRow
-from tests.harness import AGENT, LEAD, dispute_input, terminate_cases
+from tests.harness import AGENT, LEAD, command, dispute_input, terminate_cases
 from workflows.case_models import (
     Actor,
     CaseInput,
@@ -51,7 +51,7 @@ async def _start(env: WorkflowEnvironment, queue: str, inp: CaseInput) -> Any:
 
 
 async def _step(handle, update: str, cmd: object) -> CaseSnapshot:
-    return await handle.execute_update(update, cmd, result_type=CaseSnapshot)
+    return await command(handle, update, cmd)
 
 
 async def _open_task(handle: Any) -> Task:

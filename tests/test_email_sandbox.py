@@ -30,7 +30,16 @@ from sop_templates.rendering import RENDERED_LIMIT, SOURCE_LIMIT
 from sop_templates.schema import DEFAULT_EMAIL_ERROR_QUEUE, SopTemplate
 from sop_templates.validation import InvalidTemplateError, parse_template
 from store.tables import CaseRow, OutboxRow
-from tests.harness import AGENT, DISPUTE, LEAD, Api, case_input, shipped_document, terminate_cases
+from tests.harness import (
+    AGENT,
+    DISPUTE,
+    LEAD,
+    Api,
+    case_input,
+    command,
+    shipped_document,
+    terminate_cases,
+)
 from tests.smtp_sink import SmtpSink
 from workflows import case_logic
 from workflows.case_models import CaseSnapshot, ClaimTask, CompleteTask, SopRef
@@ -241,13 +250,9 @@ async def _eventually_case(
 
 
 async def _decide(handle: WorkflowHandle[Any, Any], task_id: str, outcome: str) -> CaseSnapshot:
-    await handle.execute_update(
-        CaseWorkflow.claim_task, ClaimTask(task_id=task_id, actor=LEAD), result_type=CaseSnapshot
-    )
-    return await handle.execute_update(
-        CaseWorkflow.complete_task,
-        CompleteTask(task_id=task_id, actor=LEAD, outcome=outcome),
-        result_type=CaseSnapshot,
+    await command(handle, "claim_task", ClaimTask(task_id=task_id, actor=LEAD))
+    return await command(
+        handle, "complete_task", CompleteTask(task_id=task_id, actor=LEAD, outcome=outcome)
     )
 
 

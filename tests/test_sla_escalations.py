@@ -20,7 +20,7 @@ from escalations.calendars import get_calendar
 from settings import Settings
 from store.db import session_scope
 from store.tables import OutboxRow, UserRow
-from tests.harness import AGENT, LEAD, dispute_input, terminate_cases
+from tests.harness import AGENT, LEAD, command, dispute_input, terminate_cases
 from tests.smtp_sink import SmtpSink
 from workflows.case_models import CaseSnapshot, ClaimTask, PauseTask, ReassignTask, ResumeTask
 from workflows.case_workflow import CaseWorkflow
@@ -158,25 +158,22 @@ async def test_pause_and_resume_move_the_deadline(
     handle = await _start(time_skipping, queue, "24x7")
     task = (await _case(handle)).tasks[0]
     assert task.sla_due == task.created_at + timedelta(hours=4)  # 24x7 is wall time
-    await handle.execute_update(
-        "claim_task", ClaimTask(task_id=task.id, actor=AGENT), result_type=CaseSnapshot
-    )
+    await command(handle, "claim_task", ClaimTask(task_id=task.id, actor=AGENT))
     await time_skipping.sleep(timedelta(hours=1))
-    paused = await handle.execute_update(
+    paused = await command(
+        handle,
         "pause_task",
         PauseTask(task_id=task.id, actor=AGENT, reason="awaiting_customer"),
-        result_type=CaseSnapshot,
     )
     assert paused.tasks[0].sla_paused and paused.tasks[0].sla_due is None
     await time_skipping.sleep(timedelta(hours=5))  # past the original deadline, but paused
     assert (await _case(handle)).escalations == []
-    resumed = await handle.execute_update(
-        "resume_task", ResumeTask(task_id=task.id, actor=AGENT), result_type=CaseSnapshot
-    )
+    resumed = await command(handle, "resume_task", ResumeTask(task_id=task.id, actor=AGENT))
     assert _near(resumed.tasks[0].sla_due, task.sla_due + timedelta(hours=5))
 
     now = await time_skipping.get_current_time()
-    await handle.execute_update(
+    await command(
+        handle,
         "pause_task",
         PauseTask(
             task_id=task.id,
@@ -184,7 +181,6 @@ async def test_pause_and_resume_move_the_deadline(
             reason="awaiting_customer",
             until=now + timedelta(minutes=30),
         ),
-        result_type=CaseSnapshot,
     )
     await time_skipping.sleep(timedelta(minutes=31))
     auto = await _until(lambda: _case(handle), lambda c: not c.tasks[0].sla_paused)
@@ -211,10 +207,10 @@ async def test_lead_breach_goes_to_manager_and_reassign_restarts_the_sla(
 
     task = case.tasks[0]
     now = await time_skipping.get_current_time()
-    moved = await handle.execute_update(
+    moved = await command(
+        handle,
         "reassign_task",
         ReassignTask(task_id=task.id, actor=LEAD, to_user="ana", to_actor=AGENT),
-        result_type=CaseSnapshot,
     )
     fresh = moved.tasks[0]
     assert fresh.status == "claimed" and fresh.assignee == "ana"

@@ -11,8 +11,8 @@ from sqlmodel import Session
 from temporalio.testing import WorkflowEnvironment
 
 from store.tables import TaskRow
-from tests.harness import AGENT, dispute_input, eventually
-from workflows.case_models import CaseSnapshot, ClaimTask, CompleteTask
+from tests.harness import AGENT, command, dispute_input, eventually
+from workflows.case_models import ClaimTask, CompleteTask
 from workflows.case_workflow import CaseWorkflow
 from workflows.worker import build_worker
 
@@ -32,19 +32,15 @@ async def test_a_claim_sent_while_no_worker_runs_lands_when_one_starts(
     # The worker is gone (a deploy, a crash). A claim arrives meanwhile and waits.
     task_id = f"{inp.case_id}.t1"
     claim = asyncio.create_task(
-        handle.execute_update(
-            "claim_task", ClaimTask(task_id=task_id, actor=AGENT), result_type=CaseSnapshot
-        )
+        command(handle, "claim_task", ClaimTask(task_id=task_id, actor=AGENT))
     )
     await asyncio.sleep(1)
     assert not claim.done()
     async with build_worker(dev_server.client, queue, sqlite_engine):  # a new worker process
         claimed = await asyncio.wait_for(claim, timeout=30)
         assert claimed.task(task_id).status == "claimed"  # type: ignore[union-attr]
-        done = await handle.execute_update(
-            "complete_task",
-            CompleteTask(task_id=task_id, actor=AGENT, outcome="accept"),
-            result_type=CaseSnapshot,
+        done = await command(
+            handle, "complete_task", CompleteTask(task_id=task_id, actor=AGENT, outcome="accept")
         )
         assert done.current_step == "investigate"
 

@@ -328,7 +328,7 @@ def _open_error_task(
 ) -> Task:
     """A task for a person about what an automatic step could not do, the error attached."""
     task = Task(
-        id=f"{case.id}.t{len(case.tasks) + 1}",
+        id=next_task_id(case),
         case_id=case.id,
         step=step_id,
         title=title,
@@ -407,9 +407,7 @@ def _enter_steps(
             )
             return
         if isinstance(step, EmailStep | BillingStep):
-            entered = sum(
-                1 for h in case.history if h.event == "step_entered" and h.step == step.id
-            )
+            entered = entries_of(case, "step_entered", step.id)
             # The same key on every retry of this call; a new one if the case comes back here.
             key = f"{case.id}:{step.id}:{entered}"
             case.pending_action = PendingAction(step=step.id, kind=step.kind, idempotency_key=key)
@@ -467,7 +465,7 @@ def condition_context(
 
 def _open_task_for(case: CaseSnapshot, step: HumanTaskStep, now: datetime) -> Task:
     task = Task(
-        id=f"{case.id}.t{len(case.tasks) + 1}",
+        id=next_task_id(case),
         case_id=case.id,
         step=step.id,
         title=step.title,
@@ -555,6 +553,17 @@ def authorize_task(case: CaseSnapshot, task_id: str, actor: Actor, action: Actio
 def check_assignee(task: Task, actor: Actor) -> None:
     if task.assignee != actor.name:
         raise CaseRuleError.of(not_holder(task))
+
+
+def next_task_id(case: CaseSnapshot) -> str:
+    """Task ids count every task the case ever had, also those of earlier runs."""
+    return f"{case.id}.t{case.earlier_tasks + len(case.tasks) + 1}"
+
+
+def entries_of(case: CaseSnapshot, event: str, step: str) -> int:
+    """How many `event` entries of `step` the case has recorded, in all its runs."""
+    here = sum(1 for h in case.history if h.event == event and h.step == step)
+    return case.earlier_counts.get(f"{event}:{step}", 0) + here
 
 
 def record(
@@ -758,7 +767,7 @@ def email_decided(
     """`retry` sends the email again under a new key; then a case held open at its end
     closes once no email task is left."""
     if outcome == "retry":
-        tries = sum(1 for h in case.history if h.event == "email_failed" and h.step == step.id)
+        tries = entries_of(case, "email_failed", step.id)
         key = f"{case.id}:{step.id}:retry{tries}"
         retry = PendingAction(step=step.id, kind=EMAIL_RETRY, idempotency_key=key)
         case.email_retries = [*case.email_retries, retry]

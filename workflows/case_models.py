@@ -83,6 +83,17 @@ class CaseInput(BaseModel):
     # The business calendars its SLAs count on, as they stood at intake: replays never
     # read the calendar file or the holidays package (see `ApplyCalendars` for changes).
     calendars: list[CalendarFacts] = Field(default_factory=list)
+    # Continue-as-new: the case as the previous run of this workflow id left it (None for
+    # a new case), and how many Updates a run takes before it continues as new (Temporal
+    # caps a run at 2,000 Updates and 50 MB of history).
+    state: CaseSnapshot | None = None
+    continue_after_updates: int = Field(default=500, ge=1, le=1500)
+    # ... or once this run's own past (history entries, done tasks: what continue-as-new
+    # leaves behind) is this large as JSON: the projection, the Update results and the
+    # workflow's result then never carry more than about this much of the case.
+    continue_above_bytes: int = Field(default=12_288, ge=1_024)
+    # The revision the previous run had projected: the new run projects what came after.
+    projected_revision: int = 0
 
 
 class CaseStatus(StrEnum):
@@ -223,6 +234,16 @@ class CaseSnapshot(BaseModel):
     stalled: str | None = None
     # Calendar name -> digest of the pinned facts its clocks count on.
     calendars: dict[str, str] = Field(default_factory=dict)
+    # Continue-as-new (workflows/case_carry.py) carries the case into a new run with its
+    # past compacted: earlier runs' histories hold what is no longer carried.
+    run: int = 1  # which run of the workflow id holds this state
+    earlier_entries: int = 0  # history entries recorded by earlier runs
+    # The first entries of `history` are copies kept from earlier runs for the rules
+    # (the latest decision and its approvals), not new events.
+    carried_entries: int = 0
+    earlier_tasks: int = 0  # done tasks of earlier runs no longer carried (task numbering)
+    # "<event>:<step>" -> entries of earlier runs no longer carried (n-th entry keys).
+    earlier_counts: dict[str, int] = Field(default_factory=dict)
     # The escalation matrix version its routes were resolved from at intake.
     escalation_matrix_version: int | None = None
     # Notes for open escalations not yet delivered to them (see `EscalationNote`).
@@ -230,6 +251,20 @@ class CaseSnapshot(BaseModel):
 
     def task(self, task_id: str) -> Task | None:
         return next((t for t in self.tasks if t.id == task_id), None)
+
+
+class CommandResult(BaseModel):
+    """What an Update answers: the task or escalation it concerned and where the case
+    stands, never the case itself (Temporal stores every Update's result in the case's
+    history: a whole snapshot in each made the history grow with the square of the
+    Updates). Readers use the `snapshot` query or the read model."""
+
+    case_id: str
+    revision: int
+    status: CaseStatus
+    task: Task | None = None
+    escalation: EscalationLink | None = None
+    joined: bool = False  # `escalate` joined an open escalation instead of opening one
 
 
 class ClaimTask(BaseModel):
@@ -314,3 +349,6 @@ class ApplyCalendars(BaseModel):
 
     actor: Actor
     calendars: list[CalendarFacts]
+
+
+CaseInput.model_rebuild()  # its carried `state` is defined after it

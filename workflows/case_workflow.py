@@ -25,9 +25,9 @@ with workflow.unsafe.imports_passed_through():
     from activities.billing import BILLING_CALL, BUSINESS_ERROR, BillingRequest
     from activities.email import EmailRequest, EmailResult, InlineTemplate
     from activities.read_model import PROJECT_CASE
-    from escalations.calendars import CalendarFacts, pinned_facts
+    from escalations.calendars import CalendarFacts, pin, pinned_facts
     from sop_templates.schema import BillingStep, EmailStep
-    from workflows import case_logic, case_outages, case_sla, case_waiting
+    from workflows import case_carry, case_logic, case_outages, case_sla, case_waiting
     from workflows.case_logic import CaseRuleError
     from workflows.case_models import (
         CASE_ROUTE,
@@ -37,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
         CaseSnapshot,
         CaseStatus,
         ClaimTask,
+        CommandResult,
         CompleteTask,
         EscalateCase,
         EscalationEvent,
@@ -47,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
         ReassignTask,
         ReleaseTask,
         ResumeTask,
+        Task,
         TaskStatus,
     )
     from workflows.case_waiting import WaitingOn
@@ -78,6 +80,8 @@ SOP_ERRORS_BECOME_WORK = "sop-errors-become-work"
 PROJECT_AFTER_COMMIT = "project-after-commit"
 # Patch: an email that fails for good becomes a task for a person (retry/skip).
 EMAIL_FAILURE_PATCH = "email-failure-task"
+# Patch: a run continues as new once it is long (cases recorded before never did).
+CONTINUE_AS_NEW = "continue-as-new"
 # Patch: billing and SMTP outages are retried in rounds, on the case (attempts, last error).
 OUTAGE_VISIBLE = "outage-visible"
 # Patch: a manual escalation of work already escalated joins the open escalation.
@@ -123,13 +127,22 @@ def rule_error(exc: CaseRuleError) -> ApplicationError:
 class CaseWorkflow:
     @workflow.init
     def __init__(self, inp: CaseInput) -> None:
-        self._input = inp
-        # Patched: cases started before keep failing their workflow task on an SOP error.
-        errors_become_work = workflow.patched(SOP_ERRORS_BECOME_WORK)
-        self._case = case_logic.open_case(
-            inp, workflow.now(), errors_become_work=errors_become_work
-        )
-        self._projected_revision = 0
+        self._input = inp.model_copy(update={"state": None})
+        if inp.state is not None:
+            # A run continued from the previous one: the case goes on where it stood, its
+            # read model caught up (the previous run drained before handing over).
+            for facts in inp.calendars:
+                pin(facts)
+            self._case = inp.state
+        else:
+            # Patched: cases started before keep failing their workflow task on an SOP error.
+            errors_become_work = workflow.patched(SOP_ERRORS_BECOME_WORK)
+            self._case = case_logic.open_case(
+                inp, workflow.now(), errors_become_work=errors_become_work
+            )
+        self._projected_revision = inp.projected_revision
+        self._updates = 0  # Updates this run has handled (Temporal caps a run's total)
+        self._continuing = False  # the run has decided to continue as new once drained
         self._projected_entries = 0  # history entries already sent to the read model
         self._project_after_commit = False
         # Emails on their way, in the order they were queued: (step id, the sending task).
@@ -164,6 +177,11 @@ class CaseWorkflow:
                     break
                 await self._collect_emails()
                 continue
+            if self._continue_due():
+                # Before the check below: under a steady stream of Updates a round always
+                # sees one that landed meanwhile, and the case would never hand over.
+                await self._continue_as_new_when_drained()
+                continue
             if self._project_after_commit and self._case.revision != top:
                 continue  # an Update landed while this round awaited: look at it first
             await self._sleep_until_change_or_deadline()
@@ -180,6 +198,64 @@ class CaseWorkflow:
 
     def _read_model_behind(self) -> bool:
         return self._case.revision > self._projected_revision
+
+    def _continue_due(self) -> bool:
+        """Whether this run is long enough to hand the case to a new run: Temporal suggests
+        it, the run took its share of Updates, or the case holds enough of this run's past
+        (history entries, done tasks) that every event carrying the case grows large."""
+        if self._continuing:
+            return True
+        if self._case.status != CaseStatus.OPEN or not self._project_after_commit:
+            return False
+        inp = self._input
+        long = self._updates >= inp.continue_after_updates
+        long = long or case_carry.compactable_bytes(self._case) >= inp.continue_above_bytes
+        if not (long or workflow.info().is_continue_as_new_suggested()):
+            return False
+        # Patched, asked only once the run is long: shorter recorded histories replay as
+        # they were, and a case recorded before goes on in one run as it did.
+        self._continuing = workflow.patched(CONTINUE_AS_NEW)
+        return self._continuing
+
+    async def _continue_as_new_when_drained(self) -> None:
+        """Continue as new once nothing is in flight: every Update handled, escalations
+        started, no billing call pending and every email's fate recorded. Returns (to the
+        loop) while something is still on its way. The read model is brought up to date
+        first; what Updates change after that the new run projects as it starts (waiting
+        for a moment with none in flight could wait for ever on a busy case)."""
+        if self._emails:
+            if all(sending.done() for _, sending in self._emails):
+                await self._collect_emails()  # all done: records each, without waiting
+                return
+            seen = self._case.revision
+            await workflow.wait_condition(
+                lambda: (
+                    self._case.revision != seen
+                    or all(sending.done() for _, sending in self._emails)
+                )
+            )
+            return
+        if self._read_model_behind():
+            await self._project()
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        if self._case.pending_action is not None or self._outage_news:
+            return  # a handler sent the case to an automatic step: the loop takes it first
+        if any(not link.started for link in self._case.escalations):
+            return
+        # Never from a handler: the run method is the only place that continues as new.
+        workflow.continue_as_new(self._carried_input())
+
+    def _carried_input(self) -> CaseInput:
+        digests = set(self._case.calendars.values())
+        digests |= {t.sla.calendar_digest for t in self._case.tasks if t.sla is not None}
+        calendars = [pinned_facts(d) for d in sorted(d for d in digests if d)]
+        return self._input.model_copy(
+            update={
+                "state": case_carry.carry_on(self._case),
+                "calendars": calendars,
+                "projected_revision": self._projected_revision,
+            }
+        )
 
     async def _sleep_until_change_or_deadline(self) -> None:
         seen = self._case.revision
@@ -568,7 +644,7 @@ class CaseWorkflow:
         case_sla.record_escalation_event(self._case, event, workflow.now())
 
     @workflow.update(name="claim_task")
-    def claim_task(self, cmd: ClaimTask) -> CaseSnapshot:
+    def claim_task(self, cmd: ClaimTask) -> CommandResult:
         return self._apply(lambda: case_logic.claim(self._case, cmd, workflow.now()))
 
     @claim_task.validator
@@ -576,7 +652,7 @@ class CaseWorkflow:
         self._check(lambda: case_logic.check_claim(self._case, cmd))
 
     @workflow.update(name="release_task")
-    def release_task(self, cmd: ReleaseTask) -> CaseSnapshot:
+    def release_task(self, cmd: ReleaseTask) -> CommandResult:
         return self._apply(lambda: case_logic.release(self._case, cmd, workflow.now()))
 
     @release_task.validator
@@ -585,7 +661,7 @@ class CaseWorkflow:
         self._check(lambda: case_logic.check_release(self._case, cmd))
 
     @workflow.update(name="complete_task")
-    def complete_task(self, cmd: CompleteTask) -> CaseSnapshot:
+    def complete_task(self, cmd: CompleteTask) -> CommandResult:
         return self._apply(
             lambda: case_logic.complete(self._case, self._input.template, cmd, workflow.now())
         )
@@ -596,7 +672,7 @@ class CaseWorkflow:
         self._check(lambda: case_logic.check_complete(self._case, cmd, self._input.template))
 
     @workflow.update(name="pause_task")
-    def pause_task(self, cmd: PauseTask) -> CaseSnapshot:
+    def pause_task(self, cmd: PauseTask) -> CommandResult:
         return self._apply(lambda: case_sla.pause(self._case, cmd, workflow.now()))
 
     @pause_task.validator
@@ -605,7 +681,7 @@ class CaseWorkflow:
         self._check(lambda: case_sla.check_pause(self._case, cmd, workflow.now()))
 
     @workflow.update(name="resume_task")
-    def resume_task(self, cmd: ResumeTask) -> CaseSnapshot:
+    def resume_task(self, cmd: ResumeTask) -> CommandResult:
         return self._apply(lambda: case_sla.resume(self._case, cmd, workflow.now()))
 
     @resume_task.validator
@@ -614,7 +690,7 @@ class CaseWorkflow:
         self._check(lambda: case_sla.check_resume(self._case, cmd))
 
     @workflow.update(name="reassign_task")
-    def reassign_task(self, cmd: ReassignTask) -> CaseSnapshot:
+    def reassign_task(self, cmd: ReassignTask) -> CommandResult:
         return self._apply(lambda: case_sla.reassign(self._case, cmd, workflow.now()))
 
     @reassign_task.validator
@@ -622,11 +698,11 @@ class CaseWorkflow:
         self._check(lambda: case_sla.check_reassign(self._case, cmd))
 
     @workflow.update(name="migrate_sop")
-    def migrate_sop(self, cmd: MigrateSop) -> CaseSnapshot:
+    def migrate_sop(self, cmd: MigrateSop) -> CommandResult:
         # A safe point: handlers run between the loop's steps, never inside one.
-        snapshot = self._apply(lambda: case_logic.migrate(self._case, cmd, workflow.now()))
+        result = self._apply(lambda: case_logic.migrate(self._case, cmd, workflow.now()))
         self._input = self._input.model_copy(update={"template": cmd.template, "sop": cmd.sop})
-        return snapshot
+        return result
 
     @migrate_sop.validator
     def _validate_migrate(self, cmd: MigrateSop) -> None:
@@ -647,13 +723,15 @@ class CaseWorkflow:
         self._check(lambda: case_sla.check_apply_calendars(self._case, cmd))
 
     @workflow.update(name="escalate")
-    def escalate(self, cmd: EscalateCase) -> CaseSnapshot:
+    def escalate(self, cmd: EscalateCase) -> CommandResult:
         # Patched, and asked only when there is an open escalation to join: cases that
         # opened a second one replay that way.
         join = case_sla.joins_open_escalation(self._case, cmd) and workflow.patched(
             ESCALATIONS_JOIN_PATCH
         )
-        return self._apply(lambda: case_sla.escalate(self._case, cmd, workflow.now(), join=join))
+        result = self._apply(lambda: case_sla.escalate(self._case, cmd, workflow.now(), join=join))
+        _, joined = case_sla.escalated_by(self._case)
+        return result.model_copy(update={"joined": joined})
 
     @escalate.validator
     def _validate_escalate(self, cmd: EscalateCase) -> None:
@@ -669,12 +747,19 @@ class CaseWorkflow:
         except CaseRuleError as exc:
             raise rule_error(exc) from None
 
-    def _apply(self, change: Callable[[], Any]) -> CaseSnapshot:
+    def _apply(self, change: Callable[[], Any]) -> CommandResult:
         # Handlers never await: the check and the change happen in one step of the loop.
+        self._updates += 1
         before = self._case.model_copy(deep=True)
         try:
-            change()
+            concerned = change()
         except CaseRuleError as exc:
             self._case = before  # a refused change leaves the case exactly as it was
             raise rule_error(exc) from None
-        return self._case
+        return CommandResult(
+            case_id=self._case.id,
+            revision=self._case.revision,
+            status=self._case.status,
+            task=concerned if isinstance(concerned, Task) else None,
+            escalation=concerned if isinstance(concerned, EscalationLink) else None,
+        )

@@ -31,6 +31,7 @@ from workflows.case_models import (
     CaseInput,
     CaseSnapshot,
     ClaimTask,
+    CommandResult,
     CompleteTask,
     EscalateCase,
     MigrateSop,
@@ -154,7 +155,7 @@ async def _update(
     cmd: Any,
     timeout: timedelta,
     update_id: str | None,
-    result_type: type[Any] = CaseSnapshot,
+    result_type: type[Any] = CommandResult,
 ) -> Any:
     handle = client.get_workflow_handle(case_id)
     deadline = time.monotonic() + timeout.total_seconds()
@@ -245,8 +246,9 @@ def derived_update_id(user_id: int, command: str, target: str, key: str) -> str:
 
 async def command_task(
     client: Client, cmd: TaskCommand, timeout: timedelta, update_id: str | None = None
-) -> CaseSnapshot:
-    """Send a task command to its case; the case's validators decide."""
+) -> CommandResult:
+    """Send a task command to its case; the case's validators decide. The answer names the
+    task and the case's revision; the case itself is read with `get_case`."""
     update = TASK_UPDATES[type(cmd)]
     return await _update(client, case_id_of(cmd.task_id), update, cmd, timeout, update_id)
 
@@ -257,13 +259,13 @@ async def escalate_case(
     cmd: EscalateCase,
     timeout: timedelta,
     update_id: str | None = None,
-) -> CaseSnapshot:
+) -> CommandResult:
     return await _update(client, case_id, "escalate", cmd, timeout, update_id)
 
 
 async def migrate_case(
     client: Client, case_id: str, cmd: MigrateSop, timeout: timedelta
-) -> CaseSnapshot:
+) -> CommandResult:
     return await _update(client, case_id, "migrate_sop", cmd, timeout, None)
 
 
@@ -308,6 +310,7 @@ async def open_case_ids(client: Client, task_queue: str) -> list[str]:
 
 
 async def all_case_ids(client: Client, task_queue: str) -> list[str]:
-    """Every case workflow of this deployment (its task queue) Temporal knows, open or closed."""
+    """Every case workflow of this deployment (its task queue) Temporal knows, open or closed;
+    a case that continued as new is listed once for all its runs."""
     query = f"WorkflowType = 'CaseWorkflow' AND TaskQueue = '{task_queue}'"
-    return [wf.id async for wf in client.list_workflows(query)]
+    return list(dict.fromkeys([wf.id async for wf in client.list_workflows(query)]))

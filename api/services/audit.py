@@ -12,8 +12,8 @@ from temporalio.client import WorkflowHistory
 from access.policy import Action, Scope, refuse_case, scope_of
 from api.deps import Services, refused
 from api.errors import ApiError
-from audit.replay import ReplayVerdict, event_time, replay_case, state_as_of
-from audit.sources import CaseNotFoundError, current_state, load_history
+from audit.replay import ReplayVerdict, event_time, replay_runs, state_as_of
+from audit.sources import CaseNotFoundError, current_state, load_runs
 from audit.timeline import TimelineEntry, timeline
 from store.tables import OutboxRow
 from workflows.case_models import Actor, CaseSnapshot
@@ -46,33 +46,42 @@ async def _in_scope(svc: Services, actor: Actor, action: Action, case_id: str) -
         refused(refuse_case(actor, action, await _case(svc, case_id)))
 
 
-async def history_of(svc: Services, actor: Actor, action: Action, case_id: str) -> WorkflowHistory:
+async def history_of(
+    svc: Services, actor: Actor, action: Action, case_id: str
+) -> list[WorkflowHistory]:
+    """Every run's history of the case, oldest first."""
     await _in_scope(svc, actor, action, case_id)
     try:
-        return await load_history(svc.temporal, svc.engine, case_id)
+        return await load_runs(svc.temporal, svc.engine, case_id)
     except CaseNotFoundError as exc:
         raise ApiError("not_found", str(exc)) from None
 
 
 async def replay(svc: Services, actor: Actor, case_id: str) -> ReplayVerdict:
-    return await replay_case(await history_of(svc, actor, Action.AUDIT_REPLAY, case_id))
+    return await replay_runs(await history_of(svc, actor, Action.AUDIT_REPLAY, case_id))
 
 
 async def state_at(svc: Services, actor: Actor, case_id: str, as_of: str) -> CaseSnapshot:
-    """`as_of` is an ISO-8601 instant or a history event id."""
-    history = await history_of(svc, actor, Action.AUDIT_READ, case_id)
-    instant = _instant(history, as_of)
-    verdict = await replay_case(history)
+    """`as_of` is an ISO-8601 instant or a history event id (`N` in the first run, `R:N`
+    for event N of run R of a case that continued as new)."""
+    runs = await history_of(svc, actor, Action.AUDIT_READ, case_id)
+    instant = _instant(runs, as_of)
+    verdict = await replay_runs(runs)
     state = state_as_of(verdict.states, instant)
     if state is None:
         raise ApiError("not_found", f"case {case_id} did not exist yet at {instant.isoformat()}")
     return state
 
 
-def _instant(history: WorkflowHistory, as_of: str) -> datetime:
-    if as_of.isdigit():
+def _instant(runs: Sequence[WorkflowHistory], as_of: str) -> datetime:
+    run, _, event = as_of.rpartition(":")
+    if event.isdigit() and (not run or run.isdigit()):
+        number = int(run or 1)
+        if not 1 <= number <= len(runs):
+            raise ApiError("invalid", f"as_of: the case has {len(runs)} run(s), not {number}",
+                           {"field": "as_of"})  # fmt: skip
         try:
-            return event_time(history, int(as_of))
+            return event_time(runs[number - 1], int(event))
         except LookupError as exc:
             raise ApiError("invalid", f"as_of: {exc}", {"field": "as_of"}) from None
     try:

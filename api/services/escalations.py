@@ -26,7 +26,6 @@ from workflows.case_models import (
     ReassignTask,
     TaskStatus,
 )
-from workflows.case_sla import escalated_by
 from workflows.client import CaseCommandError
 from workflows.escalation_logic import POLICY_ACTION
 from workflows.escalation_models import EscalationKind, EscalationSnapshot, LeadAction
@@ -48,13 +47,12 @@ async def escalate(
     retry repeats the first answer."""
 
     async def send(update_id: str | None) -> EscalationRaised:
-        snapshot = await temporal.escalate_case(
+        result = await temporal.escalate_case(
             svc.temporal, case_id, cmd, tasks.timeout(svc), update_id
         )
-        await run_in_threadpool(tasks.project_snapshot, svc.engine, snapshot)
-        # The Update's result is the state right after it: its last entry says which.
-        link, joined = escalated_by(snapshot)
-        return EscalationRaised(**link.model_dump(), joined=joined)
+        await tasks.catch_up(svc, result)
+        assert result.escalation is not None  # the escalation this Update opened or joined
+        return EscalationRaised(**result.escalation.model_dump(), joined=result.joined)
 
     request = cmd.model_dump(mode="json", exclude={"actor"})
     return await run_once(

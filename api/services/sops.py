@@ -18,7 +18,6 @@ from sop_templates.diff import Change
 from sop_templates.schema import SopTemplate
 from sop_templates.validation import InvalidTemplateError
 from store.db import session_scope
-from store.read_model import project_snapshot
 from store.tables import CaseRow, SopVersionRow
 from workflows import client as temporal
 from workflows.case_logic import migration_blocker
@@ -129,8 +128,8 @@ async def migrate_cases(
         report.movable.append(case_id)
         if not dry_run:
             cmd = MigrateSop(actor=actor, sop=sop, template=template)
-            snapshot = await temporal.migrate_case(svc.temporal, case_id, cmd, tasks.timeout(svc))
-            await run_in_threadpool(project_snapshot, svc.engine, snapshot)
+            result = await temporal.migrate_case(svc.temporal, case_id, cmd, tasks.timeout(svc))
+            await tasks.catch_up(svc, result)
             report.moved.append(case_id)
     return report
 

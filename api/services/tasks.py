@@ -17,7 +17,7 @@ from api.services.idempotency import run_once
 from store.read_model import TaskFilter, list_tasks, open_tasks_in_queue, project_snapshot
 from store.tables import TaskRow
 from workflows import client as cases
-from workflows.case_models import Actor, CaseSnapshot, ClaimTask, Task
+from workflows.case_models import Actor, ClaimTask, CommandResult, Task
 from workflows.client import CaseCommandError, TaskCommand
 
 # Candidates fetched per round of claim-next; a lost race just moves to the next one.
@@ -35,12 +35,17 @@ def _scoped(actor: Actor, f: TaskFilter) -> TaskFilter:
     return replace(f, reach=reach(actor, Action.INBOX))
 
 
-async def after(svc: Services, snapshot: CaseSnapshot, task_id: str) -> Task:
-    # The Update's result is the newest state: write it now so the caller reads its own change.
+async def catch_up(svc: Services, result: CommandResult) -> None:
+    """Write the case as it stands now (at least as new as the Update's answer), so the
+    caller reads its own change; the Update's answer is kept small and carries no case."""
+    snapshot = await cases.get_case(svc.temporal, result.case_id)
     await run_in_threadpool(project_snapshot, svc.engine, snapshot)
-    task = snapshot.task(task_id)
-    assert task is not None
-    return task
+
+
+async def after(svc: Services, result: CommandResult) -> Task:
+    await catch_up(svc, result)
+    assert result.task is not None  # every task command answers with its task
+    return result.task
 
 
 def timeout(svc: Services) -> timedelta:
@@ -52,8 +57,8 @@ async def command(svc: Services, cmd: TaskCommand, key: str | None = None) -> Ta
     with an Idempotency-Key, at most once per user and key (`api/services/idempotency.py`)."""
 
     async def send(update_id: str | None) -> Task:
-        snapshot = await cases.command_task(svc.temporal, cmd, timeout(svc), update_id)
-        return await after(svc, snapshot, cmd.task_id)
+        result = await cases.command_task(svc.temporal, cmd, timeout(svc), update_id)
+        return await after(svc, result)
 
     request = cmd.model_dump(mode="json", exclude={"actor"})
     name = cases.TASK_UPDATES[type(cmd)]

@@ -15,7 +15,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from store.db import make_engine, migrate
 from tests.harness import AGENT, LEAD, dispute_input
-from workflows.case_models import CaseSnapshot, ClaimTask, CompleteTask, EscalateCase
+from workflows.case_models import ClaimTask, CommandResult, CompleteTask, EscalateCase
 from workflows.case_workflow import CaseWorkflow
 from workflows.worker import build_worker
 
@@ -37,12 +37,12 @@ async def main():
         ):
             tid = f"{inp.case_id}.t{n}"
             await h.execute_update(
-                "claim_task", ClaimTask(task_id=tid, actor=actor), result_type=CaseSnapshot
+                "claim_task", ClaimTask(task_id=tid, actor=actor), result_type=CommandResult
             )
             await h.execute_update(
                 "complete_task",
                 CompleteTask(task_id=tid, actor=actor, outcome=outcome, note="n"),
-                result_type=CaseSnapshot,
+                result_type=CommandResult,
             )
         await h.result()
         (OUT / "dispute_closed.json").write_text((await h.fetch_history()).to_json())
@@ -52,10 +52,12 @@ async def main():
         await h.execute_update(
             "claim_task",
             ClaimTask(task_id=f"{inp.case_id}.t1", actor=AGENT),
-            result_type=CaseSnapshot,
+            result_type=CommandResult,
         )
         await h.execute_update(
-            "escalate", EscalateCase(actor=AGENT, reason="customer angry"), result_type=CaseSnapshot
+            "escalate",
+            EscalateCase(actor=AGENT, reason="customer angry"),
+            result_type=CommandResult,
         )
         await asyncio.sleep(2)
         (OUT / "dispute_open_escalated.json").write_text((await h.fetch_history()).to_json())

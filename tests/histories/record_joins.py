@@ -14,7 +14,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from store.db import make_engine, migrate
 from tests.harness import AGENT, dispute_input
-from workflows.case_models import CaseSnapshot, ClaimTask, EscalateCase
+from workflows.case_models import ClaimTask, CommandResult, EscalateCase
 from workflows.case_workflow import CaseWorkflow
 from workflows.worker import build_worker
 
@@ -36,13 +36,13 @@ async def main() -> None:
             opened = await h.query(CaseWorkflow.snapshot)
         task_id = opened.tasks[0].id
         await h.execute_update(
-            "claim_task", ClaimTask(task_id=task_id, actor=AGENT), result_type=CaseSnapshot
+            "claim_task", ClaimTask(task_id=task_id, actor=AGENT), result_type=CommandResult
         )
         for reason in ("customer angry", "customer called again"):
             await h.execute_update(
                 "escalate",
                 EscalateCase(actor=AGENT, reason=reason, task_id=task_id),
-                result_type=CaseSnapshot,
+                result_type=CommandResult,
             )
             await asyncio.sleep(2)  # the escalation starts, then the note reaches it
         snapshot = await h.query(CaseWorkflow.snapshot)

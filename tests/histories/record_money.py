@@ -21,7 +21,7 @@ from store.db import make_engine, migrate
 from tests.billing_harness import BillingService
 from tests.harness import AGENT, LEAD, case_input
 from tests.smtp_sink import SmtpSink
-from workflows.case_models import CaseSnapshot, ClaimTask, CompleteTask
+from workflows.case_models import ClaimTask, CommandResult, CompleteTask
 from workflows.case_workflow import CaseWorkflow
 from workflows.worker import build_worker
 
@@ -33,12 +33,12 @@ async def work(handle, task_id, actor, outcome, data=None):
     await until(handle, lambda c: c.task(task_id) is not None)
     actor = actor.model_copy(update={"queues": ["disputes-tier1", "disputes-tier2"]})
     await handle.execute_update(
-        "claim_task", ClaimTask(task_id=task_id, actor=actor), result_type=CaseSnapshot
+        "claim_task", ClaimTask(task_id=task_id, actor=actor), result_type=CommandResult
     )
     await handle.execute_update(
         "complete_task",
         CompleteTask(task_id=task_id, actor=actor, outcome=outcome, data=data or {}),
-        result_type=CaseSnapshot,
+        result_type=CommandResult,
     )
 
 

@@ -21,7 +21,7 @@ from tests.billing_harness import BillingService
 from tests.conftest import start_time_skipping
 from tests.harness import AGENT, case_input
 from tests.smtp_sink import SmtpSink
-from workflows.case_models import CaseSnapshot, ClaimTask, CompleteTask
+from workflows.case_models import ClaimTask, CommandResult, CompleteTask
 from workflows.case_workflow import CaseWorkflow
 from workflows.worker import build_worker
 
@@ -31,12 +31,12 @@ CASE_ID = "DSP-RECORDED-OUTAGES"
 
 async def _work(handle, task_id: str, outcome: str) -> None:
     await handle.execute_update(
-        "claim_task", ClaimTask(task_id=task_id, actor=AGENT), result_type=CaseSnapshot
+        "claim_task", ClaimTask(task_id=task_id, actor=AGENT), result_type=CommandResult
     )
     await handle.execute_update(
         "complete_task",
         CompleteTask(task_id=task_id, actor=AGENT, outcome=outcome),
-        result_type=CaseSnapshot,
+        result_type=CommandResult,
     )
 
 

@@ -46,6 +46,7 @@ from workflows.case_models import (
     CaseInput,
     CaseSnapshot,
     ClaimTask,
+    CommandResult,
     CompleteTask,
     PauseTask,
     ReassignTask,
@@ -75,7 +76,7 @@ async def until(handle: Handle, accept: Callable[[CaseSnapshot], Any]) -> CaseSn
 
 async def update(handle: Handle, name: str, command: Any) -> None:
     try:
-        await handle.execute_update(name, command, result_type=CaseSnapshot)
+        await handle.execute_update(name, command, result_type=CommandResult)
     except Exception as exc:
         raise AssertionError(f"{name} refused: {exc.__cause__}") from exc
 
