@@ -132,7 +132,9 @@ def current(session: Session) -> tuple[int, EscalationMatrix]:
     """The version new cases pin (the highest published) and its matrix; seeds version 1
     when the registry is empty."""
     row = _latest_published(session)
-    if row is None and seed_shipped_matrix(session) is not None:
+    if row is None:
+        # Seeded here or, racing, by another request: either way it is there to read now.
+        seed_shipped_matrix(session)
         row = _latest_published(session)
     if row is None:
         raise MatrixConflictError(

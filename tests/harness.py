@@ -48,6 +48,9 @@ DISPUTE = {
     "reason_code": "pricing",
     "data": {"contact": "ap@customer.example"},
 }
+# The same dispute as `casebook dev`'s demo billing knows it (intake checks with billing):
+# the demo invoice's currency, and the region left to the customer's master data (FR).
+DEMO_DISPUTE = {k: v for k, v in DISPUTE.items() if k != "region"} | {"currency": "EUR"}
 
 
 @dataclass

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.harness import DISPUTE
+from tests.harness import DEMO_DISPUTE
 from tests.test_dev_stack import Stack, _user_add
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -99,7 +99,7 @@ def _take_next(page: Page, queue: str, step_title: str) -> None:
 
 def _open_case(stack: Stack, agent: dict[str, str]) -> str:
     # Above the SOP's approval threshold (1000), in the demo invoice's currency.
-    dispute = {**DISPUTE, "amount": "1250.00", "currency": "EUR"}
+    dispute = {**DEMO_DISPUTE, "amount": "1250.00"}
     response = httpx.post(f"{stack.url}/cases", json=dispute, headers=agent)
     assert response.status_code == 201, response.text
     return response.json()["id"]

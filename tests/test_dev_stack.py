@@ -23,16 +23,12 @@ import pytest
 import yaml
 
 from sop_templates.registry import SHIPPED_DIR as SHIPPED
-from tests.harness import DISPUTE
+from tests.harness import DEMO_DISPUTE
 from tests.ports import free_port
 
 SHORT_SLA_S = 10
 
 CASEBOOK = [sys.executable, "-m", "cli.main"]
-
-# `casebook dev` checks intake with its demo billing: the demo invoice's currency, and the
-# region left to the customer's master data (CUST-001 is on the French calendar).
-DEMO_DISPUTE = {k: v for k, v in DISPUTE.items() if k != "region"} | {"currency": "EUR"}
 
 
 class Stack:

@@ -105,7 +105,10 @@ async def test_sop_owners_get_the_hypercare_digest_of_a_new_version(
     owner = f"owner-{uuid.uuid4().hex[:6]}@example.com"
     api.user(Role.SOP_OWNER, email=owner)
     with session_scope(api.engine) as session:
-        publish_document(session, {**shipped_document("dispute"), "version": 3}, actor="o")
+        # A version above every shipped one (those were published when the store was seeded).
+        latest = shipped_document("dispute")
+        new = latest["version"] + 1
+        publish_document(session, {**latest, "version": new}, actor="o")
     today = datetime.now(UTC).date()
 
     async def run() -> list[str]:
@@ -117,8 +120,8 @@ async def test_sop_owners_get_the_hypercare_digest_of_a_new_version(
             result_type=list[str],
         )
 
-    assert f"hypercare:dispute:3:{today.isoformat()}: sent" in await run()
-    subject = f"Hypercare of dispute v3 against v2: {today.isoformat()}"
+    assert f"hypercare:dispute:{new}:{today.isoformat()}: sent" in await run()
+    subject = f"Hypercare of dispute v{new} against v{new - 1}: {today.isoformat()}"
 
     def mine() -> list[Any]:
         return [m for m in mail.messages() if m["To"] == owner and m["Subject"] == subject]
@@ -126,5 +129,5 @@ async def test_sop_owners_get_the_hypercare_digest_of_a_new_version(
     # (The shipped versions, published when the database was seeded, are in theirs too.)
     [message] = mine()
     assert "(no task on this version yet)" in message.get_content()
-    assert f"hypercare:dispute:3:{today.isoformat()}: already_sent" in await run()
+    assert f"hypercare:dispute:{new}:{today.isoformat()}: already_sent" in await run()
     assert len(mine()) == 1

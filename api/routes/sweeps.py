@@ -40,7 +40,7 @@ class SweepBody(RequestBody):
 
 
 class OverdueScanBody(SweepBody):
-    min_days_past_due: int = Field(default=1, ge=0, le=3650)
+    min_days_past_due: int = Field(default=1, ge=0, le=3650, strict=True)
 
 
 class CreditReviewSweepBody(SweepBody):
