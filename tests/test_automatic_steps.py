@@ -241,9 +241,10 @@ async def test_a_wait_step_is_a_temporal_timer(
             assert (await handle.query(CaseWorkflow.snapshot)).tasks == []
             await time_skipping.sleep(timedelta(hours=2))
             later: CaseSnapshot = await handle.query(CaseWorkflow.snapshot)
-            for _ in range(50):
+            for _ in range(150):  # the timer fired; the workflow task after it may lag
                 if later.tasks:
                     break
+                await asyncio.sleep(0.1)
                 later = await handle.query(CaseWorkflow.snapshot)
             assert [t.step for t in later.tasks] == ["triage"]
         finally:
