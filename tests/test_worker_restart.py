@@ -11,7 +11,7 @@ from sqlmodel import Session
 from temporalio.testing import WorkflowEnvironment
 
 from store.tables import TaskRow
-from tests.harness import AGENT, command, dispute_input, eventually
+from tests.harness import AGENT, case_input, command, eventually
 from workflows.case_models import ClaimTask, CompleteTask
 from workflows.case_workflow import CaseWorkflow
 from workflows.worker import build_worker
@@ -23,7 +23,8 @@ async def test_a_claim_sent_while_no_worker_runs_lands_when_one_starts(
     dev_server: WorkflowEnvironment, sqlite_engine: Engine
 ) -> None:
     queue = f"restart-{uuid.uuid4().hex[:8]}"
-    inp = dispute_input("90.00", region="US")
+    # Version 2: its triage task opens at once (v3 first marks the dispute in billing).
+    inp = case_input("dispute", "90.00", region="US", version=2)
     async with build_worker(dev_server.client, queue, sqlite_engine):
         handle = await dev_server.client.start_workflow(
             CaseWorkflow.run, inp, id=inp.case_id, task_queue=queue
