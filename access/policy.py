@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal, Protocol
 
-from workflows.case_models import Actor, Role
+from domain.case_models import Actor, Role
 
 
 class Action(StrEnum):

@@ -27,6 +27,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from domain.addresses import InvalidAddressError, parse_address
+from domain.case_models import Role
 from settings import Settings
 from sop_templates.rendering import (
     RenderedEmail,
@@ -38,7 +39,6 @@ from sop_templates.rendering import (
 )
 from store.db import session_scope
 from store.tables import OutboxRow, UserRow
-from workflows.case_models import Role
 
 SEND_EMAIL = "send_email"
 # The error type of an email that can never go as it is (it does not render, an address is

@@ -5,9 +5,9 @@ from __future__ import annotations
 from sqlalchemy import Engine
 from temporalio import activity
 
+from domain.case_models import CaseSnapshot
+from domain.escalation_models import EscalationSnapshot
 from store.read_model import project_escalation, project_snapshot
-from workflows.case_models import CaseSnapshot
-from workflows.escalation_models import EscalationSnapshot
 
 PROJECT_CASE = "project_case"
 PROJECT_ESCALATION = "project_escalation"

@@ -10,6 +10,7 @@ from sqlmodel import Session, col, select
 from temporalio import activity
 
 from activities.email import EmailRequest
+from domain.case_models import Role
 from reports import digest
 from reports.digest import table_lines
 from reports.hypercare import HYPERCARE_DAYS, compare, in_hypercare
@@ -17,7 +18,6 @@ from reports.kpis import ReportFilter
 from reports.periods import period
 from reports.targets import targets_for
 from store.tables import UserRow
-from workflows.case_models import Role
 
 PREPARE_DIGESTS = "prepare_digests"
 DIGEST_TEMPLATE = "report_digest"

@@ -16,10 +16,10 @@ from temporalio.client import Client
 
 from access.policy import Action, Refusal, refuse_role
 from api.errors import ApiError
+from domain.case_models import Actor
 from settings import Settings
 from store.tables import UserRow
 from store.users import TokenRefusedError, actor_of, authenticate
-from workflows.case_models import Actor
 
 
 @dataclass

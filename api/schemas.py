@@ -24,6 +24,8 @@ from pydantic import (
     WithJsonSchema,
 )
 
+from domain.case_models import CaseSnapshot, EscalationLink, HistoryEntry, Task, WaitingOn
+from domain.escalation_models import EscalationSnapshot
 from domain.values import (
     AMOUNT_PATTERN,
     FIRST_YEAR,
@@ -34,9 +36,6 @@ from domain.values import (
     parse_amount,
 )
 from escalations.calendars import calendar_names
-from workflows.case_models import CaseSnapshot, EscalationLink, HistoryEntry, Task
-from workflows.case_waiting import WaitingOn
-from workflows.escalation_models import EscalationSnapshot
 
 # Limits on what one request may carry. `data` travels in the case's workflow history on
 # every task, so its size and depth bound what a case can grow to; the body cap bounds what

@@ -12,8 +12,8 @@ from temporalio.client import WorkflowHistory
 
 from audit.runs import runs_json
 from audit.timeline import TimelineEntry, render
+from domain.case_models import CaseSnapshot
 from store.tables import SopVersionRow
-from workflows.case_models import CaseSnapshot
 
 
 def write_bundle(

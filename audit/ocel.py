@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from workflows.case_models import CaseSnapshot, HistoryEntry
+from domain.case_models import CaseSnapshot, HistoryEntry
 
 EPOCH = "1970-01-01T00:00:00Z"
 EVENT_ATTRIBUTES = ("actor", "step", "outcome", "note")

@@ -32,7 +32,7 @@ from temporalio.worker import (
 )
 
 from activities.read_model import PROJECT_CASE
-from workflows.case_models import CaseSnapshot, HistoryEntry
+from domain.case_models import CaseSnapshot, HistoryEntry
 from workflows.worker import SANDBOX, WORKFLOWS, warm_calendars
 
 _EVENT_ID = re.compile(r"event(?:[ _]id)?[ =:#]*(\d+)", re.IGNORECASE)

@@ -12,8 +12,8 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from audit.replay import replay_runs, stitched
 from audit.runs import fetch_runs, runs_from_json
+from domain.case_models import CaseSnapshot
 from store import archive
-from workflows.case_models import CaseSnapshot
 from workflows.client import CaseCommandError, get_case
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from domain.case_models import CaseSnapshot, HistoryEntry
 from store.tables import OutboxRow
-from workflows.case_models import CaseSnapshot, HistoryEntry
 
 
 class TimelineEntry(HistoryEntry):

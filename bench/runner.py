@@ -19,7 +19,7 @@ from bench.progress import say
 from bench.results import SCENARIOS, Results
 from bench.sizes import Sizes
 from bench.stack import Target, rss_mib
-from workflows.case_models import Role
+from domain.case_models import Role
 from workflows.client import connect
 
 WARM_UP_CASES = 3

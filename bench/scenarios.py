@@ -13,7 +13,7 @@ from bench.cpu import cpu_used, per_unit
 from bench.load import run_concurrently, timed
 from bench.progress import say
 from bench.stats import latency_ms, percentile
-from workflows.case_models import Role
+from domain.case_models import Role
 
 VISIBLE_POLL_S = 0.01
 VISIBLE_TIMEOUT_S = 60.0

@@ -25,11 +25,11 @@ import yaml
 from sqlalchemy import Engine
 
 from devstack.supervisor import billing_token
+from domain.case_models import Role
 from settings import Settings
 from sop_templates.registry import retire, shipped_documents
 from store.db import make_engine, session_scope
 from store.users import create_user
-from workflows.case_models import Role
 
 CASEBOOK = [sys.executable, "-m", "cli.main"]
 HEALTHY_TIMEOUT_S = 120.0

@@ -11,8 +11,8 @@ from pathlib import Path
 from sqlmodel import Session, col, select
 
 from activities.email import message_id
+from domain.case_models import CaseSnapshot, CaseStatus, SlaState
 from store.tables import OutboxRow
-from workflows.case_models import CaseSnapshot, CaseStatus, SlaState
 
 
 @dataclass(frozen=True)

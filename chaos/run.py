@@ -24,8 +24,8 @@ from chaos.work import (
     put_invoices,
     put_overdue_customers,
 )
+from domain.case_models import CaseSnapshot, Role
 from reconcile.reconciler import Report, reconcile, reconcile_escalations
-from workflows.case_models import CaseSnapshot, Role
 from workflows.client import connect, get_case
 
 SETTLE_S = 5.0  # after the last case closed: emails and escalations still in flight land

@@ -40,8 +40,8 @@ def calendars_apply(
 
 async def apply_to_open_cases(settings: Settings, file: Path | None) -> dict[str, list[str]]:
     """Each open case of the task queue and the calendars that changed for it."""
+    from domain.case_models import Actor, ApplyCalendars, Role
     from escalations.calendars import PINNED_YEARS_AHEAD, calendar_facts, load_calendars
-    from workflows.case_models import Actor, ApplyCalendars, Role
     from workflows.client import apply_calendars, connect, open_case_ids
 
     year = datetime.now(UTC).year

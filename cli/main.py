@@ -17,9 +17,9 @@ from cli.audit_commands import audit_app
 from cli.calendar_commands import calendars_app
 from cli.matrix_commands import matrix_app
 from cli.report_commands import report_app
+from domain.case_models import Role
 from settings import Settings, get_settings
 from store.users import aware
-from workflows.case_models import Role
 
 app = typer.Typer(
     help="Casebook: cases, tasks and SLAs for Order-to-Cash operations.", no_args_is_help=True

@@ -23,6 +23,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from audit.sources import CaseNotFoundError, replayed_state
+from domain.case_models import CaseSnapshot
 from store.read_model import (
     case_differences,
     cases_to_reconcile,
@@ -34,7 +35,6 @@ from store.read_model import (
     stored_escalation,
 )
 from store.tables import ReconciliationRow
-from workflows.case_models import CaseSnapshot
 from workflows.client import CaseCommandError, get_case, get_escalation, open_case_ids
 
 log = logging.getLogger("casebook.reconcile")

@@ -18,10 +18,10 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from domain.case_models import CaseSnapshot, HistoryEntry, SlaState, Task
+from domain.escalation_models import EscalationSnapshot
 from escalations.calendars import UnknownCalendarError, as_utc, get_calendar
 from escalations.sla_clock import SlaClock
-from workflows.case_models import CaseSnapshot, HistoryEntry, SlaState, Task
-from workflows.escalation_models import EscalationSnapshot
 
 Fact = dict[str, Any]
 

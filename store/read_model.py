@@ -19,11 +19,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, SQLModel, col, select
 
 from access.policy import UNLIMITED, Reach
+from domain.case_models import CaseSnapshot, TaskStatus
+from domain.escalation_models import EscalationSnapshot
 from store import facts
 from store.tables import CaseRow, EscalationRow, FactRow, ReconciliationRow, TaskRow
 from store.users import aware
-from workflows.case_models import CaseSnapshot, TaskStatus
-from workflows.escalation_models import EscalationSnapshot
 
 
 def project_snapshot(engine: Engine, snapshot: CaseSnapshot) -> None:

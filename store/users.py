@@ -16,8 +16,8 @@ from sqlalchemy import or_, update
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, select
 
+from domain.case_models import Actor, Role
 from store.tables import UserRow
-from workflows.case_models import Actor, Role
 
 log = logging.getLogger(__name__)
 TOKEN_PREFIX = "cb_"

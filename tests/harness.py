@@ -20,6 +20,7 @@ from temporalio.client import Client, WorkflowHandle
 
 from api.app import create_app
 from api.services.cases import TYPE_PREFIX
+from domain.case_models import Actor, CaseInput, CaseSnapshot, CommandResult, Role, SopRef
 from escalations.matrix import routes_for, shipped_matrix
 from settings import Settings
 from sop_templates.registry import content_hash, shipped_documents
@@ -27,7 +28,6 @@ from sop_templates.schema import SopTemplate
 from store.db import session_scope
 from store.users import create_user
 from workflows import case_logic
-from workflows.case_models import Actor, CaseInput, CaseSnapshot, CommandResult, Role, SopRef
 from workflows.worker import build_worker
 
 T = TypeVar("T")

@@ -39,10 +39,10 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 from temporalio.testing import WorkflowEnvironment
 
+from domain.case_models import Role
 from store.tables import CaseRow
 from tests.billing_harness import BillingService, put_shared_book
 from tests.harness import Api, running_api, terminate_cases
-from workflows.case_models import Role
 
 EXAMPLES = int(os.environ.get("CASEBOOK_FUZZ_EXAMPLES", "2"))
 BILLING_SPEC = Path(__file__).parent.parent / "docs" / "billing-openapi.yaml"

@@ -13,8 +13,8 @@ with workflow.unsafe.imports_passed_through():
     from temporalio.testing import WorkflowEnvironment
 
     from audit.replay import replay_case
+    from domain.case_models import CaseInput, CaseSnapshot
     from tests.harness import Api
-    from workflows.case_models import CaseInput, CaseSnapshot
     from workflows.case_workflow import CaseWorkflow
     from workflows.escalation_workflow import EscalationWorkflow
 

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import Engine
 from temporalio.testing import WorkflowEnvironment
 
+from domain.case_models import CaseInput, CaseSnapshot, ClaimTask, CompleteTask, SopRef
 from settings import Settings
 from sop_templates.registry import SHIPPED_DIR, content_hash, load_document
 from sop_templates.schema import SopTemplate
@@ -20,7 +21,6 @@ from sop_templates.validation import parse_template
 from tests.harness import AGENT, LEAD, dispute_input, terminate_cases
 from tests.smtp_sink import SmtpSink
 from workflows import case_logic
-from workflows.case_models import CaseInput, CaseSnapshot, ClaimTask, CompleteTask, SopRef
 from workflows.case_workflow import CaseWorkflow
 from workflows.worker import build_worker
 

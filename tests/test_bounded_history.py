@@ -19,12 +19,7 @@ from audit.replay import replay_runs, state_as_of
 from audit.runs import fetch_runs, runs_from_json
 from audit.sources import current_state
 from audit.timeline import timeline
-from sop_templates.registry import content_hash
-from sop_templates.schema import SopTemplate
-from store import archive
-from tests.harness import AGENT, dispute_input
-from workflows import case_carry, case_logic
-from workflows.case_models import (
+from domain.case_models import (
     CaseInput,
     CaseSnapshot,
     ClaimTask,
@@ -33,6 +28,11 @@ from workflows.case_models import (
     ReleaseTask,
     SopRef,
 )
+from sop_templates.registry import content_hash
+from sop_templates.schema import SopTemplate
+from store import archive
+from tests.harness import AGENT, dispute_input
+from workflows import case_carry, case_logic
 from workflows.case_workflow import CaseWorkflow
 from workflows.client import CaseCommandError, command_task, get_case
 from workflows.worker import build_worker

@@ -22,12 +22,12 @@ from audit.replay import replay_case
 from billing.contract import CreditMemo
 from billing.http_adapter import HttpBillingSystem
 from billing.service.tables import CreditMemoRow
+from domain.case_models import Actor, CaseInput, CaseSnapshot, ClaimTask, CompleteTask
 from settings import Settings
 from tests.billing_harness import BillingService
 from tests.conftest import start_time_skipping
 from tests.harness import AGENT, LEAD, case_input, command, terminate_cases
 from tests.smtp_sink import SmtpSink
-from workflows.case_models import Actor, CaseInput, CaseSnapshot, ClaimTask, CompleteTask
 from workflows.case_workflow import CaseWorkflow
 from workflows.worker import build_worker
 

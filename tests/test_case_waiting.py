@@ -5,9 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 from api.schemas import TaskOut
-from tests.harness import case_input, dispute_input, opened_dispute
-from workflows import case_logic, case_outages, case_sla
-from workflows.case_models import (
+from domain.case_models import (
     Actor,
     CaseInput,
     CaseSnapshot,
@@ -17,6 +15,8 @@ from workflows.case_models import (
     ResumeTask,
     Role,
 )
+from tests.harness import case_input, dispute_input, opened_dispute
+from workflows import case_logic, case_outages, case_sla
 from workflows.case_waiting import waiting_on
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

@@ -15,9 +15,7 @@ from sqlmodel import Session
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
-from store.tables import CaseRow, TaskRow
-from tests.harness import AGENT, LEAD, command, dispute_input, terminate_cases
-from workflows.case_models import (
+from domain.case_models import (
     Actor,
     CaseInput,
     CaseSnapshot,
@@ -26,6 +24,8 @@ from workflows.case_models import (
     Role,
     Task,
 )
+from store.tables import CaseRow, TaskRow
+from tests.harness import AGENT, LEAD, command, dispute_input, terminate_cases
 from workflows.case_workflow import CaseWorkflow
 from workflows.worker import build_worker
 

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from api.console.session import COOKIE
+from domain.case_models import Role
 from tests.harness import Api, eventually
-from workflows.case_models import Role
 
 in_session = pytest.mark.asyncio(loop_scope="session")
 TIER1 = "disputes-tier1"

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 import yaml
 
+from domain.case_models import Role
 from tests.harness import Api, eventually, shipped_document
 from tests.test_console_access import TIER1, _cookie, _csrf, _open_task
-from workflows.case_models import Role
 
 in_session = pytest.mark.asyncio(loop_scope="session")
 

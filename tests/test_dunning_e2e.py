@@ -22,13 +22,13 @@ from sqlalchemy import Engine
 from temporalio.testing import WorkflowEnvironment
 
 from billing.http_adapter import HttpBillingSystem
+from domain.case_models import CaseInput
 from settings import Settings
 from tests.billing_harness import BillingService
 from tests.conftest import start_time_skipping
 from tests.harness import LEAD, case_input, terminate_cases
 from tests.smtp_sink import SmtpSink
 from tests.test_case_types_e2e import Flow
-from workflows.case_models import CaseInput
 from workflows.case_workflow import CaseWorkflow
 from workflows.worker import build_worker
 

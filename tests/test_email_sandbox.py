@@ -24,6 +24,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.email import EMAIL_UNSENDABLE, EmailActivities, EmailRequest, InlineTemplate
 from audit.replay import replay_case
+from domain.case_models import CaseSnapshot, ClaimTask, CompleteTask, SopRef
 from settings import Settings
 from sop_templates.registry import content_hash
 from sop_templates.rendering import RENDERED_LIMIT, SOURCE_LIMIT
@@ -42,7 +43,6 @@ from tests.harness import (
 )
 from tests.smtp_sink import SmtpSink
 from workflows import case_logic
-from workflows.case_models import CaseSnapshot, ClaimTask, CompleteTask, SopRef
 from workflows.case_workflow import CaseWorkflow
 from workflows.worker import build_worker
 

@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 from temporalio.testing import WorkflowEnvironment
 
 from activities.email import EmailActivities, EmailRequest
+from domain.escalation_models import EscalationInput, EscalationKind, EscalationStatus
 from escalations.matrix import shipped_matrix
 from settings import Settings
 from store.db import session_scope
@@ -23,7 +24,6 @@ from tests.harness import dispute_input, terminate_cases
 from tests.smtp_sink import SmtpSink
 from workflows.case_workflow import CaseWorkflow
 from workflows.escalation_logic import add_note, notice_context, open_escalation
-from workflows.escalation_models import EscalationInput, EscalationKind, EscalationStatus
 from workflows.worker import build_worker
 
 SENDER = "casebook@o2c.test"

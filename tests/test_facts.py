@@ -16,13 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select
 
-from reports import kpis
-from reports.kpis import ReportFilter
-from store.read_model import project_escalation, project_snapshot, replace_case
-from store.tables import FactRow
-from tests.harness import AGENT, LEAD, case_input, opened_dispute
-from workflows import case_logic, case_sla
-from workflows.case_models import (
+from domain.case_models import (
     Actor,
     CaseSnapshot,
     ClaimTask,
@@ -32,8 +26,14 @@ from workflows.case_models import (
     ResumeTask,
     Role,
 )
+from domain.escalation_models import EscalationInput, EscalationKind
+from reports import kpis
+from reports.kpis import ReportFilter
+from store.read_model import project_escalation, project_snapshot, replace_case
+from store.tables import FactRow
+from tests.harness import AGENT, LEAD, case_input, opened_dispute
+from workflows import case_logic, case_sla
 from workflows.escalation_logic import open_escalation
-from workflows.escalation_models import EscalationInput, EscalationKind
 
 MONDAY = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 H = timedelta(hours=1)

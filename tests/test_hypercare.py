@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, update
 
+from domain.case_models import ClaimTask, CompleteTask, SopRef
 from reports.hypercare import HypercareError, compare
 from sop_templates.registry import VersionExistsError, publish_document
 from store.read_model import project_snapshot
@@ -16,7 +17,6 @@ from store.tables import SopVersionRow
 from tests.harness import AGENT, opened_dispute, shipped_document
 from tests.test_facts import MONDAY, _dispute, _work_week
 from workflows import case_logic
-from workflows.case_models import ClaimTask, CompleteTask, SopRef
 
 PUBLISHED = MONDAY + timedelta(days=7)  # the Monday after the known week
 NOW = PUBLISHED + timedelta(days=7)

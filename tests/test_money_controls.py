@@ -10,13 +10,7 @@ from typing import Any
 
 import pytest
 
-from sop_templates.registry import validated
-from sop_templates.schema import BillingStep, SopTemplate
-from sop_templates.validation import InvalidTemplateError, parse_template
-from tests.harness import AGENT, LEAD, case_input, past_intake, shipped_document
-from workflows import case_logic, money_rules
-from workflows.case_logic import CaseRuleError
-from workflows.case_models import (
+from domain.case_models import (
     Actor,
     CaseSnapshot,
     ClaimTask,
@@ -26,6 +20,12 @@ from workflows.case_models import (
     Task,
     TaskStatus,
 )
+from sop_templates.registry import validated
+from sop_templates.schema import BillingStep, SopTemplate
+from sop_templates.validation import InvalidTemplateError, parse_template
+from tests.harness import AGENT, LEAD, case_input, past_intake, shipped_document
+from workflows import case_logic, money_rules
+from workflows.case_logic import CaseRuleError
 from workflows.task_fields import field_errors
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)

@@ -8,8 +8,8 @@ from datetime import timedelta
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from domain.case_models import Actor, ClaimTask, Role
 from tests.harness import case_input
-from workflows.case_models import Actor, ClaimTask, Role
 from workflows.case_workflow import CaseWorkflow
 from workflows.client import CaseCommandError, command_task, get_case
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pm4py
 
 from audit.ocel import ocel_log
+from domain.case_models import CaseSnapshot, ClaimTask, CompleteTask
 from tests.harness import AGENT, dispute_input, opened_dispute
 from workflows import case_logic
-from workflows.case_models import CaseSnapshot, ClaimTask, CompleteTask
 
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 

@@ -33,11 +33,11 @@ from access.policy import (
 )
 from api.app import create_app
 from api.console.pages import PREFIX as CONSOLE_PREFIX
+from domain.case_models import Actor, Role
 from escalations.matrix import shipped_document as shipped_matrix_document
 from store.db import session_scope
 from store.users import actor_of, create_user
 from tests.harness import DISPUTE, Api, eventually, shipped_document
-from workflows.case_models import Actor, Role
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -8,6 +8,8 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from domain.case_models import CaseSnapshot, ClaimTask
+from domain.escalation_models import EscalationInput, EscalationKind
 from store.db import session_scope
 from store.read_model import (
     EscalationFilter,
@@ -20,9 +22,7 @@ from store.read_model import (
 from store.tables import CaseRow, TaskRow
 from tests.harness import LEAD, dispute_input, opened_dispute
 from workflows import case_logic
-from workflows.case_models import CaseSnapshot, ClaimTask
 from workflows.escalation_logic import open_escalation
-from workflows.escalation_models import EscalationInput, EscalationKind
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 

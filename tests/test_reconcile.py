@@ -14,6 +14,8 @@ from sqlalchemy import Engine, update
 from sqlmodel import Session, select
 from temporalio.testing import WorkflowEnvironment
 
+from domain.case_models import CaseSnapshot
+from domain.escalation_models import EscalationSnapshot
 from reconcile.reconciler import reconcile, reconcile_escalations
 from store.read_model import (
     case_differences,
@@ -25,9 +27,7 @@ from store.read_model import (
 )
 from store.tables import CaseRow, EscalationRow, ReconciliationRow, TaskRow
 from tests.harness import Api, eventually, running_api
-from workflows.case_models import CaseSnapshot
 from workflows.client import CaseCommandError, get_case, get_escalation
-from workflows.escalation_models import EscalationSnapshot
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 TIER1 = "disputes-tier1"

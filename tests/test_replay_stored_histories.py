@@ -14,8 +14,8 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from audit.replay import replay_case
+from domain.case_models import CaseInput
 from sop_templates.schema import AnyStep
-from workflows.case_models import CaseInput
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 

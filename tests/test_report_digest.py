@@ -14,12 +14,12 @@ from sqlalchemy import Engine
 from temporalio.testing import WorkflowEnvironment
 
 from cli.report_commands import upsert_digest_schedule
+from domain.case_models import Role
 from sop_templates.registry import publish_document
 from store.db import session_scope
 from tests.harness import Api, running_api, shipped_document
 from tests.smtp_sink import SmtpSink
 from tests.test_facts import _work_week
-from workflows.case_models import Role
 from workflows.digest_workflow import DIGEST_WORKFLOW, DigestInput
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from domain.case_models import Role
 from tests.harness import Api
 from tests.test_facts import MONDAY, _work_week
-from workflows.case_models import Role
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -16,15 +16,15 @@ from sqlmodel import Session, select
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
+from domain.case_models import CaseSnapshot, ClaimTask, PauseTask, ReassignTask, ResumeTask
+from domain.escalation_models import EscalationSnapshot, LeadAction
 from escalations.calendars import get_calendar
 from settings import Settings
 from store.db import session_scope
 from store.tables import OutboxRow, UserRow
 from tests.harness import AGENT, LEAD, command, dispute_input, terminate_cases
 from tests.smtp_sink import SmtpSink
-from workflows.case_models import CaseSnapshot, ClaimTask, PauseTask, ReassignTask, ResumeTask
 from workflows.case_workflow import CaseWorkflow
-from workflows.escalation_models import EscalationSnapshot, LeadAction
 from workflows.worker import build_worker
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

@@ -14,12 +14,12 @@ from sqlmodel import Session, select
 from typer.testing import CliRunner
 
 from cli.main import app as cli
+from domain.case_models import Role
 from settings import get_settings
 from store.db import session_scope
 from store.tables import UserRow
 from store.users import aware, create_user
 from tests.harness import Api
-from workflows.case_models import Role
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -22,11 +22,11 @@ from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner
 
 from cli.main import app as cli
+from domain.case_models import Role
 from store.db import make_engine, session_scope
 from store.tables import UserRow
 from store.users import VendorRequiredError, create_user, hash_token
 from tests.harness import DISPUTE, Api, eventually, running_api
-from workflows.case_models import Role
 
 in_session = pytest.mark.asyncio(loop_scope="session")
 TIER1 = "disputes-tier1"

@@ -10,9 +10,9 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 from temporalio.testing import WorkflowEnvironment
 
+from domain.case_models import ClaimTask, CompleteTask
 from store.tables import TaskRow
 from tests.harness import AGENT, case_input, command, eventually
-from workflows.case_models import ClaimTask, CompleteTask
 from workflows.case_workflow import CaseWorkflow
 from workflows.worker import build_worker
 

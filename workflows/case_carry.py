@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+from domain.case_models import CaseSnapshot, HistoryEntry, Task, TaskStatus
 from workflows.case_logic import last_completed_task
-from workflows.case_models import CaseSnapshot, HistoryEntry, Task, TaskStatus
 from workflows.money_rules import APPROVAL_GRANTED
 
 

@@ -11,6 +11,22 @@ from decimal import Decimal
 from typing import Any
 
 from access.policy import Action, Refusal, not_holder, refuse_role, refuse_task
+from domain.case_models import (
+    Actor,
+    CaseInput,
+    CaseSnapshot,
+    CaseStatus,
+    ClaimTask,
+    CompleteTask,
+    EscalationLink,
+    HistoryEntry,
+    MigrateSop,
+    PendingAction,
+    ReleaseTask,
+    SlaState,
+    Task,
+    TaskStatus,
+)
 from escalations.calendars import get_calendar, pin
 from escalations.sla_clock import InvalidBudgetError, SlaClock, parse_budget
 from sop_templates.expressions import ExpressionError, compile_expression
@@ -28,22 +44,6 @@ from sop_templates.schema import (
 )
 from sop_templates.validation import CASE_FIELDS
 from workflows import dunning, money_rules
-from workflows.case_models import (
-    Actor,
-    CaseInput,
-    CaseSnapshot,
-    CaseStatus,
-    ClaimTask,
-    CompleteTask,
-    EscalationLink,
-    HistoryEntry,
-    MigrateSop,
-    PendingAction,
-    ReleaseTask,
-    SlaState,
-    Task,
-    TaskStatus,
-)
 from workflows.task_fields import field_errors
 
 # Decision steps lead to decision steps; a cycle made only of them would never stop.

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from domain.case_models import CaseSnapshot, Outage
 from workflows.case_logic import record
-from workflows.case_models import CaseSnapshot, Outage
 
 BILLING = "billing"
 EMAIL = "email"

@@ -10,18 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from access.policy import Action, refuse_case, refuse_task
-from escalations.calendars import pin
-from escalations.sla_clock import SlaClock
-from workflows.case_logic import (
-    CaseRuleError,
-    add_escalation,
-    authorize_task,
-    check_assignee,
-    live_task,
-    record,
-    refresh_sla,
-)
-from workflows.case_models import (
+from domain.case_models import (
     ApplyCalendars,
     CaseSnapshot,
     CaseStatus,
@@ -36,6 +25,17 @@ from workflows.case_models import (
     SlaState,
     Task,
     TaskStatus,
+)
+from escalations.calendars import pin
+from escalations.sla_clock import SlaClock
+from workflows.case_logic import (
+    CaseRuleError,
+    add_escalation,
+    authorize_task,
+    check_assignee,
+    live_task,
+    record,
+    refresh_sla,
 )
 
 # How much more urgent a task becomes at its SLA warning.

@@ -25,11 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.billing import BILLING_CALL, BUSINESS_ERROR, BillingRequest
     from activities.email import EmailRequest, EmailResult, InlineTemplate
     from activities.read_model import PROJECT_CASE
-    from escalations.calendars import CalendarFacts, pin, pinned_facts
-    from sop_templates.schema import BillingStep, EmailStep
-    from workflows import case_carry, case_logic, case_outages, case_sla, case_waiting
-    from workflows.case_logic import CaseRuleError
-    from workflows.case_models import (
+    from domain.case_models import (
         CASE_ROUTE,
         Actor,
         ApplyCalendars,
@@ -50,9 +46,13 @@ with workflow.unsafe.imports_passed_through():
         ResumeTask,
         Task,
         TaskStatus,
+        WaitingOn,
     )
-    from workflows.case_waiting import WaitingOn
-    from workflows.escalation_models import EscalationInput, EscalationKind, TaskDecision
+    from domain.escalation_models import EscalationInput, EscalationKind, TaskDecision
+    from escalations.calendars import CalendarFacts, pin, pinned_facts
+    from sop_templates.schema import BillingStep, EmailStep
+    from workflows import case_carry, case_logic, case_outages, case_sla, case_waiting
+    from workflows.case_logic import CaseRuleError
 
 T = TypeVar("T")
 

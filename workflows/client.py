@@ -26,7 +26,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError, RPCStatusCode
 
-from workflows.case_models import (
+from domain.case_models import (
     ApplyCalendars,
     CaseInput,
     CaseSnapshot,
@@ -39,10 +39,10 @@ from workflows.case_models import (
     ReassignTask,
     ReleaseTask,
     ResumeTask,
+    WaitingOn,
 )
-from workflows.case_waiting import WaitingOn
+from domain.escalation_models import EscalationSnapshot, LeadAction
 from workflows.case_workflow import CaseWorkflow
-from workflows.escalation_models import EscalationSnapshot, LeadAction
 
 TaskCommand = ClaimTask | ReleaseTask | CompleteTask | PauseTask | ResumeTask | ReassignTask
 

@@ -5,18 +5,18 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from access.policy import Action, refuse_escalation, refuse_role
-from escalations.calendars import pin
-from escalations.sla_clock import SlaClock
-from workflows.case_logic import CaseRuleError
-from workflows.case_models import HistoryEntry
-from workflows.case_sla import format_late
-from workflows.escalation_models import (
+from domain.case_models import HistoryEntry
+from domain.escalation_models import (
     EscalationInput,
     EscalationKind,
     EscalationSnapshot,
     EscalationStatus,
     LeadAction,
 )
+from escalations.calendars import pin
+from escalations.sla_clock import SlaClock
+from workflows.case_logic import CaseRuleError
+from workflows.case_sla import format_late
 
 # What a lead may do on an escalation, and the status each action leaves it in.
 ACTIONS = {

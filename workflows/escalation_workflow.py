@@ -12,18 +12,18 @@ from temporalio.common import RetryPolicy
 with workflow.unsafe.imports_passed_through():
     from activities.email import EmailRequest
     from activities.read_model import PROJECT_ESCALATION
-    from workflows import escalation_logic
-    from workflows.case_logic import CaseRuleError
-    from workflows.case_models import EscalationEvent, EscalationNote
-    from workflows.case_sla import NOTE_DECLINED
-    from workflows.case_workflow import PROJECTION_RETRY, rule_error
-    from workflows.escalation_models import (
+    from domain.case_models import EscalationEvent, EscalationNote
+    from domain.escalation_models import (
         EscalationInput,
         EscalationSnapshot,
         EscalationStatus,
         LeadAction,
         TaskDecision,
     )
+    from workflows import escalation_logic
+    from workflows.case_logic import CaseRuleError
+    from workflows.case_sla import NOTE_DECLINED
+    from workflows.case_workflow import PROJECTION_RETRY, rule_error
 
 # Email never blocks the escalation: it is sent alongside, retried for about a day.
 EMAIL_RETRY = RetryPolicy(

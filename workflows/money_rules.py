@@ -16,9 +16,9 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from access.policy import Action, roles_allowed
+from domain.case_models import CaseSnapshot, HistoryEntry
 from domain.values import is_amount_text
 from sop_templates.schema import BillingStep, SopTemplate
-from workflows.case_models import CaseSnapshot, HistoryEntry
 
 # Who may approve money above an SOP's threshold: the policy's approvers (the lead board).
 APPROVER_ROLES = frozenset(roles_allowed(Action.APPROVE))

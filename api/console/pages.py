@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from access.policy import Action, refuse_role
 from api.console.session import COOKIE, CSRF_FIELD, csrf_token
 from api.errors import STATUS_BY_KIND, ApiError
-from workflows.case_models import Actor, Role
+from domain.case_models import Actor, Role
 from workflows.client import CaseCommandError
 
 HERE = Path(__file__).parent

@@ -23,10 +23,10 @@ from api.services import audit as service
 from api.services import cases as case_service
 from audit.export import write_bundle
 from audit.timeline import TimelineEntry
+from domain.case_models import Actor, CaseSnapshot
 from store import archive
 from store.read_model import CaseFilter
 from store.tables import SopVersionRow
-from workflows.case_models import Actor, CaseSnapshot
 
 router = APIRouter(prefix=PREFIX, route_class=ConsoleRoute, include_in_schema=False)
 

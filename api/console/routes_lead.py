@@ -20,12 +20,12 @@ from api.schemas import MAX_PAGE, ActionBody, ReassignBody
 from api.services import cases as case_service
 from api.services import escalations as escalation_service
 from api.services import tasks as task_service
+from domain.case_models import Actor
+from domain.escalation_models import EscalationKind, LeadAction
 from store.read_model import EscalationFilter, TaskFilter
 from store.tables import EscalationRow, TaskRow
-from workflows.case_models import Actor
 from workflows.client import CaseCommandError
 from workflows.escalation_logic import POLICY_ACTION
-from workflows.escalation_models import EscalationKind, LeadAction
 
 router = APIRouter(prefix=PREFIX, route_class=ConsoleRoute, include_in_schema=False)
 

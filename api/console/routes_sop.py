@@ -18,9 +18,9 @@ from api.errors import ApiError
 from api.routes.sops import MAX_VERSION, Version
 from api.schemas import storable_json
 from api.services import sops as service
+from domain.case_models import Actor
 from sop_templates import registry
 from sop_templates.validation import InvalidTemplateError
-from workflows.case_models import Actor
 
 router = APIRouter(prefix=PREFIX, route_class=ConsoleRoute, include_in_schema=False)
 

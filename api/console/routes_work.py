@@ -25,8 +25,7 @@ from api.schemas import MAX_PAGE, CompleteBody, EscalateBody, PauseBody
 from api.services import cases as case_service
 from api.services import escalations as escalation_service
 from api.services import tasks as task_service
-from store.read_model import TaskFilter
-from workflows.case_models import (
+from domain.case_models import (
     Actor,
     CaseSnapshot,
     CompleteTask,
@@ -36,6 +35,7 @@ from workflows.case_models import (
     ResumeTask,
     Task,
 )
+from store.read_model import TaskFilter
 from workflows.client import case_id_of
 
 router = APIRouter(prefix=PREFIX, route_class=ConsoleRoute, include_in_schema=False)

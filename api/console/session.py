@@ -19,7 +19,7 @@ from fastapi import Depends, Request
 from access.policy import Action
 from api.deps import Services, permitted, services, user_of_token
 from api.errors import ApiError
-from workflows.case_models import Actor
+from domain.case_models import Actor
 
 COOKIE = "casebook_session"
 CSRF_FIELD = "csrf"

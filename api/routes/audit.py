@@ -11,7 +11,7 @@ from api.deps import ServicesDep, authorize
 from api.schemas import AsOf, CaseOut
 from api.services import audit as service
 from audit.timeline import TimelineEntry
-from workflows.case_models import Actor
+from domain.case_models import Actor
 
 router = APIRouter(prefix="/cases", tags=["audit"])
 

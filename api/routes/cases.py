@@ -20,9 +20,9 @@ from api.schemas import (
     SopOut,
 )
 from api.services import cases as service
+from domain.case_models import Actor, CaseStatus
 from store.read_model import CaseFilter
 from store.tables import CaseRow
-from workflows.case_models import Actor, CaseStatus
 
 router = APIRouter(prefix="/cases", tags=["cases"])
 

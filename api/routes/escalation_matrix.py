@@ -15,10 +15,10 @@ from api.deps import ServicesDep, authorize
 from api.routes.sops import MAX_VERSION, ChangeOut, inlined_schema, storable_document
 from api.schemas import Note
 from api.services import escalation_matrix as service
+from domain.case_models import Actor
 from escalations.matrix import EscalationMatrix
 from sop_templates.diff import render_text
 from store.tables import EscalationMatrixVersionRow
-from workflows.case_models import Actor
 
 router = APIRouter(prefix="/escalation-matrix", tags=["escalation matrix"])
 

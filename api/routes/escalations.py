@@ -22,9 +22,9 @@ from api.schemas import (
 )
 from api.services import escalations as service
 from api.services.idempotency import IdempotencyKey
+from domain.case_models import Actor, EscalateCase
+from domain.escalation_models import EscalationSnapshot, LeadAction
 from store.read_model import EscalationFilter
-from workflows.case_models import Actor, EscalateCase
-from workflows.escalation_models import EscalationSnapshot, LeadAction
 
 router = APIRouter(tags=["escalations"])
 

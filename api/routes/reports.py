@@ -11,9 +11,9 @@ from access.policy import Action
 from api.deps import ServicesDep, authorize
 from api.schemas import ShortText
 from api.services import reports as service
+from domain.case_models import Actor
 from reports.export import as_csv, as_json
 from reports.kpis import GROUPS, KPIS
-from workflows.case_models import Actor
 
 router = APIRouter(tags=["reports"])
 

@@ -15,10 +15,10 @@ from access.policy import Action
 from api.deps import ServicesDep, authorize
 from api.schemas import MAX_LIST_ITEMS, EntityId, RequestBody, storable_json
 from api.services import sops as service
+from domain.case_models import Actor
 from sop_templates.diff import render_text
 from sop_templates.schema import SopTemplate
 from store.tables import SopVersionRow
-from workflows.case_models import Actor
 
 router = APIRouter(prefix="/sops", tags=["sops"])
 

@@ -13,7 +13,7 @@ from api.deps import ServicesDep, authorize
 from api.schemas import Day, EntityId, Region, RequestBody
 from api.services import collections, credit_reviews
 from api.services.sweeps import SweepLine, SweepStatus, VendorChoice
-from workflows.case_models import Actor
+from domain.case_models import Actor
 
 router = APIRouter(tags=["sweeps"])
 

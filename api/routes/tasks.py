@@ -12,14 +12,14 @@ from api.deps import ServicesDep, authorize
 from api.schemas import CompleteBody, EntityId, Limit, Offset, PauseBody, ShortText, TaskOut
 from api.services import tasks as service
 from api.services.idempotency import IdempotencyKey
-from store.read_model import TaskFilter
-from workflows.case_models import (
+from domain.case_models import (
     Actor,
     CompleteTask,
     PauseTask,
     ReleaseTask,
     ResumeTask,
 )
+from store.read_model import TaskFilter
 
 router = APIRouter(tags=["tasks"])
 

@@ -15,8 +15,8 @@ from api.errors import ApiError
 from audit.replay import ReplayVerdict, event_time, replay_runs, state_as_of
 from audit.sources import CaseNotFoundError, current_state, load_runs
 from audit.timeline import TimelineEntry, timeline
+from domain.case_models import Actor, CaseSnapshot
 from store.tables import OutboxRow
-from workflows.case_models import Actor, CaseSnapshot
 
 
 def emails_about(svc: Services, case_id: str) -> Sequence[OutboxRow]:

@@ -18,6 +18,7 @@ from api.schemas import CaseCreate
 from api.services.idempotency import claim_key, request_hash
 from api.services.intake import Intake, check_intake, checked_first
 from domain.addresses import InvalidAddressError, parse_address
+from domain.case_models import Actor, CaseInput, CaseSnapshot, CaseStatus, SopRef, WaitingOn
 from escalations import matrix_registry
 from escalations.calendars import UnknownCalendarError, facts_for, get_calendar
 from escalations.matrix import EscalationMatrix, routes_for
@@ -28,8 +29,6 @@ from store.read_model import CaseFilter, get_case, list_cases, project_snapshot
 from store.tables import CaseRow, IdempotencyKeyRow
 from workflows import case_waiting
 from workflows import client as cases
-from workflows.case_models import Actor, CaseInput, CaseSnapshot, CaseStatus, SopRef
-from workflows.case_waiting import WaitingOn
 from workflows.client import CaseCommandError
 
 TYPE_PREFIX = {"dispute": "DSP", "collection": "COL", "credit_review": "CRR"}

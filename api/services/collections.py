@@ -23,7 +23,7 @@ from api.services.sweeps import (
     skipped,
 )
 from billing.contract import OverdueCustomer
-from workflows.case_models import Actor
+from domain.case_models import Actor
 
 
 async def scan_overdue(

@@ -25,7 +25,7 @@ from api.services.sweeps import (
     skipped,
 )
 from billing.contract import CustomerStanding
-from workflows.case_models import Actor
+from domain.case_models import Actor
 
 SweepReason = Literal["periodic", "limit_breach"]
 

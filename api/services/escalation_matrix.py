@@ -12,12 +12,12 @@ from sqlmodel import Session
 from api.deps import Services
 from api.errors import ApiError
 from api.services.sops import invalid_document
+from domain.case_models import Actor
 from escalations import matrix_registry as registry
 from sop_templates.diff import Change
 from sop_templates.validation import InvalidTemplateError
 from store.db import session_scope
 from store.tables import EscalationMatrixVersionRow
-from workflows.case_models import Actor
 
 
 @contextmanager

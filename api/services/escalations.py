@@ -13,11 +13,7 @@ from api.deps import Services, refused
 from api.errors import ApiError
 from api.services import tasks
 from api.services.idempotency import run_once
-from store.read_model import EscalationFilter, list_escalations, project_escalation
-from store.tables import EscalationRow
-from store.users import user_named
-from workflows import client as temporal
-from workflows.case_models import (
+from domain.case_models import (
     Actor,
     ClaimTask,
     CompleteTask,
@@ -26,9 +22,13 @@ from workflows.case_models import (
     ReassignTask,
     TaskStatus,
 )
+from domain.escalation_models import EscalationKind, EscalationSnapshot, LeadAction
+from store.read_model import EscalationFilter, list_escalations, project_escalation
+from store.tables import EscalationRow
+from store.users import user_named
+from workflows import client as temporal
 from workflows.client import CaseCommandError
 from workflows.escalation_logic import POLICY_ACTION
-from workflows.escalation_models import EscalationKind, EscalationSnapshot, LeadAction
 
 DECISIONS = ("approve", "reject")
 

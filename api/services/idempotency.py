@@ -19,9 +19,9 @@ from sqlmodel import Session, select
 from starlette.concurrency import run_in_threadpool
 
 from api.errors import ApiError
+from domain.case_models import Actor
 from store.db import session_scope
 from store.tables import CommandKeyRow
-from workflows.case_models import Actor
 from workflows.client import derived_update_id
 
 M = TypeVar("M", bound=BaseModel)

@@ -12,11 +12,11 @@ from api.deps import Services
 from api.errors import ApiError
 from api.services.sweeps import billing_of
 from billing.contract import BillingBusinessError
+from domain.case_models import Actor
 from reports import kpis
 from reports.kpis import Report, ReportError, ReportFilter
 from reports.ledger import ledger_measures
 from reports.periods import Period, PeriodError, parse_anchor, period
-from workflows.case_models import Actor
 
 
 def period_of(kind: str, at: str | None, tz: str, now: datetime) -> Period:

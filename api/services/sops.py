@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import Services
 from api.errors import ApiError
 from api.services import tasks
+from domain.case_models import Actor, MigrateSop, SopRef
 from sop_templates import registry
 from sop_templates.diff import Change
 from sop_templates.schema import SopTemplate
@@ -21,7 +22,6 @@ from store.db import session_scope
 from store.tables import CaseRow, SopVersionRow
 from workflows import client as temporal
 from workflows.case_logic import migration_blocker
-from workflows.case_models import Actor, MigrateSop, SopRef
 
 
 @contextmanager

@@ -27,10 +27,10 @@ from api.schemas import CaseCreate
 from api.services.cases import TYPE_PREFIX, case_vendor, open_case_as
 from billing.contract import BillingUnavailableError, MalformedRecord
 from billing.http_adapter import HttpBillingSystem
+from domain.case_models import Actor
 from escalations.calendars import UnknownCalendarError, get_calendar
 from store.read_model import CaseFilter, get_case, list_cases
 from workflows import client as cases
-from workflows.case_models import Actor
 
 # opened: this call started the case; joined: another call started it at the same moment;
 # already_open: an open case of the type was there; handled_earlier: the case ended before;

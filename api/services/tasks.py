@@ -14,10 +14,10 @@ from access.policy import Action, Reach, reach
 from api.deps import Services
 from api.errors import ApiError
 from api.services.idempotency import run_once
+from domain.case_models import Actor, ClaimTask, CommandResult, Task
 from store.read_model import TaskFilter, list_tasks, open_tasks_in_queue, project_snapshot
 from store.tables import TaskRow
 from workflows import client as cases
-from workflows.case_models import Actor, ClaimTask, CommandResult, Task
 from workflows.client import CaseCommandError, TaskCommand
 
 # Candidates fetched per round of claim-next; a lost race just moves to the next one.

@@ -13,10 +13,10 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from audit.runs import fetch_runs
+from domain.case_models import ClaimTask, CommandResult, CompleteTask, ReleaseTask
 from store.db import make_engine, migrate
 from tests.harness import AGENT
 from tests.test_bounded_history import looping_case
-from workflows.case_models import ClaimTask, CommandResult, CompleteTask, ReleaseTask
 from workflows.case_workflow import CaseWorkflow
 from workflows.worker import build_worker
 

@@ -12,9 +12,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from domain.case_models import ClaimTask, CommandResult, EscalateCase
 from store.db import make_engine, migrate
 from tests.harness import AGENT, dispute_input
-from workflows.case_models import ClaimTask, CommandResult, EscalateCase
 from workflows.case_workflow import CaseWorkflow
 from workflows.worker import build_worker
 

@@ -16,12 +16,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from domain.case_models import ClaimTask, CommandResult, CompleteTask
 from settings import Settings
 from store.db import make_engine, migrate
 from tests.billing_harness import BillingService
 from tests.harness import AGENT, LEAD, case_input
 from tests.smtp_sink import SmtpSink
-from workflows.case_models import ClaimTask, CommandResult, CompleteTask
 from workflows.case_workflow import CaseWorkflow
 from workflows.worker import build_worker
 

@@ -15,13 +15,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from domain.case_models import ClaimTask, CommandResult, CompleteTask
 from settings import Settings
 from store.db import make_engine, migrate
 from tests.billing_harness import BillingService
 from tests.conftest import start_time_skipping
 from tests.harness import AGENT, case_input
 from tests.smtp_sink import SmtpSink
-from workflows.case_models import ClaimTask, CommandResult, CompleteTask
 from workflows.case_workflow import CaseWorkflow
 from workflows.worker import build_worker
 

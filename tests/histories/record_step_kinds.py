@@ -31,16 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from escalations.calendars import facts_for
-from settings import Settings
-from sop_templates.registry import content_hash
-from sop_templates.schema import SopTemplate
-from store.db import make_engine, migrate
-from tests.billing_harness import BillingService
-from tests.conftest import start_time_skipping
-from tests.harness import AGENT, LEAD, case_input, shipped_document
-from tests.smtp_sink import SmtpSink
-from workflows.case_models import (
+from domain.case_models import (
     Actor,
     ApplyCalendars,
     CaseInput,
@@ -54,6 +45,15 @@ from workflows.case_models import (
     Role,
     SopRef,
 )
+from escalations.calendars import facts_for
+from settings import Settings
+from sop_templates.registry import content_hash
+from sop_templates.schema import SopTemplate
+from store.db import make_engine, migrate
+from tests.billing_harness import BillingService
+from tests.conftest import start_time_skipping
+from tests.harness import AGENT, LEAD, case_input, shipped_document
+from tests.smtp_sink import SmtpSink
 from workflows.case_workflow import CaseWorkflow
 from workflows.worker import build_worker
 

@@ -352,3 +352,59 @@ class ApplyCalendars(BaseModel):
 
 
 CaseInput.model_rebuild()  # its carried `state` is defined after it
+
+
+# What a case waits on at a moment (`workflows/case_waiting.py` computes it).
+class WaitingTask(BaseModel):
+    """An open task: the case waits on a person."""
+
+    task_id: str
+    step: str
+    title: str
+    queue: str
+    status: str
+    assignee: str | None
+    # The deadline in business time on the case's calendar; None while paused.
+    due: datetime | None
+    # Business time left; frozen while paused; None without an SLA (or a calendar to count
+    # on, where the case is read without its workflow).
+    time_left_seconds: float | None
+    sla_state: str | None
+    paused: bool
+    pause_reason: str | None
+    paused_until: datetime | None  # the pause ends by itself then
+
+
+class WaitingTimer(BaseModel):
+    """A `wait` step: the case goes on by itself at `until` (wall time)."""
+
+    step: str
+    title: str
+    # `after`: a delay from when the step began; `until`: a date the case holds (a promise).
+    kind: str
+    until: datetime
+    seconds_left: float
+
+
+class WaitingEscalation(BaseModel):
+    """An escalation not yet resolved: the case waits on a lead."""
+
+    escalation_id: str
+    kind: str
+    status: str
+    queue: str
+    task_id: str | None
+    reason: str
+    opened_at: datetime
+
+
+class WaitingOn(BaseModel):
+    at: datetime
+    tasks: list[WaitingTask] = Field(default_factory=list)
+    timers: list[WaitingTimer] = Field(default_factory=list)
+    outages: list[Outage] = Field(default_factory=list)
+    escalations: list[WaitingEscalation] = Field(default_factory=list)
+    # The automatic step (billing call, email) the case is carrying out, if any.
+    action: PendingAction | None = None
+    # Why the case waits on a person after an SOP error at run time.
+    stalled: str | None = None

@@ -8,9 +8,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from domain.case_models import Actor, HistoryEntry
 from escalations.calendars import CalendarFacts
 from escalations.matrix import EscalationRoute
-from workflows.case_models import Actor, HistoryEntry
 
 
 class EscalationKind(StrEnum):
