@@ -217,3 +217,24 @@ async def test_updates_racing_the_hand_over_are_answered_by_one_run_or_the_next(
     assert verdict.deterministic, verdict.divergence
     events = [h.event for h in verdict.states[-1].history]
     assert events.count("task_claimed") == 4 and events.count("task_released") == 4
+
+
+def test_a_task_done_in_an_earlier_run_answers_already_done_not_unknown() -> None:
+    inp = looping_case()
+    case = case_logic.open_case(inp, NOW)
+    for n in range(1, 4):
+        task_id, at = f"{inp.case_id}.t{n}", NOW + timedelta(minutes=n)
+        case_logic.claim(case, ClaimTask(task_id=task_id, actor=AGENT), at)
+        case_logic.complete(
+            case, inp.template, CompleteTask(task_id=task_id, actor=AGENT, outcome="again"), at
+        )
+    carried = case_carry.carry_on(case)
+    assert carried.task(f"{inp.case_id}.t1") is None  # left in the first run
+    for task_id in (f"{inp.case_id}.t1", f"{inp.case_id}.t2"):
+        with pytest.raises(case_logic.CaseRuleError) as refused:
+            case_logic.check_claim(carried, ClaimTask(task_id=task_id, actor=AGENT))
+        assert refused.value.kind == "conflict" and "already done" in str(refused.value)
+    for unknown in (f"{inp.case_id}.t9", f"{inp.case_id}.t0", "OTHER.t1", f"{inp.case_id}.tx"):
+        with pytest.raises(case_logic.CaseRuleError) as refused:
+            case_logic.check_claim(carried, ClaimTask(task_id=unknown, actor=AGENT))
+        assert refused.value.kind == "not_found"

@@ -530,6 +530,8 @@ def refresh_sla(task: Task) -> None:
 
 def live_task(case: CaseSnapshot, task_id: str) -> Task:
     task = case.task(task_id)
+    if task is None and _done_in_earlier_run(case, task_id):
+        raise CaseRuleError("conflict", f"task {task_id} is already done (an earlier run)")
     if task is None:
         raise CaseRuleError("not_found", f"task {task_id} not found on case {case.id}")
     if case.status == CaseStatus.CLOSED:
@@ -537,6 +539,13 @@ def live_task(case: CaseSnapshot, task_id: str) -> Task:
     if task.status == TaskStatus.DONE:
         raise CaseRuleError("conflict", f"task {task_id} is already done")
     return task
+
+
+def _done_in_earlier_run(case: CaseSnapshot, task_id: str) -> bool:
+    """A task a continue-as-new left behind: only done tasks are dropped from the carried
+    case, and task ids count every task the case ever had (`next_task_id`)."""
+    number = task_id.removeprefix(f"{case.id}.t")
+    return number != task_id and number.isdecimal() and 0 < int(number) <= case.earlier_tasks
 
 
 def authorize_task(case: CaseSnapshot, task_id: str, actor: Actor, action: Action) -> None:
