@@ -12,8 +12,9 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 
+import sqlmodel
 from sqlalchemy import Engine, select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from domain.case_models import HypercareWindow
 from escalations.calendars import as_utc
@@ -59,8 +60,7 @@ def window_of(engine: Engine, name: str, version: int) -> HypercareWindow | None
 
 def in_hypercare(engine: Engine, day: date) -> list[HypercareWindow]:
     """The windows open on `day` (UTC): their owners get that day's digest."""
-    t = SopVersionRow.__table__
-    query = select(SopVersionRow).where(t.c.hypercare_until.is_not(None))
+    query = sqlmodel.select(SopVersionRow).where(col(SopVersionRow.hypercare_until).is_not(None))
     midnight = datetime.combine(day, time(), UTC)
     with Session(engine) as session:
         windows = [w for row in session.exec(query) if (w := hypercare_window(row))]
