@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+from click.testing import Result
 from pydantic import ValidationError
 from sqlalchemy import Engine, update
+from typer.testing import CliRunner
 
+from cli.main import app as cli
 from domain.case_models import (
     ClaimTask,
     CompleteTask,
@@ -227,3 +232,29 @@ def test_a_publisher_who_cannot_be_told_gets_no_window_and_nothing_changes(
     with session_scope(sqlite_engine) as session:
         row = session.get(SopVersionRow, ("dispute", 4))
         assert row is not None and row.status == "draft" and row.hypercare_until is None
+
+
+# --- the CLI ------------------------------------------------------------------------------
+
+
+def test_cli_publishes_with_a_window_only_for_an_owner_it_can_tell(tmp_path: Path) -> None:
+    path = tmp_path / "dispute.v4.yaml"
+    path.write_text(yaml.safe_dump({**shipped_document("dispute"), "version": 4}))
+    data_dir = ["--data-dir", str(tmp_path / "data")]
+    runner = CliRunner()
+    added = runner.invoke(
+        cli, ["user", "add", "olga", "--role", "sop_owner", "--email", "olga@o2c.test", *data_dir]
+    )
+    assert added.exit_code == 0, added.output
+
+    def publish_as(by: str, days: str) -> Result:
+        options = ["--by", by, "--hypercare-days", days, "--warn-factor", "0.5"]
+        return runner.invoke(cli, ["sop", "publish", str(path), *options, *data_dir])
+
+    too_long = publish_as("olga", "91")
+    assert too_long.exit_code == 1 and "error: --hypercare-days: " in too_long.output
+    unknown = publish_as("nobody", "7")
+    assert unknown.exit_code == 1 and "error: hypercare: 'nobody' is not" in unknown.output
+    published = publish_as("olga", "7")
+    assert published.exit_code == 0, published.output
+    assert "published dispute v4" in published.output and "hypercare until" in published.output
