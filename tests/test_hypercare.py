@@ -119,11 +119,11 @@ def test_inside_its_window_a_clock_warns_after_the_factor_of_the_usual_time() ->
     assert WINDOW.model_copy(update={"warn_factor": 1.0}).warning_ratio(0.8, MONDAY) == 0.8
 
 
-def _v2_dispute(at: datetime, window: HypercareWindow | None) -> Any:
-    inp = case_input("dispute", "100.00", region="24x7", version=2)  # 24x7: wall time
-    return inp.model_copy(update={"hypercare": window}), opened_dispute(
-        inp.model_copy(update={"hypercare": window}), at
-    )
+def _v2_dispute(at: datetime, window: HypercareWindow | None) -> tuple[Any, Any]:
+    """A dispute v2 opened at `at` (24x7: business time is wall time) with `window` pinned."""
+    inp = case_input("dispute", "100.00", region="24x7", version=2)
+    inp = inp.model_copy(update={"hypercare": window})
+    return inp, opened_dispute(inp, at)
 
 
 def test_a_case_opened_in_the_window_records_it_and_its_tasks_warn_earlier() -> None:
