@@ -13,7 +13,7 @@ from activities.email import EmailRequest
 from domain.case_models import Role
 from reports import digest
 from reports.digest import table_lines
-from reports.hypercare import HYPERCARE_DAYS, compare, in_hypercare
+from reports.hypercare import compare, in_hypercare
 from reports.kpis import ReportFilter
 from reports.periods import period
 from reports.targets import targets_for
@@ -46,22 +46,25 @@ class ReportActivities:
         return emails
 
     def _hypercare_emails(self, day: date) -> list[EmailRequest]:
-        """Each SOP version in its hypercare window (the days after its publication): the
-        SOP owners with an address get its steps beside the previous version's."""
-        owners = _addresses(self._engine, Role.SOP_OWNER)
-        if not owners:
-            return []
+        """Each SOP version whose hypercare window is open on `day`: its owner (who
+        published it) gets its steps beside the previous version's."""
         emails = []
-        for name, version in in_hypercare(self._engine, day, HYPERCARE_DAYS):
+        for window in in_hypercare(self._engine, day):
+            name, version = window.sop_name, window.sop_version
             report = compare(self._engine, name, version, _now())
             title = f"Hypercare of {name} v{version} against v{version - 1}: {day.isoformat()}"
+            until = f"Hypercare until {window.until:%Y-%m-%d %H:%M} UTC"
+            factor = f"its steps warn after {window.warn_factor:g} of the usual time"
             lines = table_lines(report) if report.rows else ["(no task on this version yet)"]
             emails.append(
                 EmailRequest(
                     idempotency_key=f"hypercare:{name}:{version}:{day.isoformat()}",
                     template=DIGEST_TEMPLATE,
-                    context={"title": title, "body": "\n".join([title, "", *lines])},
-                    to=owners,
+                    context={
+                        "title": title,
+                        "body": "\n".join([title, f"{until}; {factor}.", "", *lines]),
+                    },
+                    to=[window.owner_email],
                 )
             )
         return emails
@@ -80,16 +83,6 @@ class ReportActivities:
             context={"title": title, "body": text},
             to=to,
         )
-
-
-def _addresses(engine: Engine, role: Role) -> list[str]:
-    query = select(UserRow).where(
-        UserRow.role == role.value,
-        col(UserRow.email).is_not(None),
-        col(UserRow.disabled_at).is_(None),
-    )
-    with Session(engine) as session:
-        return sorted(u.email for u in session.exec(query) if u.email)
 
 
 def _vendor_leads(engine: Engine) -> dict[str, list[str]]:

@@ -17,7 +17,7 @@ from cli.audit_commands import audit_app
 from cli.calendar_commands import calendars_app
 from cli.matrix_commands import matrix_app
 from cli.report_commands import report_app
-from domain.case_models import Role
+from domain.case_models import HypercareTerms, Role
 from settings import Settings, get_settings
 from store.users import aware
 
@@ -411,22 +411,53 @@ async def _reconcile(settings: Settings, repair: bool):
 def sop_publish(
     path: Path,
     by: Annotated[str, typer.Option(help="who publishes (recorded)")] = "sop_owner",
+    hypercare_days: Annotated[
+        int | None, typer.Option(help="open a hypercare window of this many days (1-90)")
+    ] = None,
+    warn_factor: Annotated[
+        float | None,
+        typer.Option(help="in hypercare, warn after this share of the usual time, in (0, 1]"),
+    ] = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Validate and publish a template version file; new cases pin it from now on."""
-    from sop_templates.registry import SopConflictError, load_document, publish_document
+    """Validate and publish a template version file; new cases pin it from now on.
+
+    With --hypercare-days and --warn-factor, a hypercare window opens: its steps warn
+    earlier, and the publisher (--by, a user with an email address) hears of every breach
+    and gets a daily digest against the previous version."""
+    from sop_templates.registry import (
+        HypercareOwnerError,
+        SopConflictError,
+        load_document,
+        publish_document,
+    )
     from sop_templates.validation import InvalidTemplateError
     from store.db import session_scope
 
+    hypercare = _hypercare_terms(hypercare_days, warn_factor)
     engine = _prepared_engine(_settings(data_dir))
     try:
         with session_scope(engine) as session:
-            row = publish_document(session, load_document(path), actor=by)
+            row = publish_document(session, load_document(path), actor=by, hypercare=hypercare)
     except InvalidTemplateError as exc:
         _sop_refused(*(str(error) for error in exc.errors))
-    except SopConflictError as exc:
+    except (SopConflictError, HypercareOwnerError) as exc:
         _sop_refused(f"error: {exc}")
-    typer.echo(f"published {row.name} v{row.version} ({row.content_hash})")
+    window = f", hypercare until {row.hypercare_until:%Y-%m-%d %H:%M} UTC" if hypercare else ""
+    typer.echo(f"published {row.name} v{row.version} ({row.content_hash}){window}")
+
+
+def _hypercare_terms(days: int | None, warn_factor: float | None) -> HypercareTerms | None:
+    """The window the options ask for (none without either); a bad value names its option."""
+    from pydantic import ValidationError
+
+    if days is None and warn_factor is None:
+        return None
+    try:
+        return HypercareTerms.model_validate({"days": days, "warn_factor": warn_factor})
+    except ValidationError as exc:
+        options = {"days": "--hypercare-days", "warn_factor": "--warn-factor"}
+        _sop_refused(*(f"error: {options[str(e['loc'][0])]}: {e['msg']}" for e in exc.errors()))
 
 
 @sop_app.command("validate")

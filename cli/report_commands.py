@@ -159,7 +159,7 @@ def hypercare(
     over as long a time before: SLA attainment, handle time, loop backs."""
     from reports import digest
     from reports.export import as_csv
-    from reports.hypercare import HypercareError, compare
+    from reports.hypercare import HypercareError, compare, window_of
     from store.db import make_engine, migrate
 
     engine = make_engine(get_settings().resolved_database_url())
@@ -171,5 +171,13 @@ def hypercare(
     if format == "csv":
         typer.echo(as_csv(report), nl=False)
         return
+    window = window_of(engine, sop, version)
+    opened = (
+        f"window until {window.until:%Y-%m-%d %H:%M} UTC, warn factor {window.warn_factor:g}, "
+        f"owner {window.owner}"
+        if window
+        else "published without a hypercare window"
+    )
     lines = digest.table_lines(report) if report.rows else ["(no task on this version yet)"]
-    typer.echo("\n".join([f"Hypercare of {sop} v{version} against v{version - 1}", *lines]))
+    title = f"Hypercare of {sop} v{version} against v{version - 1}"
+    typer.echo("\n".join([title, opened, *lines]))

@@ -11,11 +11,11 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from escalations.calendars import CalendarFacts
 from escalations.matrix import CASE_ROUTE, EscalationRoute
-from escalations.sla_clock import SlaClock
+from escalations.sla_clock import SlaClock, UtcDatetime
 from sop_templates.schema import SopTemplate
 
 
@@ -47,6 +47,57 @@ class SopRef(BaseModel):
     name: str
     version: int
     content_hash: str
+
+
+# A hypercare window lasts 1 to 90 days after its version's publication.
+HYPERCARE_MAX_DAYS = 90
+
+
+class HypercareTerms(BaseModel):
+    """What an SOP owner asks for when publishing a version under hypercare: how many days
+    the window lasts, and how much earlier its steps warn (`warn_factor`: the share of the
+    usual time-to-warning; 1 warns as usual, 0.5 warns after half the usual time, so a
+    step that warns at 80% of its SLA warns at 40%)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    days: int = Field(ge=1, le=HYPERCARE_MAX_DAYS, description="length of the window in days")
+    warn_factor: float = Field(
+        gt=0, le=1, description="share of the usual time-to-warning, in (0, 1]"
+    )
+
+
+class HypercareWindow(BaseModel):
+    """A published SOP version's hypercare window, pinned into the input of each case opened
+    inside it (as the escalation matrix is), so a replay never reads the database."""
+
+    model_config = ConfigDict(frozen=True)
+
+    sop_name: str
+    sop_version: int
+    since: UtcDatetime  # the version's publication
+    until: UtcDatetime
+    warn_factor: float = Field(gt=0, le=1)
+    owner: str  # the SOP owner who published it: every breach of such a case reaches them
+    owner_email: str
+
+    def covers(self, at: datetime) -> bool:
+        return self.since <= at < self.until
+
+    def history_detail(self) -> dict[str, Any]:
+        """The case's `hypercare` history entry: until when, by what factor, who is told."""
+        return {
+            "sop": self.sop_name,
+            "sop_version": self.sop_version,
+            "until": self.until.isoformat(),
+            "warn_factor": self.warn_factor,
+            "owner": self.owner,
+        }
+
+    def warning_ratio(self, ratio: float, at: datetime) -> float:
+        """A clock's warning ratio for work started at `at`: earlier by the factor inside
+        the window, as usual after it."""
+        return ratio * self.warn_factor if self.covers(at) else ratio
 
 
 class CaseInput(BaseModel):
@@ -94,6 +145,8 @@ class CaseInput(BaseModel):
     continue_above_bytes: int = Field(default=12_288, ge=1_024)
     # The revision the previous run had projected: the new run projects what came after.
     projected_revision: int = 0
+    # The hypercare window of its SOP version when the case was opened inside one.
+    hypercare: HypercareWindow | None = None
 
 
 class CaseStatus(StrEnum):
@@ -248,6 +301,8 @@ class CaseSnapshot(BaseModel):
     escalation_matrix_version: int | None = None
     # Notes for open escalations not yet delivered to them (see `EscalationNote`).
     escalation_notes: list[EscalationNote] = Field(default_factory=list)
+    # Its SOP version's hypercare window, when opened inside one (patch `hypercare`).
+    hypercare: HypercareWindow | None = None
 
     def task(self, task_id: str) -> Task | None:
         return next((t for t in self.tasks if t.id == task_id), None)

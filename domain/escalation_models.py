@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from domain.case_models import Actor, HistoryEntry
+from domain.case_models import Actor, HistoryEntry, HypercareWindow
 from escalations.calendars import CalendarFacts
 from escalations.matrix import EscalationRoute
 
@@ -44,6 +44,9 @@ class EscalationInput(BaseModel):
     public_url: str = ""
     # The region's calendar as the case pinned it (None: the shipped one, older cases).
     calendar: CalendarFacts | None = None
+    # A breach of a case opened in its SOP version's hypercare window: its SOP owner is
+    # notified too (patch `hypercare`).
+    hypercare: HypercareWindow | None = None
 
 
 class EscalationSnapshot(BaseModel):

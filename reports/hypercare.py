@@ -1,26 +1,29 @@
 """Hypercare: how a newly published SOP version does against the version before it.
 
 For each step of the new version: SLA attainment, handle time and loop backs of its tasks
-since the version was published, beside the previous version's over as long a time just
-before the publication (the same steps, the same length of time). What an SOP owner
-reads each day of a new version's hypercare window.
+since the version was published (until its hypercare window ends, if it had one), beside
+the previous version's over as long a time just before the publication (the same steps,
+the same length of time). What an SOP owner reads each day of a version's hypercare
+window (`in_hypercare`: versions published with one, see `sop_templates/registry.py`).
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
+import sqlmodel
 from sqlalchemy import Engine, select
+from sqlmodel import Session, col
 
+from domain.case_models import HypercareWindow
 from escalations.calendars import as_utc
 from reports import kpis
 from reports.kpis import Report, ReportFilter
+from sop_templates.registry import hypercare_window
 from store.facts import TASK
 from store.tables import SopVersionRow
 
-# Days after its publication a new SOP version is watched (its owners' daily digest).
-HYPERCARE_DAYS = 14
 COLUMNS = [
     "step",
     "new_fell_due",
@@ -48,18 +51,22 @@ def published_at(engine: Engine, name: str, version: int) -> datetime:
     return as_utc(when)
 
 
-def in_hypercare(engine: Engine, day: date, days: int) -> list[tuple[str, int]]:
-    """The SOP versions (after a first one) published in the `days` before `day` or on it."""
-    t = SopVersionRow.__table__
-    query = select(t.c.name, t.c.version, t.c.published_at).where(
-        t.c.published_at.is_not(None), t.c.version > 1
-    )
-    with engine.connect() as connection:
-        rows = connection.execute(query).all()
+def window_of(engine: Engine, name: str, version: int) -> HypercareWindow | None:
+    """The version's hypercare window, if it was published with one."""
+    with Session(engine) as session:
+        row = session.get(SopVersionRow, (name, version))
+        return hypercare_window(row) if row is not None else None
+
+
+def in_hypercare(engine: Engine, day: date) -> list[HypercareWindow]:
+    """The windows open on `day` (UTC): their owners get that day's digest."""
+    query = sqlmodel.select(SopVersionRow).where(col(SopVersionRow.hypercare_until).is_not(None))
+    midnight = datetime.combine(day, time(), UTC)
+    with Session(engine) as session:
+        windows = [w for row in session.exec(query) if (w := hypercare_window(row))]
     return sorted(
-        (r.name, r.version)
-        for r in rows
-        if timedelta(0) <= day - as_utc(r.published_at).date() < timedelta(days=days)
+        (w for w in windows if w.since.date() <= day and midnight < w.until),
+        key=lambda w: (w.sop_name, w.sop_version),
     )
 
 
@@ -68,6 +75,9 @@ def compare(engine: Engine, name: str, version: int, now: datetime, **filters: o
     if version < 2:
         raise HypercareError(f"version: {name} v{version} has no version before it")
     since = published_at(engine, name, version)
+    window = window_of(engine, name, version)
+    if window is not None:
+        now = min(now, window.until)  # after its window, the window is what is compared
     length = max(now - since, timedelta(days=1))
     new = ReportFilter(start=since, end=now, sop_name=name, sop_version=version, **filters)  # type: ignore[arg-type]
     old = replace(new, start=since - length, end=since, sop_version=version - 1)

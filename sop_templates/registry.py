@@ -18,7 +18,7 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +26,12 @@ import yaml
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from domain.case_models import HypercareTerms, HypercareWindow
 from sop_templates.diff import Change, diff_templates
 from sop_templates.schema import SopTemplate
 from sop_templates.validation import InvalidTemplateError, TemplateError, parse_template
 from store.tables import CaseRow, SopVersionRow
+from store.users import user_named
 
 SHIPPED_DIR = Path(__file__).parent / "shipped"
 DRAFT, PUBLISHED, RETIRED = "draft", "published", "retired"
@@ -216,8 +218,21 @@ def _check_case_type(
         )
 
 
-def publish(session: Session, name: str, version: int, *, actor: str) -> SopVersionRow:
-    """Publish a valid draft; from now on new cases of its case type pin it."""
+class HypercareOwnerError(ValueError):
+    """A hypercare window asked of a publisher Casebook cannot email."""
+
+
+def publish(
+    session: Session,
+    name: str,
+    version: int,
+    *,
+    actor: str,
+    hypercare: HypercareTerms | None = None,
+) -> SopVersionRow:
+    """Publish a valid draft; from now on new cases of its case type pin it. With
+    `hypercare`, the version's window opens now (see `open_hypercare`)."""
+    owner_email = _reachable_owner(session, actor) if hypercare is not None else None
     row = _locked(session, name, version)
     if row.status != DRAFT:
         raise SopConflictError(f"{name} v{version} is {row.status}: only a draft can be published")
@@ -231,14 +246,65 @@ def publish(session: Session, name: str, version: int, *, actor: str) -> SopVers
             f"store this content as v{versions[-1].version + 1}"
         )
     row.status, row.published_at, row.published_by = PUBLISHED, datetime.now(UTC), actor
+    if hypercare is not None and owner_email is not None:
+        open_hypercare(row, hypercare, owner_email)
     session.add(row)
     return row
 
 
-def publish_document(session: Session, document: dict[str, Any], *, actor: str) -> SopVersionRow:
+def open_hypercare(row: SopVersionRow, terms: HypercareTerms, owner_email: str) -> None:
+    """The window starts at the publication and lasts `terms.days` days."""
+    assert row.published_at is not None
+    row.hypercare_days, row.hypercare_warn_factor = terms.days, terms.warn_factor
+    row.hypercare_until = row.published_at + timedelta(days=terms.days)
+    row.hypercare_owner_email = owner_email
+
+
+def _reachable_owner(session: Session, name: str) -> str:
+    """The publisher's email address: the SOP owner hears of every breach in hypercare, so a
+    window needs a user with an address (set with `casebook user add ... --email`)."""
+    user = user_named(session, name)
+    if user is None or user.disabled_at is not None:
+        raise HypercareOwnerError(
+            f"hypercare: {name!r} is not an active Casebook user, so no one would be told "
+            "of breaches; publish as the SOP owner's user"
+        )
+    if not user.email:
+        raise HypercareOwnerError(
+            f"hypercare: user {name!r} has no email address to send breach notices and the "
+            "daily digest to; give the user one first"
+        )
+    return user.email
+
+
+def hypercare_window(row: SopVersionRow) -> HypercareWindow | None:
+    """The version's hypercare window, if it was published with one."""
+    if row.hypercare_until is None or row.published_at is None:
+        return None
+    assert row.hypercare_warn_factor is not None and row.hypercare_owner_email is not None
+    return HypercareWindow(
+        sop_name=row.name,
+        sop_version=row.version,
+        since=row.published_at,
+        until=row.hypercare_until,
+        warn_factor=row.hypercare_warn_factor,
+        owner=row.published_by or "",
+        owner_email=row.hypercare_owner_email,
+    )
+
+
+def publish_document(
+    session: Session,
+    document: dict[str, Any],
+    *,
+    actor: str,
+    hypercare: HypercareTerms | None = None,
+) -> SopVersionRow:
     """Validate, store and publish a new version in one go (`casebook sop publish`)."""
+    if hypercare is not None:
+        _reachable_owner(session, actor)  # refused before anything is stored
     row, _ = create_draft(session, document, actor=actor)
-    return publish(session, row.name, row.version, actor=actor)
+    return publish(session, row.name, row.version, actor=actor, hypercare=hypercare)
 
 
 def retire(session: Session, name: str, version: int) -> SopVersionRow:

@@ -108,6 +108,12 @@ class SopVersionRow(SQLModel, table=True):
     created_by: str
     published_at: datetime | None = None
     published_by: str | None = None
+    # A hypercare window opened at publication (migration 0010_hypercare): its length, how
+    # much earlier its steps warn, its end, and where its owner (`published_by`) is told.
+    hypercare_days: int | None = None
+    hypercare_warn_factor: float | None = None
+    hypercare_until: datetime | None = None
+    hypercare_owner_email: str | None = None
 
 
 class EscalationMatrixVersionRow(SQLModel, table=True):

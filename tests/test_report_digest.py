@@ -11,12 +11,14 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from sqlalchemy import Engine
+from sqlmodel import select
 from temporalio.testing import WorkflowEnvironment
 
 from cli.report_commands import upsert_digest_schedule
-from domain.case_models import Role
+from domain.case_models import HypercareTerms, Role
 from sop_templates.registry import publish_document
 from store.db import session_scope
+from store.tables import UserRow
 from tests.harness import Api, running_api, shipped_document
 from tests.smtp_sink import SmtpSink
 from tests.test_facts import _work_week
@@ -98,17 +100,21 @@ async def test_the_schedule_is_created_then_updated(
         await client.get_schedule_handle(schedule_id).delete()
 
 
-async def test_sop_owners_get_the_hypercare_digest_of_a_new_version(
+async def test_the_sop_owner_gets_the_hypercare_digest_of_the_version_they_published(
     digest_api: Api, dev_server: WorkflowEnvironment, mail: SmtpSink
 ) -> None:
     api = digest_api
-    owner = f"owner-{uuid.uuid4().hex[:6]}@example.com"
+    owner, other = (f"owner-{uuid.uuid4().hex[:6]}@example.com" for _ in range(2))
     api.user(Role.SOP_OWNER, email=owner)
+    api.user(Role.SOP_OWNER, email=other)  # did not publish it: no digest
     with session_scope(api.engine) as session:
-        # A version above every shipped one (those were published when the store was seeded).
+        publisher = session.exec(select(UserRow).where(UserRow.email == owner)).one().name
+        # A version above every shipped one (those were published when the store was seeded,
+        # without a hypercare window: no digest for them).
         latest = shipped_document("dispute")
         new = latest["version"] + 1
-        publish_document(session, {**latest, "version": new}, actor="o")
+        terms = HypercareTerms(days=7, warn_factor=0.5)
+        publish_document(session, {**latest, "version": new}, actor=publisher, hypercare=terms)
     today = datetime.now(UTC).date()
 
     async def run() -> list[str]:
@@ -126,8 +132,9 @@ async def test_sop_owners_get_the_hypercare_digest_of_a_new_version(
     def mine() -> list[Any]:
         return [m for m in mail.messages() if m["To"] == owner and m["Subject"] == subject]
 
-    # (The shipped versions, published when the database was seeded, are in theirs too.)
     [message] = mine()
     assert "(no task on this version yet)" in message.get_content()
+    assert "Hypercare until " in message.get_content()
+    assert [m for m in mail.messages() if m["To"] == other] == []
     assert f"hypercare:dispute:{new}:{today.isoformat()}: already_sent" in await run()
     assert len(mine()) == 1

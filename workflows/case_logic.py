@@ -83,6 +83,7 @@ def open_case(inp: CaseInput, now: datetime, *, errors_become_work: bool = False
         calendars={facts.name: pin(facts) for facts in inp.calendars},
         errors_become_work=errors_become_work,
         escalation_matrix_version=inp.escalation_matrix_version,
+        hypercare=inp.hypercare,
     )
     record(
         case,
@@ -91,6 +92,8 @@ def open_case(inp: CaseInput, now: datetime, *, errors_become_work: bool = False
         actor=inp.opened_by.name,
         detail={"sop": inp.sop.name, "sop_version": inp.sop.version},
     )
+    if inp.hypercare is not None:
+        record(case, now, "hypercare", detail=inp.hypercare.history_detail())
     _enter(case, inp.template, inp.template.start, now, last_task=None)
     return case
 
@@ -479,7 +482,10 @@ def _open_task_for(case: CaseSnapshot, step: HumanTaskStep, now: datetime) -> Ta
     if step.sla:
         calendar = step.sla.calendar or case.region
         pinned = case.calendars.get(calendar)
-        task.sla = SlaClock.start(calendar, step.sla.budget, now, step.sla.warning, pinned)
+        warning = step.sla.warning
+        if case.hypercare is not None:  # its version's steps warn earlier for a while
+            warning = case.hypercare.warning_ratio(warning, now)
+        task.sla = SlaClock.start(calendar, step.sla.budget, now, warning, pinned)
         refresh_sla(task)
     case.tasks.append(task)
     record(case, now, "task_opened", task=task, detail={"queue": step.queue})

@@ -38,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
         EscalateCase,
         EscalationEvent,
         EscalationLink,
+        HypercareWindow,
         MigrateSop,
         PauseTask,
         PendingAction,
@@ -86,6 +87,9 @@ CONTINUE_AS_NEW = "continue-as-new"
 OUTAGE_VISIBLE = "outage-visible"
 # Patch: a manual escalation of work already escalated joins the open escalation.
 ESCALATIONS_JOIN_PATCH = "escalations-join"
+# Patch: a case opened in its SOP version's hypercare window records it, its tasks warn
+# earlier, and its breaches also notify the SOP owner (the escalation sends the notice).
+HYPERCARE_PATCH = "hypercare"
 
 
 @dataclass(frozen=True)
@@ -137,6 +141,10 @@ class CaseWorkflow:
         else:
             # Patched: cases started before keep failing their workflow task on an SOP error.
             errors_become_work = workflow.patched(SOP_ERRORS_BECOME_WORK)
+            # Patched, asked only for a case opened in a hypercare window (none had one before).
+            if inp.hypercare is not None and not workflow.patched(HYPERCARE_PATCH):
+                inp = inp.model_copy(update={"hypercare": None})
+                self._input = self._input.model_copy(update={"hypercare": None})
             self._case = case_logic.open_case(
                 inp, workflow.now(), errors_become_work=errors_become_work
             )
@@ -622,7 +630,15 @@ class CaseWorkflow:
             route=route,
             public_url=self._input.public_url,
             calendar=self._pinned(self._case.region),
+            hypercare=self._owner_told_of(link),
         )
+
+    def _owner_told_of(self, link: EscalationLink) -> HypercareWindow | None:
+        """The hypercare window whose SOP owner hears of this escalation: a breach inside it."""
+        window = self._case.hypercare
+        if window is None or link.kind != EscalationKind.SLA_BREACH:
+            return None
+        return window if window.covers(link.opened_at) else None
 
     def _pinned(self, calendar: str) -> CalendarFacts | None:
         digest = self._case.calendars.get(calendar)

@@ -12,7 +12,7 @@ from temporalio.common import RetryPolicy
 with workflow.unsafe.imports_passed_through():
     from activities.email import EmailRequest
     from activities.read_model import PROJECT_ESCALATION
-    from domain.case_models import EscalationEvent, EscalationNote
+    from domain.case_models import EscalationEvent, EscalationNote, HypercareWindow
     from domain.escalation_models import (
         EscalationInput,
         EscalationSnapshot,
@@ -23,7 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import escalation_logic
     from workflows.case_logic import CaseRuleError
     from workflows.case_sla import NOTE_DECLINED
-    from workflows.case_workflow import PROJECTION_RETRY, rule_error
+    from workflows.case_workflow import HYPERCARE_PATCH, PROJECTION_RETRY, rule_error
 
 # Email never blocks the escalation: it is sent alongside, retried for about a day.
 EMAIL_RETRY = RetryPolicy(
@@ -54,6 +54,9 @@ class EscalationWorkflow:
     @workflow.run
     async def run(self, inp: EscalationInput) -> EscalationSnapshot:
         self._notify_level()
+        # Patched, asked only for a breach under hypercare (escalations before had none).
+        if inp.hypercare is not None and workflow.patched(HYPERCARE_PATCH):
+            self._notify_sop_owner(inp.hypercare)
         while True:
             await self._tell_case()
             if self._esc.revision > self._projected_revision:
@@ -90,6 +93,19 @@ class EscalationWorkflow:
                 )
             )
 
+    def _notify_sop_owner(self, window: HypercareWindow) -> None:
+        """The breach notice to the SOP owner of a version in hypercare, once per breach."""
+        esc = self._esc
+        context = escalation_logic.notice_context(esc, self._input, workflow.now())
+        request = EmailRequest(
+            idempotency_key=f"hypercare-breach:{esc.id}",
+            case_id=esc.case_id,
+            template="hypercare_breach",
+            to=[window.owner_email],
+            context={**context, **window.history_detail()},
+        )
+        self._send(request)
+
     def _notify_level(self) -> None:
         """Email the current level's queue; the outbox key makes a retry send nothing twice."""
         esc = self._esc
@@ -100,6 +116,10 @@ class EscalationWorkflow:
             to_queue=esc.queue,
             context=escalation_logic.notice_context(esc, self._input, workflow.now()),
         )
+        self._send(request)
+
+    def _send(self, request: EmailRequest) -> None:
+        """Beside the escalation, never in its way; the run waits for it before it ends."""
         self._emails.append(
             workflow.start_activity(
                 "send_email",

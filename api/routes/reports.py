@@ -45,6 +45,29 @@ async def ledger(
 
 
 @router.get(
+    "/reports/hypercare",
+    responses={200: {"content": {"text/csv": {}}, "description": "the steps' rows"}},
+)
+async def hypercare(
+    actor: Reader,
+    svc: ServicesDep,
+    sop: ShortText,
+    version: Annotated[int, Query(ge=2, le=1_000_000, description="the new version")],
+    vendor: ShortText | None = None,
+    accept: Annotated[str, Header()] = "application/json",
+) -> Any:
+    """An SOP version's steps since its publication (to the end of its hypercare window)
+    beside the previous version's over as long a time before it: SLA attainment, handle
+    time, loop backs; with the version's hypercare window (null without one)."""
+    window, result = await service.hypercare(svc, actor, sop, version, vendor)
+    if "text/csv" in accept:
+        return Response(as_csv(result), media_type="text/csv")
+    shown = window.model_dump(mode="json", exclude={"owner_email"}) if window else None
+    body = {"report": result.name, "sop": sop, "version": version, "against": version - 1}
+    return JSONResponse({**body, "window": shown, "columns": result.columns, "rows": result.rows})
+
+
+@router.get(
     "/reports/{name}",
     responses={200: {"content": {"text/csv": {}}, "description": "the report's rows"}},
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Response
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
@@ -15,8 +15,9 @@ from access.policy import Action
 from api.deps import ServicesDep, authorize
 from api.schemas import MAX_LIST_ITEMS, EntityId, RequestBody, storable_json
 from api.services import sops as service
-from domain.case_models import Actor
+from domain.case_models import Actor, HypercareTerms
 from sop_templates.diff import render_text
+from sop_templates.registry import hypercare_window
 from sop_templates.schema import SopTemplate
 from store.tables import SopVersionRow
 
@@ -71,6 +72,17 @@ class SopListing(BaseModel):
     latest_version: int
 
 
+class HypercareOut(BaseModel):
+    """A version's hypercare window: from its publication for `days` days its steps warn
+    after `warn_factor` of the usual time, and `owner` hears of every breach."""
+
+    days: int
+    warn_factor: float
+    since: datetime
+    until: datetime
+    owner: str
+
+
 class SopVersionSummary(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -83,6 +95,23 @@ class SopVersionSummary(BaseModel):
     created_by: str
     published_at: datetime | None
     published_by: str | None
+    hypercare: HypercareOut | None = None  # when published with a hypercare window
+
+    @classmethod
+    def of(cls, row: SopVersionRow) -> Self:
+        window = hypercare_window(row)
+        hypercare = (
+            HypercareOut(
+                days=row.hypercare_days or 0,
+                warn_factor=window.warn_factor,
+                since=window.since,
+                until=window.until,
+                owner=window.owner,
+            )
+            if window
+            else None
+        )
+        return cls.model_validate(row).model_copy(update={"hypercare": hypercare})
 
 
 class SopVersionOut(SopVersionSummary):
@@ -126,7 +155,7 @@ async def list_sops(_: Reader, svc: ServicesDep) -> list[SopListing]:
 @router.get("/{name}/versions", response_model=list[SopVersionSummary])
 async def list_versions(name: str, _: Reader, svc: ServicesDep) -> list[SopVersionSummary]:
     rows = await run_in_threadpool(service.list_versions, svc, name)
-    return [SopVersionSummary.model_validate(r) for r in rows]
+    return [SopVersionSummary.of(r) for r in rows]
 
 
 @router.get("/{name}/versions/{version}", response_model=SopVersionOut)
@@ -158,10 +187,29 @@ async def create_draft(
     return _out(row)
 
 
+class PublishBody(RequestBody):
+    # A hypercare window opened by this publication (none when left out).
+    hypercare: HypercareTerms | None = None
+
+
 @router.post("/{name}/versions/{version}/publish", response_model=SopVersionOut)
-async def publish(name: str, version: Version, actor: Publisher, svc: ServicesDep) -> SopVersionOut:
-    """Publish a valid draft: immutable from now on, and new cases pin it."""
-    return _out(await run_in_threadpool(service.publish, svc, actor, name, version))
+async def publish(
+    name: str,
+    version: Version,
+    actor: Publisher,
+    svc: ServicesDep,
+    body: Annotated[PublishBody | None, Body()] = None,
+) -> SopVersionOut:
+    """Publish a valid draft: immutable from now on, and new cases pin it.
+
+    With `{"hypercare": {"days": 1..90, "warn_factor": (0, 1]}}` a hypercare window opens:
+    for `days` days, cases opened on this version warn after `warn_factor` of their steps'
+    usual time-to-warning, every breach of theirs also emails the publisher (who needs an
+    email address: 422 otherwise), and the publisher gets a daily digest comparing this
+    version with the previous one."""
+    hypercare = body.hypercare if body else None
+    row = await run_in_threadpool(service.publish, svc, actor, name, version, hypercare)
+    return _out(row)
 
 
 @router.post("/{name}/versions/{version}/retire", response_model=SopVersionOut)
@@ -199,7 +247,7 @@ async def cases_on_version(
 
 
 def _out(row: SopVersionRow) -> SopVersionOut:
-    return SopVersionOut.model_validate(row)
+    return SopVersionOut.of(row)
 
 
 class MigrationBody(RequestBody):

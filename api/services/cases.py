@@ -18,11 +18,19 @@ from api.schemas import CaseCreate
 from api.services.idempotency import claim_key, request_hash
 from api.services.intake import Intake, check_intake, checked_first
 from domain.addresses import InvalidAddressError, parse_address
-from domain.case_models import Actor, CaseInput, CaseSnapshot, CaseStatus, SopRef, WaitingOn
+from domain.case_models import (
+    Actor,
+    CaseInput,
+    CaseSnapshot,
+    CaseStatus,
+    HypercareWindow,
+    SopRef,
+    WaitingOn,
+)
 from escalations import matrix_registry
 from escalations.calendars import UnknownCalendarError, facts_for, get_calendar
 from escalations.matrix import EscalationMatrix, routes_for
-from sop_templates.registry import NoPublishedVersionError, latest_published
+from sop_templates.registry import NoPublishedVersionError, hypercare_window, latest_published
 from sop_templates.schema import EmailStep, SopTemplate
 from store.db import session_scope
 from store.read_model import CaseFilter, get_case, list_cases, project_snapshot
@@ -77,7 +85,7 @@ def _prepare(
     the Idempotency-Key over the request as sent, or new)."""
     body = intake.body
     with session_scope(svc.engine) as session:
-        template, sop = _pinned_sop(session, body.type)
+        template, sop, hypercare = _pinned_sop(session, body.type)
         _check_against_template(body, template)
         vendor = case_vendor(actor, body.vendor)
         matrix = _pinned_matrix(session)
@@ -87,7 +95,7 @@ def _prepare(
     if not intake.verified:
         template = checked_first(template)  # billing was down: the case checks first
     inp = case_input(svc, actor, body, case_id, template, sop, vendor, matrix=matrix)
-    return inp, replayed
+    return inp.model_copy(update={"hypercare": hypercare}), replayed
 
 
 def case_input(
@@ -124,13 +132,20 @@ def case_input(
     )
 
 
-def _pinned_sop(session: Session, case_type: str) -> tuple[SopTemplate, SopRef]:
+def _pinned_sop(
+    session: Session, case_type: str
+) -> tuple[SopTemplate, SopRef, HypercareWindow | None]:
+    """The version a new case pins, and its hypercare window if the case opens inside it
+    (pinned like the template: the workflow never reads the registry)."""
     try:
         row = latest_published(session, case_type)
     except NoPublishedVersionError as exc:
         raise ApiError("invalid", f"type: {exc}", {"field": "type"}) from None
     sop = SopRef(name=row.name, version=row.version, content_hash=row.content_hash)
-    return SopTemplate.model_validate(row.content), sop
+    window = hypercare_window(row)
+    if window is not None and not window.covers(datetime.now(UTC)):
+        window = None
+    return SopTemplate.model_validate(row.content), sop, window
 
 
 def _pinned_matrix(session: Session) -> tuple[int, EscalationMatrix]:

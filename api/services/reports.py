@@ -12,7 +12,8 @@ from api.deps import Services
 from api.errors import ApiError
 from api.services.sweeps import billing_of
 from billing.contract import BillingBusinessError
-from domain.case_models import Actor
+from domain.case_models import Actor, HypercareWindow
+from reports import hypercare as hypercare_report
 from reports import kpis
 from reports.kpis import Report, ReportError, ReportFilter
 from reports.ledger import ledger_measures
@@ -84,6 +85,28 @@ async def ledger(svc: Services, actor: Actor, currency: str, p: Period) -> dict[
             )
         except BillingBusinessError as exc:
             raise ApiError("invalid", str(exc), {"fields": {"currency": str(exc)}}) from None
+
+
+async def hypercare(
+    svc: Services, actor: Actor, sop: str, version: int, vendor: str | None
+) -> tuple[HypercareWindow | None, Report]:
+    """A version's steps beside the previous version's, in the caller's vendor scope, and
+    its hypercare window (None when it was published without one)."""
+    at = now()
+    f = scoped(actor, ReportFilter(start=at, end=at, vendor=vendor))
+
+    def answer() -> tuple[HypercareWindow | None, Report]:
+        report = hypercare_report.compare(
+            svc.engine, sop, version, at, vendor=f.vendor, vendors=f.vendors
+        )
+        return hypercare_report.window_of(svc.engine, sop, version), report
+
+    try:
+        return await run_in_threadpool(answer)
+    except hypercare_report.HypercareError as exc:
+        field = str(exc).split(":")[0]
+        kind = "not_found" if field == "sop" else "invalid"
+        raise ApiError(kind, str(exc), {"fields": {field: str(exc)}}) from None
 
 
 def now() -> datetime:

@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import Services
 from api.errors import ApiError
 from api.services import tasks
-from domain.case_models import Actor, MigrateSop, SopRef
+from domain.case_models import Actor, HypercareTerms, MigrateSop, SopRef
 from sop_templates import registry
 from sop_templates.diff import Change
 from sop_templates.schema import SopTemplate
@@ -36,6 +36,8 @@ def _registry(svc: Services) -> Iterator[Session]:
         raise ApiError("conflict", str(exc)) from None
     except registry.UnknownSopError as exc:
         raise ApiError("not_found", str(exc)) from None
+    except registry.HypercareOwnerError as exc:
+        raise ApiError("invalid", str(exc), {"field": "hypercare"}) from None
 
 
 def invalid_document(exc: InvalidTemplateError, what: str = "the template") -> ApiError:
@@ -71,9 +73,15 @@ def create_draft(
         return registry.create_draft(session, document, actor=actor.name, name=name)
 
 
-def publish(svc: Services, actor: Actor, name: str, version: int) -> SopVersionRow:
+def publish(
+    svc: Services,
+    actor: Actor,
+    name: str,
+    version: int,
+    hypercare: HypercareTerms | None = None,
+) -> SopVersionRow:
     with _registry(svc) as session:
-        return registry.publish(session, name, version, actor=actor.name)
+        return registry.publish(session, name, version, actor=actor.name, hypercare=hypercare)
 
 
 def retire(svc: Services, name: str, version: int) -> SopVersionRow:
