@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse
 
 from access.policy import Action
 from api.deps import ServicesDep, authorize
 from api.schemas import ShortText
 from api.services import reports as service
 from domain.case_models import Actor
-from reports.export import as_csv, as_json
+from reports.export import as_json
 from reports.kpis import GROUPS, KPIS
 
 router = APIRouter(tags=["reports"])
@@ -84,7 +84,5 @@ async def report(
     )
     result = await service.run(svc, actor, name, f)
     if "text/csv" in accept:
-        filename = f"{name}-{f.start.date().isoformat()}.csv"
-        headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
-        return Response(as_csv(result), media_type="text/csv", headers=headers)
+        return service.csv_download(result, f)
     return JSONResponse(as_json(result, f))

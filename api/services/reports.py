@@ -6,6 +6,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
 
 from access.policy import Action, reach
 from api.deps import Services
@@ -14,6 +15,7 @@ from api.services.sweeps import billing_of
 from billing.contract import BillingBusinessError
 from domain.case_models import Actor
 from reports import kpis
+from reports.export import as_csv
 from reports.kpis import Report, ReportError, ReportFilter
 from reports.ledger import ledger_measures
 from reports.periods import Period, PeriodError, parse_anchor, period
@@ -74,7 +76,7 @@ async def run(svc: Services, actor: Actor, name: str, f: ReportFilter) -> Report
 async def ledger(svc: Services, actor: Actor, currency: str, p: Period) -> dict[str, object]:
     """DSO, CEI and ADD over the period's days; the ledger is the company's, not a
     vendor's: only callers who see every vendor may read it."""
-    if not reach(actor, Action.REPORTS).all_vendors:
+    if not sees_every_vendor(actor):
         raise ApiError("forbidden", f"{actor.name} sees one vendor's work; the ledger is not")
     months = max(1, len(p.months()))
     async with billing_of(svc) as billing:
@@ -84,6 +86,19 @@ async def ledger(svc: Services, actor: Actor, currency: str, p: Period) -> dict[
             )
         except BillingBusinessError as exc:
             raise ApiError("invalid", str(exc), {"fields": {"currency": str(exc)}}) from None
+
+
+def sees_every_vendor(actor: Actor) -> bool:
+    """Whether the caller's reports span every vendor (and so may include the ledger)."""
+    return reach(actor, Action.REPORTS).all_vendors
+
+
+def csv_download(result: Report, f: ReportFilter) -> Response:
+    """The report as a CSV attachment named after it and its period's first day (the JSON
+    API with `Accept: text/csv` and the console's download link)."""
+    filename = f"{result.name}-{f.start.date().isoformat()}.csv"
+    headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
+    return Response(as_csv(result), media_type="text/csv", headers=headers)
 
 
 def now() -> datetime:
