@@ -14,6 +14,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, never a window
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 Points = Sequence[tuple[str, float | None]]
 BAR = "#1565c0"
@@ -27,13 +28,20 @@ def bars(ax: Any, title: str, points: Points, flagged: Sequence[bool] = ()) -> N
     """One measure per label; a label without a value shows as zero, a flagged one in red
     and hatched (not by colour alone)."""
     labels = [label for label, _ in points]
-    drawn = ax.bar(labels, [v if v is not None else 0 for _, v in points], color=BAR)
+    values = [v if v is not None else 0 for _, v in points]
+    drawn = ax.bar(labels, values, color=BAR)
     for bar, flag in zip(drawn, flagged, strict=False):
         if flag:
-            bar.set_color(FLAGGED)
+            bar.set_facecolor(FLAGGED)
+            bar.set_edgecolor("#ffffff")  # the hatch's colour
             bar.set_hatch("//")
     ax.set_title(title, fontsize=10)
     ax.grid(axis="y", alpha=0.3)
+    # From zero up, even when every value is zero (matplotlib would centre the axis on it);
+    # counts get whole-number ticks.
+    ax.set_ylim(bottom=0, top=None if any(values) else 1)
+    if all(float(v).is_integer() for v in values):
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     if len(labels) > 6 or any(len(label) > 8 for label in labels):
         ax.tick_params(axis="x", labelrotation=30, labelsize=8)
 
