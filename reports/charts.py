@@ -38,9 +38,9 @@ def bars(ax: Any, title: str, points: Points, flagged: Sequence[bool] = ()) -> N
     ax.set_title(title, fontsize=10)
     ax.grid(axis="y", alpha=0.3)
     # From zero up, even when every value is zero (matplotlib would centre the axis on it);
-    # counts get whole-number ticks.
+    # counts (ints, not a rate that happens to be 1.0) get whole-number ticks.
     ax.set_ylim(bottom=0, top=None if any(values) else 1)
-    if all(float(v).is_integer() for v in values):
+    if all(isinstance(v, int) for v in values):
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     if len(labels) > 6 or any(len(label) > 8 for label in labels):
         ax.tick_params(axis="x", labelrotation=30, labelsize=8)
