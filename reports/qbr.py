@@ -9,9 +9,7 @@ PdfPages too (a page per section, TrueType fonts so its text can be read back).
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 from collections import defaultdict
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,7 +20,7 @@ from sqlalchemy import Engine, select
 
 from domain.values import is_id
 from escalations.calendars import as_utc
-from reports import kpis
+from reports import charts, kpis
 from reports.kpis import ReportFilter
 from reports.periods import Period, parse_quarter, period
 from reports.targets import TARGETS_FILE, targets_for
@@ -201,26 +199,6 @@ def _sop_changes(engine: Engine, q: Period) -> Table:
 # --- rendering ---------------------------------------------------------------------
 
 
-def _chart(title: str, points: list[tuple[str, float | None]]) -> Figure:
-    fig = Figure(figsize=(6, 2.6))
-    _bars(fig.add_subplot(), title, points)
-    fig.tight_layout()
-    return fig
-
-
-def _bars(ax: Any, title: str, points: list[tuple[str, float | None]]) -> None:
-    """One measure by month; a month without a value shows as zero."""
-    ax.bar([m for m, _ in points], [v if v is not None else 0 for _, v in points], color="#1565c0")
-    ax.set_title(title, fontsize=10)
-    ax.grid(axis="y", alpha=0.3)
-
-
-def _png(fig: Figure) -> str:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90)
-    return base64.b64encode(buffer.getvalue()).decode()
-
-
 def _html_table(table: Table, empty: str) -> str:
     if not table.rows:
         return f"<p>{html.escape(empty)}</p>"
@@ -243,14 +221,14 @@ def _html_cell(column: str, value: Any) -> str:
 
 def render_html(pack: Pack) -> str:
     title = f"QBR {pack.quarter.label}: {pack.vendor}"
-    charts = "".join(
+    figures = "".join(
         f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,'
-        f'{_png(_chart(name, points))}"></figure>'
+        f'{charts.png(charts.bar_chart(name, points))}"></figure>'
         for name, points in pack.trends.items()
     )
     bodies = {
         "scorecard": _html_table(pack.scorecard, "no measures"),
-        "trends": charts,
+        "trends": figures,
         "breaches": _html_table(pack.breaches, "No SLA breach this quarter."),
         "escalations": _html_table(pack.escalations, "No escalation this quarter."),
         "agents": _html_table(pack.agents, "No agent under the threshold of their queue."),
@@ -327,12 +305,7 @@ def _trends_page(heading: str, trends: dict[str, list[tuple[str, float | None]]]
     fig.text(0.05, 0.96, heading, fontsize=14)
     count = len(trends)
     for i, (name, points) in enumerate(trends.items()):
-        ax = fig.add_subplot(count, 1, i + 1)
-        ax.bar(
-            [m for m, _ in points], [v if v is not None else 0 for _, v in points], color="#1565c0"
-        )
-        ax.set_title(name, fontsize=10)
-        ax.grid(axis="y", alpha=0.3)
+        charts.bars(fig.add_subplot(count, 1, i + 1), name, points)
     fig.subplots_adjust(top=0.92, hspace=0.6)
     return fig
 

@@ -145,3 +145,19 @@ async def test_a_taken_task_says_who_holds_it(api: Api) -> None:
     )
     assert conflict.status_code == 409
     assert f"claimed by {holder[0]['assignee']}" in conflict.text
+
+
+@in_session
+async def test_reports_are_refused_to_agents_and_sop_owners_as_over_the_api(api: Api) -> None:
+    for role in (Role.AGENT, Role.SOP_OWNER):
+        user = api.user(role, vendor="acme", queues=[TIER1])
+        over_api = await api.http.get("/reports/sla", headers=user)
+        page = await api.http.get("/console/reports", headers=_cookie(user))
+        download = await api.http.get("/console/reports/sla.csv", headers=_cookie(user))
+        assert page.status_code == download.status_code == over_api.status_code == 403
+        assert over_api.json()["message"] in page.text
+        assert "Sign out" in page.text  # the refusal is a page of the session, whose
+        assert '<a href="/console/reports"' not in page.text  # navigation has no Reports
+    lead = api.user(Role.LEAD, vendor="acme")
+    board = await api.http.get("/console/board", headers=_cookie(lead))
+    assert '<a href="/console/reports"' in board.text  # the nav link, for those it serves

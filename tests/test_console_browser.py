@@ -1,9 +1,9 @@
 """The console in a real browser (issue 15): Debian's Chromium driven by Playwright against
 `casebook dev`. One journey through a dispute (an agent takes the next task and works
 triage and investigation, a lead approves the credit on the board, the case closes with its
-credit memo, an auditor reads the timeline and the replay verdict), a screenshot of each
-page into docs/screenshots/, and axe-core (vendored in tests/vendor/) on each page: no
-serious or critical accessibility violation."""
+credit memo, an auditor reads the timeline, the replay verdict and the reports), a
+screenshot of each page into docs/screenshots/, and axe-core (vendored in tests/vendor/) on
+each page: no serious or critical accessibility violation."""
 
 from __future__ import annotations
 
@@ -187,5 +187,21 @@ def test_a_dispute_worked_in_the_browser_from_inbox_to_audit(
     sol.get_by_role("button", name="Show diff").click()
     expect(sol.get_by_role("table", name="The two versions side by side")).to_be_visible()
     visits.check(sol, "10-sop-diff")
+
+    # The auditor's reports, reached and filtered with the keyboard alone: the month's KPIs,
+    # charts and the ledger.
+    aud.get_by_role("link", name="Reports", exact=True).focus()
+    aud.keyboard.press("Enter")
+    expect(aud.get_by_role("heading", name="Reports", exact=True)).to_be_visible()
+    aud.get_by_label("Period", exact=True).focus()
+    aud.keyboard.press("ArrowDown")  # week -> month
+    aud.keyboard.press("ArrowDown")  # month -> quarter
+    aud.get_by_label("Time zone").focus()
+    aud.keyboard.press("Enter")  # submits the GET form
+    expect(aud.get_by_role("heading", name=re.compile("^SLA attainment"))).to_be_visible()
+    assert "period=quarter" in aud.url
+    expect(aud.locator("#report-throughput")).to_contain_text("ana")
+    expect(aud.get_by_role("img", name=re.compile("^SLA attainment by month"))).to_be_visible()
+    visits.check(aud, "11-reports")
 
     assert not visits.violations, "\n".join(visits.violations)

@@ -2,21 +2,27 @@
 an SOP owner validates an uploaded YAML (every error at its path, nothing stored), saves,
 diffs and publishes it; an agent pauses and resumes the SLA and escalates by hand; a lead
 reassigns from the board; an auditor sees the case as of an instant and downloads the
-evidence; a lead may not (the policy's audit export)."""
+evidence; a lead may not (the policy's audit export); the reports page shows the JSON API's
+numbers in the caller's vendor scope, with each report's CSV."""
 
 from __future__ import annotations
 
 import io
 import re
+import uuid
 import zipfile
+from html.parser import HTMLParser
 from typing import Any
 
 import pytest
 import yaml
 
+from api.console.routes_reports import cell, column_label
 from domain.case_models import Role
+from reports.kpis import KPIS
 from tests.harness import Api, eventually, shipped_document
 from tests.test_console_access import TIER1, _cookie, _csrf, _open_task
+from tests.test_facts import _work_week
 
 in_session = pytest.mark.asyncio(loop_scope="session")
 
@@ -159,3 +165,123 @@ async def test_an_auditor_sees_the_case_as_of_an_instant_and_downloads_evidence(
     assert f"{case_id}/manifest.json" in names and f"{case_id}/history.json" in names
     refused = await api.http.get(f"/console/audit/{case_id}/export", headers=_cookie(lead))
     assert refused.status_code == 403
+
+
+WEEK = {"period": "week", "at": "2026-11-23"}
+
+
+@pytest.fixture(scope="module")
+def report_vendors(api: Api) -> tuple[str, str]:
+    """Two vendors' weeks of facts, each the known week of tests/test_facts.py."""
+    mine, other = (f"v-{uuid.uuid4().hex[:6]}" for _ in range(2))
+    _work_week(api.engine, mine)
+    _work_week(api.engine, other)
+    return mine, other
+
+
+class ReportTables(HTMLParser):
+    """The cells of each report section's table (`id="report-NAME"`), header row first."""
+
+    def __init__(self, page: str) -> None:
+        super().__init__()
+        self.tables: dict[str, list[list[str]]] = {}
+        self._section: str | None = None
+        self._row: list[str] | None = None
+        self._cell: str | None = None
+        self.feed(page)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        ident = dict(attrs).get("id") or ""
+        if tag == "section" and ident.startswith("report-"):
+            self._section = ident.removeprefix("report-")
+            self.tables[self._section] = []
+        elif tag == "tr" and self._section:
+            self._row = []
+        elif tag in ("td", "th") and self._row is not None:
+            self._cell = ""
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self._row is not None and self._cell is not None:
+            self._row.append(self._cell.strip())
+            self._cell = None
+        elif tag == "tr" and self._section and self._row is not None:
+            self.tables[self._section].append(self._row)
+            self._row = None
+        elif tag == "section":
+            self._section = None
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell += data
+
+
+async def _page_and_api(
+    api: Api, headers: dict[str, str], **params: Any
+) -> tuple[dict[str, list[list[str]]], dict[str, list[list[str]]], str]:
+    """Each report as the console's page shows it and as the JSON API answers it."""
+    page = await api.http.get("/console/reports", params=params, headers=_cookie(headers))
+    assert page.status_code == 200, page.text
+    answered = {}
+    for name in KPIS:
+        body = (await api.http.get(f"/reports/{name}", params=params, headers=headers)).json()
+        rows = [[cell(row[c]) for c in body["columns"]] for row in body["rows"]]
+        answered[name] = [[column_label(c) for c in body["columns"]], *rows] if rows else []
+    return ReportTables(page.text).tables, answered, page.text
+
+
+@in_session
+async def test_the_reports_page_shows_the_apis_numbers_in_a_leads_vendor(
+    api: Api, report_vendors: tuple[str, str]
+) -> None:
+    mine, other = report_vendors
+    lead = api.user(Role.LEAD, vendor=mine)
+    shown, answered, page = await _page_and_api(api, lead, **WEEK)
+    assert {name: shown[name] for name in KPIS} == answered
+    fell_due = shown["sla"][0].index("fell due")
+    assert shown["sla"][1][fell_due] == "6"  # one vendor's week, not both
+    assert "report-ledger" not in page  # the ledger is not one vendor's
+    assert 'name="vendor"' not in page and f"{mine} (yours)" in page
+    # Three charts inline as SVG, text kept as text: the agents chart names ana's queue.
+    assert page.count('<svg role="img"') == 3 and "ana (disputes-tier1)" in page
+    assert "cdn" not in page.lower() and '<script src="http' not in page
+
+    by_step, answered_by_step, _ = await _page_and_api(api, lead, **WEEK, group_by="step")
+    assert by_step["sla"] == answered_by_step["sla"] and len(by_step["sla"]) > 2
+
+    link = re.search(r'href="(/console/reports/throughput\.csv\?[^"]+)"', page)
+    assert link, "no CSV link for throughput"
+    download = await api.http.get(link.group(1).replace("&amp;", "&"), headers=_cookie(lead))
+    over_api = await api.http.get(
+        "/reports/throughput", params=WEEK, headers={**lead, "Accept": "text/csv"}
+    )
+    assert download.status_code == 200 and download.text == over_api.text
+    assert download.headers["content-disposition"] == over_api.headers["content-disposition"]
+
+    theirs = await api.http.get(
+        "/console/reports", params={**WEEK, "vendor": other}, headers=_cookie(lead)
+    )
+    refused = await api.http.get("/reports/sla", params={**WEEK, "vendor": other}, headers=lead)
+    assert theirs.status_code == refused.status_code == 403
+    assert other in theirs.text
+
+
+@in_session
+async def test_an_auditor_reads_every_vendor_and_the_ledger_and_bad_filters_are_named(
+    api: Api, report_vendors: tuple[str, str]
+) -> None:
+    _, other = report_vendors
+    auditor = api.user(Role.AUDITOR)
+    shown, answered, _ = await _page_and_api(api, auditor, **WEEK, vendor=other)
+    assert {name: shown[name] for name in KPIS} == answered
+    assert shown["sla"][1][shown["sla"][0].index("fell due")] == "6"
+
+    ledger = await api.http.get(
+        "/reports/ledger", params={**WEEK, "currency": "EUR"}, headers=auditor
+    )
+    assert ledger.status_code == 200, ledger.text
+    measures = [[column_label(k), cell(v)] for k, v in ledger.json().items()]
+    assert shown["ledger"] == [["Measure", "Value"], *measures]
+
+    for params, field in (({"at": "yesterday"}, "at"), ({"group_by": "colour"}, "group_by")):
+        bad = await api.http.get("/console/reports", params=params, headers=_cookie(auditor))
+        assert bad.status_code == 422 and field in bad.text, bad.text

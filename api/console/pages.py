@@ -38,6 +38,7 @@ NAV: tuple[tuple[str, str, Action], ...] = (
     ("SOPs", f"{PREFIX}/sops", Action.SOP_READ),
     ("Audit", f"{PREFIX}/audit", Action.AUDIT_READ),
     ("Archive", f"{PREFIX}/archive", Action.AUDIT_EXPORT),
+    ("Reports", f"{PREFIX}/reports", Action.REPORTS),
 )
 
 

@@ -107,7 +107,5 @@ async def report(
     )
     result = await service.run(svc, actor, name, f)
     if "text/csv" in accept:
-        filename = f"{name}-{f.start.date().isoformat()}.csv"
-        headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
-        return Response(as_csv(result), media_type="text/csv", headers=headers)
+        return service.csv_download(result, f)
     return JSONResponse(as_json(result, f))

@@ -6,6 +6,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
 
 from access.policy import Action, reach
 from api.deps import Services
@@ -15,6 +16,7 @@ from billing.contract import BillingBusinessError
 from domain.case_models import Actor, HypercareWindow
 from reports import hypercare as hypercare_report
 from reports import kpis
+from reports.export import as_csv
 from reports.kpis import Report, ReportError, ReportFilter
 from reports.ledger import ledger_measures
 from reports.periods import Period, PeriodError, parse_anchor, period
@@ -75,7 +77,7 @@ async def run(svc: Services, actor: Actor, name: str, f: ReportFilter) -> Report
 async def ledger(svc: Services, actor: Actor, currency: str, p: Period) -> dict[str, object]:
     """DSO, CEI and ADD over the period's days; the ledger is the company's, not a
     vendor's: only callers who see every vendor may read it."""
-    if not reach(actor, Action.REPORTS).all_vendors:
+    if not sees_every_vendor(actor):
         raise ApiError("forbidden", f"{actor.name} sees one vendor's work; the ledger is not")
     months = max(1, len(p.months()))
     async with billing_of(svc) as billing:
@@ -107,6 +109,19 @@ async def hypercare(
         field = str(exc).split(":")[0]
         kind = "not_found" if field == "sop" else "invalid"
         raise ApiError(kind, str(exc), {"fields": {field: str(exc)}}) from None
+
+
+def sees_every_vendor(actor: Actor) -> bool:
+    """Whether the caller's reports span every vendor (and so may include the ledger)."""
+    return reach(actor, Action.REPORTS).all_vendors
+
+
+def csv_download(result: Report, f: ReportFilter) -> Response:
+    """The report as a CSV attachment named after it and its period's first day (the JSON
+    API with `Accept: text/csv` and the console's download link)."""
+    filename = f"{result.name}-{f.start.date().isoformat()}.csv"
+    headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
+    return Response(as_csv(result), media_type="text/csv", headers=headers)
 
 
 def now() -> datetime:
