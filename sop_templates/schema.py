@@ -14,7 +14,7 @@ Money controls: a billing step whose action moves money (`MONEY_ACTIONS`) declar
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -207,6 +207,10 @@ class EmailTemplate(_Strict):
 
 AnyStep = HumanTaskStep | DecisionStep | ComputeStep | EndStep | EmailStep | BillingStep | WaitStep
 Step = Annotated[AnyStep, Field(discriminator="kind")]
+# The step kinds' names (each model's `kind` tag): `workflows/steps/` has a module for each.
+STEP_KINDS: tuple[str, ...] = tuple(
+    get_args(model.model_fields["kind"].annotation)[0] for model in get_args(AnyStep)
+)
 
 
 class SopTemplate(_Strict):

@@ -21,6 +21,7 @@ from sop_templates.sandbox import EmailSandbox
 from sop_templates.schema import (
     INTAKE_CHECK_STEP,
     MONEY_ACTIONS,
+    STEP_KINDS,
     AnyStep,
     ApprovalRule,
     BillingStep,
@@ -102,9 +103,18 @@ def parse_template(
 
 def _schema_errors(exc: ValidationError) -> Iterator[TemplateError]:
     for err in exc.errors():
-        # Discriminated unions add the tag ("human_task") to the location: drop it.
-        loc = [p for p in err["loc"] if p not in ("human_task", "decision", "end")]
-        yield TemplateError(_path(loc), err["msg"])
+        yield TemplateError(_path(_without_step_tag(list(err["loc"]))), err["msg"])
+
+
+def _without_step_tag(loc: list[Any]) -> list[Any]:
+    """Discriminated unions add the step's kind ("email") after its index: drop it, so the
+    path is the document's (`steps[3].template`)."""
+    return [
+        part
+        for i, part in enumerate(loc)
+        if not (i >= 2 and loc[i - 2] == "steps" and isinstance(loc[i - 1], int))
+        or part not in STEP_KINDS
+    ]
 
 
 def schema_errors(exc: ValidationError) -> list[TemplateError]:
