@@ -62,6 +62,14 @@ class HumanTaskStep(_Strict):
     # Without `fields` the data is free-form (templates written before typed fields).
     fields: TaskFields | None = None
 
+    def successors(self) -> list[str]:
+        """The steps a case can move to from here."""
+        return list(self.transitions.values())
+
+    def expressions(self) -> list[str]:
+        """The SOP expressions the step evaluates (they may read `params`)."""
+        return []
+
 
 class DecisionBranch(_Strict):
     when: str
@@ -75,6 +83,12 @@ class DecisionStep(_Strict):
     branches: list[DecisionBranch] = Field(min_length=1)
     otherwise: StepId
 
+    def successors(self) -> list[str]:
+        return [b.goto for b in self.branches] + [self.otherwise]
+
+    def expressions(self) -> list[str]:
+        return [b.when for b in self.branches]
+
 
 class ComputeStep(_Strict):
     """Work values out with expressions (a score, a proposed limit) into case.data[store_as]:
@@ -87,12 +101,24 @@ class ComputeStep(_Strict):
     store_as: str
     next: StepId
 
+    def successors(self) -> list[str]:
+        return [self.next]
+
+    def expressions(self) -> list[str]:
+        return list(self.set.values())
+
 
 class EndStep(_Strict):
     kind: Literal["end"]
     id: StepId
     title: str = ""
     resolution: str
+
+    def successors(self) -> list[str]:
+        return []
+
+    def expressions(self) -> list[str]:
+        return []
 
 
 # Where an email that can never go as it is (it does not render, a bad address) becomes a
@@ -119,6 +145,12 @@ class EmailStep(_Strict):
     # Per-language variants: the case's language (`case.data.language`, from billing's master
     # data at intake) picks the email named here; any other language, or none, `template`.
     languages: dict[LanguageTag, str] = Field(default_factory=dict)
+
+    def successors(self) -> list[str]:
+        return [self.next]
+
+    def expressions(self) -> list[str]:
+        return [self.to]
 
     def template_for(self, language: Any) -> str:
         """The email for a case in `language`: its exact tag, else its primary language
@@ -184,6 +216,13 @@ class BillingStep(_Strict):
     # first, the args still find the corrected values once the approver is the last person.
     retry_store_as: str | None = None
 
+    def successors(self) -> list[str]:
+        return [self.next]
+
+    def expressions(self) -> list[str]:
+        above = [self.approval.above] if self.approval is not None else []
+        return [*self.args.values(), *above]
+
 
 class WaitStep(_Strict):
     """Wait on a Temporal timer: `until` (an expression giving an ISO date or instant, e.g. a
@@ -197,6 +236,13 @@ class WaitStep(_Strict):
     grace: str | None = None
     after: str | None = None
     next: StepId
+
+    def successors(self) -> list[str]:
+        return [self.next]
+
+    def expressions(self) -> list[str]:
+        """`until`, and `after`/`grace` (literal durations, or expressions such as params.x)."""
+        return [s for s in (self.until, self.after, self.grace) if s is not None]
 
 
 class EmailTemplate(_Strict):
