@@ -18,6 +18,8 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from domain.values import CaseType
+
 StepId = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
 QueueName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]*$", max_length=64)]
 FieldName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
@@ -182,8 +184,9 @@ BillingAction = Literal[
     # The case's customer and invoices are billing's (args customer_id, invoice_ids, region).
     "verify_case",
 ]
+BILLING_ACTIONS: tuple[BillingAction, ...] = get_args(BillingAction)
 # Billing actions that move money: their step must declare an `approval` rule.
-MONEY_ACTIONS = frozenset({"issue_credit_memo", "update_credit_limit"})
+MONEY_ACTIONS: frozenset[BillingAction] = frozenset({"issue_credit_memo", "update_credit_limit"})
 
 
 class ApprovalRule(_Strict):
@@ -264,7 +267,8 @@ class SopTemplate(_Strict):
 
     name: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]*$")]
     version: int = Field(ge=1)
-    case_type: Literal["dispute", "collection", "credit_review", "escalation"]
+    # A case type, or `escalation` (the brief's fourth type, run by its own workflow).
+    case_type: Literal[CaseType, "escalation"]
     title: str = ""
     description: str = ""
     start: StepId
