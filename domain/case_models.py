@@ -119,7 +119,6 @@ class SlaState(StrEnum):
 SOP_ERROR = "sop_error"
 BILLING_ERROR = "billing_error"
 EMAIL_ERROR = "email_error"
-ERROR_KINDS = (SOP_ERROR, BILLING_ERROR, EMAIL_ERROR)
 BILLING_REFUSED = "billing_refused"
 
 

@@ -23,6 +23,7 @@ from domain.case_models import (
     Task,
     TaskStatus,
 )
+from domain.escalation_models import EscalationKind
 from escalations.calendars import pin
 from sop_templates.expressions import ExpressionError
 from sop_templates.schema import DEFAULT_ERROR_QUEUE, BillingStep, HumanTaskStep, SopTemplate
@@ -140,7 +141,8 @@ def check_complete(
 def _check_approver(case: CaseSnapshot, task: Task, cmd: CompleteTask) -> None:
     """An approval task (`approval: true`) is approved by a lead or admin only, whoever else
     serves its queue; the billing call checks the approver's role again."""
-    is_approval = any(e.kind == "approval" and e.task_id == task.id for e in case.escalations)
+    approval = EscalationKind.APPROVAL
+    is_approval = any(e.kind == approval and e.task_id == task.id for e in case.escalations)
     if is_approval and cmd.outcome == "approve":
         refusal = refuse_role(cmd.actor, Action.APPROVE)
         if refusal:

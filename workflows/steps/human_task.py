@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from domain.case_models import Actor, CaseSnapshot, CompleteTask, Task
+from domain.escalation_models import EscalationKind
 from escalations.sla_clock import SlaClock
 from sop_templates.expressions import ExpressionError, compile_expression
 from sop_templates.schema import HumanTaskStep, SopTemplate
@@ -48,7 +49,7 @@ def open_task_for(case: CaseSnapshot, step: HumanTaskStep, now: datetime) -> Tas
     record(case, now, "task_opened", task=task, detail={"queue": step.queue})
     if step.approval:
         reason = f"approval: {step.title or step.id}"
-        add_escalation(case, task, "approval", reason, "casebook", now, 0)
+        add_escalation(case, task, EscalationKind.APPROVAL.value, reason, "casebook", now, 0)
     return task
 
 
