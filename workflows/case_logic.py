@@ -28,20 +28,14 @@ from escalations.calendars import pin
 from sop_templates.expressions import ExpressionError
 from sop_templates.schema import DEFAULT_ERROR_QUEUE, BillingStep, HumanTaskStep, SopTemplate
 from workflows import steps
-from workflows.case_core import (
-    CaseRuleError,
-    Move,
-    action_context,
-    evaluate,
-    open_error_task,
-    record,
-)
-from workflows.steps import billing, email, wait
-from workflows.steps.email import recipients
-from workflows.task_fields import field_errors
+from workflows.case_core import CaseRuleError, Move, open_error_task, record
 
-# The case's loop (case_workflow.py) reads these here beside the rules it calls.
-__all__ = ["action_context", "evaluate", "recipients"]
+# Re-exported (`x as x`): the case's loop (case_workflow.py) reads these here, beside the rules.
+from workflows.case_core import action_context as action_context
+from workflows.case_core import evaluate as evaluate
+from workflows.steps import billing, email, wait
+from workflows.steps.email import recipients as recipients
+from workflows.task_fields import field_errors
 
 # Decision steps lead to decision steps; a cycle made only of them would never stop.
 MAX_AUTOMATIC_STEPS = 100
