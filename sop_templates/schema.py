@@ -1,12 +1,9 @@
 """The shape of an SOP template version: what an SOP owner writes in YAML.
 
-A template is data interpreted by the one generic case workflow (`workflows/`). Step kinds:
-
-- `human_task`: a task in a queue; a person completes it with one of `outcomes`, and
-  `transitions` names the next step for each outcome.
-- `decision`: the first branch whose `when` condition holds picks the next step, else
-  `otherwise`. Conditions use the safe expression language in `expressions.py`.
-- `end`: the case closes with `resolution`.
+A template is data interpreted by the one generic case workflow (`workflows/`). Each step
+kind is one model below, tagged by `kind` (`STEP_KINDS`); what the interpreter does with it
+is its module in `workflows/steps/`. Conditions use the safe expression language in
+`expressions.py`.
 
 Money controls: a billing step whose action moves money (`MONEY_ACTIONS`) declares its
 `approval` rule, and task steps declare the typed `fields` their data may carry.
