@@ -253,10 +253,16 @@ class EmailTemplate(_Strict):
 
 AnyStep = HumanTaskStep | DecisionStep | ComputeStep | EndStep | EmailStep | BillingStep | WaitStep
 Step = Annotated[AnyStep, Field(discriminator="kind")]
-# The step kinds' names (each model's `kind` tag): `workflows/steps/` has a module for each.
-STEP_KINDS: tuple[str, ...] = tuple(
-    get_args(model.model_fields["kind"].annotation)[0] for model in get_args(AnyStep)
-)
+STEP_MODELS: tuple[type[AnyStep], ...] = get_args(AnyStep)
+
+
+def kind_of_model(model: type[AnyStep]) -> str:
+    """A step model's `kind` tag, as templates write it."""
+    return str(get_args(model.model_fields["kind"].annotation)[0])
+
+
+# The step kinds' names: `workflows/steps/` has a module for each.
+STEP_KINDS: tuple[str, ...] = tuple(kind_of_model(model) for model in STEP_MODELS)
 
 
 class SopTemplate(_Strict):

@@ -289,7 +289,7 @@ def _step_errors(
     roots: Roots,
     emails: set[str] | None = None,
 ) -> Iterator[TemplateError]:
-    yield from STEP_CHECKS[step.kind](path, step, _Scope(known, roots, emails))
+    yield from STEP_CHECKS[type(step)](path, step, _Scope(known, roots, emails))
 
 
 def _next_errors(
@@ -361,15 +361,15 @@ def _end_step_errors(path: str, step: EndStep, scope: _Scope) -> Iterator[Templa
 
 
 # Each step kind's own checks (the template-wide ones: `_semantic_errors`, `_money_errors`,
-# `_graph_errors`), one entry per kind of the schema (`STEP_KINDS`).
-STEP_CHECKS: dict[str, Callable[[str, Any, _Scope], Iterator[TemplateError]]] = {
-    "human_task": _task_step_errors,
-    "decision": _decision_step_errors,
-    "compute": _compute_step_errors,
-    "end": _end_step_errors,
-    "email": _email_step_errors,
-    "billing": _billing_step_errors,
-    "wait": _wait_step_errors,
+# `_graph_errors`), one entry per step model of the schema (`STEP_MODELS`).
+STEP_CHECKS: dict[type[AnyStep], Callable[[str, Any, _Scope], Iterator[TemplateError]]] = {
+    HumanTaskStep: _task_step_errors,
+    DecisionStep: _decision_step_errors,
+    ComputeStep: _compute_step_errors,
+    EndStep: _end_step_errors,
+    EmailStep: _email_step_errors,
+    BillingStep: _billing_step_errors,
+    WaitStep: _wait_step_errors,
 }
 
 

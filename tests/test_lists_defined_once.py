@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from activities.billing import ACTIONS
 from domain.values import CASE_ID_PREFIX, CASE_TYPES
-from sop_templates.schema import BILLING_ACTIONS, STEP_KINDS
+from sop_templates.schema import BILLING_ACTIONS, STEP_KINDS, STEP_MODELS
 from sop_templates.validation import STEP_CHECKS
 from workflows.steps import KINDS
 
@@ -18,7 +18,7 @@ def test_the_registry_has_a_handler_for_every_step_kind_of_the_schema_and_no_oth
 
 
 def test_validation_checks_every_step_kind_of_the_schema() -> None:
-    assert set(STEP_CHECKS) == set(STEP_KINDS)
+    assert set(STEP_CHECKS) == set(STEP_MODELS)
 
 
 def test_every_case_type_has_an_id_prefix_of_its_own() -> None:

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from domain.case_models import CaseSnapshot, CompleteTask, PendingAction, Task
-from sop_templates.schema import AnyStep, BillingStep, EmailStep, SopTemplate
+from sop_templates.schema import AnyStep, BillingStep, EmailStep, SopTemplate, kind_of_model
 from workflows.case_core import Move, entries_of
 
 S = TypeVar("S", bound=AnyStep)
@@ -49,14 +49,18 @@ def _nothing_after(step: AnyStep) -> str | None:
 
 @dataclass(frozen=True)
 class StepKind(Generic[S]):
-    """What the interpreter does with one kind of step (`kind` as the schema names it)."""
+    """What the interpreter does with one kind of step (`model`, the schema's)."""
 
-    kind: str
+    model: type[S]
     enter: Enter[S]
     # Where a person's `skip` of an SOP error at this step goes (None: nowhere, use goto).
     after: Callable[[S], str | None] = field(default=_nothing_after)
     completed: Completed[S] = field(default=_no_task)
     done: Done[S] = field(default=_no_call)
+
+    @property
+    def kind(self) -> str:
+        return kind_of_model(self.model)
 
 
 def pend(case: CaseSnapshot, step: EmailStep | BillingStep) -> None:

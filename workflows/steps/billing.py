@@ -121,5 +121,5 @@ def refused(
 
 
 KIND: StepKind[BillingStep] = StepKind(
-    "billing", enter=enter, after=after, completed=completed, done=done
+    BillingStep, enter=enter, after=after, completed=completed, done=done
 )

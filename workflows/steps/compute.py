@@ -34,4 +34,4 @@ def after(step: ComputeStep) -> str:
     return step.next
 
 
-KIND: StepKind[ComputeStep] = StepKind("compute", enter=enter, after=after)
+KIND: StepKind[ComputeStep] = StepKind(ComputeStep, enter=enter, after=after)

@@ -29,4 +29,4 @@ def after(step: DecisionStep) -> str:
     return step.otherwise
 
 
-KIND: StepKind[DecisionStep] = StepKind("decision", enter=enter, after=after)
+KIND: StepKind[DecisionStep] = StepKind(DecisionStep, enter=enter, after=after)

@@ -144,5 +144,5 @@ def requeued(
 
 
 KIND: StepKind[EmailStep] = StepKind(
-    "email", enter=enter, after=after, completed=completed, done=done
+    EmailStep, enter=enter, after=after, completed=completed, done=done
 )

@@ -17,4 +17,4 @@ def enter(
     record(case, now, "case_closed", step=step.id, detail={"resolution": step.resolution})
 
 
-KIND: StepKind[EndStep] = StepKind("end", enter=enter)
+KIND: StepKind[EndStep] = StepKind(EndStep, enter=enter)

@@ -86,4 +86,4 @@ def _record_approval(
         record(case, now, money_rules.APPROVAL_GRANTED, task=task, actor=actor.name, detail=detail)
 
 
-KIND: StepKind[HumanTaskStep] = StepKind("human_task", enter=enter, completed=completed)
+KIND: StepKind[HumanTaskStep] = StepKind(HumanTaskStep, enter=enter, completed=completed)

@@ -75,4 +75,4 @@ def _instant_of(text: str, region: str) -> datetime:
     return datetime.combine(day, time(0), get_calendar(region).zone).astimezone(UTC)
 
 
-KIND: StepKind[WaitStep] = StepKind("wait", enter=enter, after=after)
+KIND: StepKind[WaitStep] = StepKind(WaitStep, enter=enter, after=after)
