@@ -2,7 +2,7 @@
 
 `case_logic` enters steps and decides tasks through `kind_of(step)`; a new step kind is a
 model in `sop_templates/schema.py` (and its checks in `validation.py`) plus a module here,
-registered below. `tests/test_step_registry.py` holds the registry to the schema's kinds.
+registered below. `tests/test_lists_defined_once.py` holds the registry to the schema's kinds.
 """
 
 from __future__ import annotations
