@@ -25,6 +25,7 @@ from temporalio.exceptions import ApplicationError
 from billing.case_check import CaseFacts, check_case
 from billing.contract import BillingBusinessError, BillingSystem, Customer, Installment
 from billing.http_adapter import HttpBillingSystem
+from sop_templates.schema import BillingAction
 
 BILLING_CALL = "billing_call"
 BUSINESS_ERROR = "BillingBusinessError"
@@ -130,7 +131,8 @@ def _verify_case(billing: BillingSystem, req: BillingRequest) -> Awaitable[Custo
     return check_case(billing, facts, _as_of(req))
 
 
-ACTIONS: dict[str, Call] = {
+# One entry per `BillingAction` of the SOP schema (the one list of them).
+ACTIONS: dict[BillingAction, Call] = {
     "open_dispute": _open_dispute,
     "record_dunning_notice": lambda b, r: b.record_dunning_notice(
         r.case_id, _own_customer(r), str(r.args["notice"]), r.idempotency_key

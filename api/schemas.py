@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import Query
 from pydantic import (
@@ -31,6 +31,7 @@ from domain.values import (
     FIRST_YEAR,
     ID_PATTERN,
     LAST_YEAR,
+    CaseType,
     currencies,
     is_currency,
     parse_amount,
@@ -49,7 +50,6 @@ MAX_PAGE = 500
 # Temporal's event ids are 64-bit signed integers.
 MAX_EVENT_ID = 2**63 - 1
 
-CaseType = Literal["dispute", "collection", "credit_review"]
 # PostgreSQL stores no NUL in text or JSON; refused at the door rather than at the insert.
 NO_NUL = r"^[^\x00]*$"
 

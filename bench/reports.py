@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from domain.values import CASE_TYPES
 from reports import kpis
 from reports.kpis import ReportFilter
 from store.db import make_engine, migrate
@@ -58,7 +59,7 @@ def _common(i: int, rng: random.Random, kind: str) -> dict[str, Any]:
         "kind": kind,
         "subject_id": f"B-{i}",
         "case_id": f"C-{i // 3}",
-        "case_type": rng.choice(["dispute", "collection", "credit_review"]),
+        "case_type": rng.choice(CASE_TYPES),
         "vendor": rng.choice(VENDORS),
         "region": "24x7",
         "sop_name": "dispute",

@@ -166,6 +166,15 @@ class SlaState(StrEnum):
     BREACHED = "breached"
 
 
+# The kinds of error a task for a person carries in its `data` (the key the error is under):
+# the SOP failed at run time (a history entry of that name too), billing refused a call
+# (recorded as BILLING_REFUSED), an email can never go as it is.
+SOP_ERROR = "sop_error"
+BILLING_ERROR = "billing_error"
+EMAIL_ERROR = "email_error"
+BILLING_REFUSED = "billing_refused"
+
+
 class Task(BaseModel):
     id: str
     case_id: str

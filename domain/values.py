@@ -10,8 +10,18 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 from functools import cache
+from typing import Literal, get_args
 
 import pycountry
+
+# The case types Casebook opens (`POST /cases`, the sweeps), each with the prefix of its ids.
+CaseType = Literal["dispute", "collection", "credit_review"]
+CASE_TYPES: tuple[CaseType, ...] = get_args(CaseType)
+CASE_ID_PREFIX: dict[CaseType, str] = {
+    "dispute": "DSP",
+    "collection": "COL",
+    "credit_review": "CRR",
+}
 
 # Letters, digits and `._-`, starting with a letter or digit: no `/`, `?`, `%`, spaces or
 # control characters, so an id can never change the meaning of a URL it is put into.

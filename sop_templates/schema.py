@@ -1,12 +1,9 @@
 """The shape of an SOP template version: what an SOP owner writes in YAML.
 
-A template is data interpreted by the one generic case workflow (`workflows/`). Step kinds:
-
-- `human_task`: a task in a queue; a person completes it with one of `outcomes`, and
-  `transitions` names the next step for each outcome.
-- `decision`: the first branch whose `when` condition holds picks the next step, else
-  `otherwise`. Conditions use the safe expression language in `expressions.py`.
-- `end`: the case closes with `resolution`.
+A template is data interpreted by the one generic case workflow (`workflows/`). Each step
+kind is one model below, tagged by `kind` (`STEP_KINDS`); what the interpreter does with it
+is its module in `workflows/steps/`. Conditions use the safe expression language in
+`expressions.py`.
 
 Money controls: a billing step whose action moves money (`MONEY_ACTIONS`) declares its
 `approval` rule, and task steps declare the typed `fields` their data may carry.
@@ -14,9 +11,11 @@ Money controls: a billing step whose action moves money (`MONEY_ACTIONS`) declar
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from domain.values import CaseType
 
 StepId = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
 QueueName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]*$", max_length=64)]
@@ -62,6 +61,14 @@ class HumanTaskStep(_Strict):
     # Without `fields` the data is free-form (templates written before typed fields).
     fields: TaskFields | None = None
 
+    def successors(self) -> list[str]:
+        """The steps a case can move to from here."""
+        return list(self.transitions.values())
+
+    def expressions(self) -> list[str]:
+        """The SOP expressions the step evaluates (they may read `params`)."""
+        return []
+
 
 class DecisionBranch(_Strict):
     when: str
@@ -75,6 +82,12 @@ class DecisionStep(_Strict):
     branches: list[DecisionBranch] = Field(min_length=1)
     otherwise: StepId
 
+    def successors(self) -> list[str]:
+        return [b.goto for b in self.branches] + [self.otherwise]
+
+    def expressions(self) -> list[str]:
+        return [b.when for b in self.branches]
+
 
 class ComputeStep(_Strict):
     """Work values out with expressions (a score, a proposed limit) into case.data[store_as]:
@@ -87,12 +100,24 @@ class ComputeStep(_Strict):
     store_as: str
     next: StepId
 
+    def successors(self) -> list[str]:
+        return [self.next]
+
+    def expressions(self) -> list[str]:
+        return list(self.set.values())
+
 
 class EndStep(_Strict):
     kind: Literal["end"]
     id: StepId
     title: str = ""
     resolution: str
+
+    def successors(self) -> list[str]:
+        return []
+
+    def expressions(self) -> list[str]:
+        return []
 
 
 # Where an email that can never go as it is (it does not render, a bad address) becomes a
@@ -119,6 +144,12 @@ class EmailStep(_Strict):
     # Per-language variants: the case's language (`case.data.language`, from billing's master
     # data at intake) picks the email named here; any other language, or none, `template`.
     languages: dict[LanguageTag, str] = Field(default_factory=dict)
+
+    def successors(self) -> list[str]:
+        return [self.next]
+
+    def expressions(self) -> list[str]:
+        return [self.to]
 
     def template_for(self, language: Any) -> str:
         """The email for a case in `language`: its exact tag, else its primary language
@@ -150,8 +181,9 @@ BillingAction = Literal[
     # The case's customer and invoices are billing's (args customer_id, invoice_ids, region).
     "verify_case",
 ]
+BILLING_ACTIONS: tuple[BillingAction, ...] = get_args(BillingAction)
 # Billing actions that move money: their step must declare an `approval` rule.
-MONEY_ACTIONS = frozenset({"issue_credit_memo", "update_credit_limit"})
+MONEY_ACTIONS: frozenset[BillingAction] = frozenset({"issue_credit_memo", "update_credit_limit"})
 
 
 class ApprovalRule(_Strict):
@@ -184,6 +216,13 @@ class BillingStep(_Strict):
     # first, the args still find the corrected values once the approver is the last person.
     retry_store_as: str | None = None
 
+    def successors(self) -> list[str]:
+        return [self.next]
+
+    def expressions(self) -> list[str]:
+        above = [self.approval.above] if self.approval is not None else []
+        return [*self.args.values(), *above]
+
 
 class WaitStep(_Strict):
     """Wait on a Temporal timer: `until` (an expression giving an ISO date or instant, e.g. a
@@ -198,6 +237,13 @@ class WaitStep(_Strict):
     after: str | None = None
     next: StepId
 
+    def successors(self) -> list[str]:
+        return [self.next]
+
+    def expressions(self) -> list[str]:
+        """`until`, and `after`/`grace` (literal durations, or expressions such as params.x)."""
+        return [s for s in (self.until, self.after, self.grace) if s is not None]
+
 
 class EmailTemplate(_Strict):
     subject: str
@@ -207,6 +253,16 @@ class EmailTemplate(_Strict):
 
 AnyStep = HumanTaskStep | DecisionStep | ComputeStep | EndStep | EmailStep | BillingStep | WaitStep
 Step = Annotated[AnyStep, Field(discriminator="kind")]
+STEP_MODELS: tuple[type[AnyStep], ...] = get_args(AnyStep)
+
+
+def kind_of_model(model: type[AnyStep]) -> str:
+    """A step model's `kind` tag, as templates write it."""
+    return str(get_args(model.model_fields["kind"].annotation)[0])
+
+
+# The step kinds' names: `workflows/steps/` has a module for each.
+STEP_KINDS: tuple[str, ...] = tuple(kind_of_model(model) for model in STEP_MODELS)
 
 
 class SopTemplate(_Strict):
@@ -214,7 +270,8 @@ class SopTemplate(_Strict):
 
     name: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]*$")]
     version: int = Field(ge=1)
-    case_type: Literal["dispute", "collection", "credit_review", "escalation"]
+    # A case type, or `escalation` (the brief's fourth type, run by its own workflow).
+    case_type: Literal[CaseType, "escalation"]
     title: str = ""
     description: str = ""
     start: StepId

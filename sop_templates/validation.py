@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from functools import lru_cache
@@ -21,6 +21,7 @@ from sop_templates.sandbox import EmailSandbox
 from sop_templates.schema import (
     INTAKE_CHECK_STEP,
     MONEY_ACTIONS,
+    STEP_KINDS,
     AnyStep,
     ApprovalRule,
     BillingStep,
@@ -72,10 +73,6 @@ class InvalidTemplateError(ValueError):
         super().__init__("; ".join(str(e) for e in errors))
 
 
-# Steps that carry on to one `next` step by themselves.
-ONWARD = (EmailStep, BillingStep, WaitStep, ComputeStep)
-
-
 def parse_template(
     document: Mapping[str, Any], *, require_approval_rules: bool = False
 ) -> SopTemplate:
@@ -102,9 +99,18 @@ def parse_template(
 
 def _schema_errors(exc: ValidationError) -> Iterator[TemplateError]:
     for err in exc.errors():
-        # Discriminated unions add the tag ("human_task") to the location: drop it.
-        loc = [p for p in err["loc"] if p not in ("human_task", "decision", "end")]
-        yield TemplateError(_path(loc), err["msg"])
+        yield TemplateError(_path(_without_step_tag(list(err["loc"]))), err["msg"])
+
+
+def _without_step_tag(loc: list[Any]) -> list[Any]:
+    """Discriminated unions add the step's kind ("email") after its index: drop it, so the
+    path is the document's (`steps[3].template`)."""
+    return [
+        part
+        for i, part in enumerate(loc)
+        if not (i >= 2 and loc[i - 2] == "steps" and isinstance(loc[i - 1], int))
+        or part not in STEP_KINDS
+    ]
 
 
 def schema_errors(exc: ValidationError) -> list[TemplateError]:
@@ -201,18 +207,7 @@ def parameters_read(t: SopTemplate) -> set[str] | None:
 
 def _expression_sources(t: SopTemplate) -> Iterator[str]:
     for step in t.steps:
-        if isinstance(step, DecisionStep):
-            yield from (b.when for b in step.branches)
-        elif isinstance(step, ComputeStep):
-            yield from step.set.values()
-        elif isinstance(step, EmailStep):
-            yield step.to
-        elif isinstance(step, BillingStep):
-            yield from step.args.values()
-            if step.approval is not None:
-                yield step.approval.above
-        elif isinstance(step, WaitStep):
-            yield from (s for s in (step.until, step.after, step.grace) if s is not None)
+        yield from step.expressions()
 
 
 _PARSER = EmailSandbox(autoescape=False)
@@ -277,6 +272,16 @@ def _semantic_errors(t: SopTemplate) -> Iterator[TemplateError]:
         yield from _graph_errors(t)
 
 
+@dataclass(frozen=True)
+class _Scope:
+    """What a step's checks read beside the step: the template's step ids, what conditions
+    may read, and its email names (None: the document as a whole did not parse)."""
+
+    known: set[str]
+    roots: Roots
+    emails: set[str] | None
+
+
 def _step_errors(
     path: str,
     step: AnyStep,
@@ -284,52 +289,88 @@ def _step_errors(
     roots: Roots,
     emails: set[str] | None = None,
 ) -> Iterator[TemplateError]:
-    if isinstance(step, WaitStep):
-        yield from _wait_errors(path, step, roots)
-    if (
-        isinstance(step, EmailStep | BillingStep | WaitStep | ComputeStep)
-        and step.next not in known
-    ):
+    yield from STEP_CHECKS[type(step)](path, step, _Scope(known, roots, emails))
+
+
+def _next_errors(
+    path: str, step: EmailStep | BillingStep | WaitStep | ComputeStep, scope: _Scope
+) -> Iterator[TemplateError]:
+    if step.next not in scope.known:
         yield TemplateError(f"{path}.next", f"unknown step {step.next!r}")
-    if isinstance(step, EmailStep):
-        if step.error_queue is not None:
-            yield from _queue_errors(f"{path}.error_queue", step.error_queue)
-        if emails is not None and step.template not in emails:
-            yield TemplateError(f"{path}.template", f"no email {step.template!r} in `emails`")
-        for language, name in step.languages.items():
-            if emails is not None and name not in emails:
-                yield TemplateError(
-                    f"{path}.languages.{language}", f"no email {name!r} in `emails`"
-                )
-        yield from _condition_errors(f"{path}.to", step.to, roots)
-    if isinstance(step, ComputeStep):
-        for name, source in step.set.items():
-            yield from _condition_errors(f"{path}.set.{name}", source, roots)
-    if isinstance(step, BillingStep):
+
+
+def _wait_step_errors(path: str, step: WaitStep, scope: _Scope) -> Iterator[TemplateError]:
+    yield from _wait_errors(path, step, scope.roots)
+    yield from _next_errors(path, step, scope)
+
+
+def _email_step_errors(path: str, step: EmailStep, scope: _Scope) -> Iterator[TemplateError]:
+    yield from _next_errors(path, step, scope)
+    if step.error_queue is not None:
         yield from _queue_errors(f"{path}.error_queue", step.error_queue)
-        for arg, source in step.args.items():
-            yield from _condition_errors(f"{path}.args.{arg}", source, roots)
-    if isinstance(step, HumanTaskStep):
-        yield from _queue_errors(f"{path}.queue", step.queue)
-        if step.sla is not None:
-            yield from _sla_errors(f"{path}.sla", step.sla)
-        for outcome, target in step.transitions.items():
-            if outcome not in step.outcomes:
-                yield TemplateError(
-                    f"{path}.transitions.{outcome}", f"outcome {outcome!r} is not declared"
-                )
-            if target not in known:
-                yield TemplateError(f"{path}.transitions.{outcome}", f"unknown step {target!r}")
-        for outcome in step.outcomes:
-            if outcome not in step.transitions:
-                yield TemplateError(f"{path}.outcomes", f"outcome {outcome!r} has no transition")
-    elif isinstance(step, DecisionStep):
-        for j, branch in enumerate(step.branches):
-            yield from _condition_errors(f"{path}.branches[{j}].when", branch.when, roots)
-            if branch.goto not in known:
-                yield TemplateError(f"{path}.branches[{j}].goto", f"unknown step {branch.goto!r}")
-        if step.otherwise not in known:
-            yield TemplateError(f"{path}.otherwise", f"unknown step {step.otherwise!r}")
+    emails = scope.emails
+    if emails is not None and step.template not in emails:
+        yield TemplateError(f"{path}.template", f"no email {step.template!r} in `emails`")
+    for language, name in step.languages.items():
+        if emails is not None and name not in emails:
+            yield TemplateError(f"{path}.languages.{language}", f"no email {name!r} in `emails`")
+    yield from _condition_errors(f"{path}.to", step.to, scope.roots)
+
+
+def _compute_step_errors(path: str, step: ComputeStep, scope: _Scope) -> Iterator[TemplateError]:
+    yield from _next_errors(path, step, scope)
+    for name, source in step.set.items():
+        yield from _condition_errors(f"{path}.set.{name}", source, scope.roots)
+
+
+def _billing_step_errors(path: str, step: BillingStep, scope: _Scope) -> Iterator[TemplateError]:
+    # Its approval rule is checked with the whole template (`_money_errors`).
+    yield from _next_errors(path, step, scope)
+    yield from _queue_errors(f"{path}.error_queue", step.error_queue)
+    for arg, source in step.args.items():
+        yield from _condition_errors(f"{path}.args.{arg}", source, scope.roots)
+
+
+def _task_step_errors(path: str, step: HumanTaskStep, scope: _Scope) -> Iterator[TemplateError]:
+    yield from _queue_errors(f"{path}.queue", step.queue)
+    if step.sla is not None:
+        yield from _sla_errors(f"{path}.sla", step.sla)
+    for outcome, target in step.transitions.items():
+        if outcome not in step.outcomes:
+            yield TemplateError(
+                f"{path}.transitions.{outcome}", f"outcome {outcome!r} is not declared"
+            )
+        if target not in scope.known:
+            yield TemplateError(f"{path}.transitions.{outcome}", f"unknown step {target!r}")
+    for outcome in step.outcomes:
+        if outcome not in step.transitions:
+            yield TemplateError(f"{path}.outcomes", f"outcome {outcome!r} has no transition")
+
+
+def _decision_step_errors(path: str, step: DecisionStep, scope: _Scope) -> Iterator[TemplateError]:
+    for j, branch in enumerate(step.branches):
+        yield from _condition_errors(f"{path}.branches[{j}].when", branch.when, scope.roots)
+        if branch.goto not in scope.known:
+            yield TemplateError(f"{path}.branches[{j}].goto", f"unknown step {branch.goto!r}")
+    if step.otherwise not in scope.known:
+        yield TemplateError(f"{path}.otherwise", f"unknown step {step.otherwise!r}")
+
+
+def _end_step_errors(path: str, step: EndStep, scope: _Scope) -> Iterator[TemplateError]:
+    return iter(())
+
+
+# Each step kind's own checks (the template-wide ones: `_semantic_errors`, `_money_errors`,
+# `_graph_errors`), one entry per step model of the schema (`STEP_MODELS`).
+STEP_CHECKS: dict[type[AnyStep], Callable[[str, Any, _Scope], Iterator[TemplateError]]] = {
+    HumanTaskStep: _task_step_errors,
+    DecisionStep: _decision_step_errors,
+    ComputeStep: _compute_step_errors,
+    EndStep: _end_step_errors,
+    EmailStep: _email_step_errors,
+    BillingStep: _billing_step_errors,
+    WaitStep: _wait_step_errors,
+}
 
 
 def _money_errors(t: SopTemplate, required: bool) -> list[TemplateError]:
@@ -485,23 +526,12 @@ def _condition_errors(path: str, source: str, roots: Roots) -> Iterator[Template
         yield TemplateError(path, message)
 
 
-def successors(step: AnyStep) -> list[str]:
-    """The steps a case can move to from `step`."""
-    if isinstance(step, ONWARD):
-        return [step.next]
-    if isinstance(step, HumanTaskStep):
-        return list(step.transitions.values())
-    if isinstance(step, DecisionStep):
-        return [b.goto for b in step.branches] + [step.otherwise]
-    return []
-
-
 def _graph_errors(t: SopTemplate) -> Iterator[TemplateError]:
     by_id = {s.id: s for s in t.steps}
-    reachable = _closure([t.start], lambda sid: successors(by_id[sid]) if sid in by_id else [])
+    reachable = _closure([t.start], lambda sid: by_id[sid].successors() if sid in by_id else [])
     predecessors: dict[str, list[str]] = {sid: [] for sid in by_id}
     for step in t.steps:
-        for target in successors(step):
+        for target in step.successors():
             if target in predecessors:
                 predecessors[target].append(step.id)
     ends = [s.id for s in t.steps if isinstance(s, EndStep)]

@@ -18,7 +18,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from domain.case_models import CaseSnapshot, HistoryEntry, SlaState, Task
+from domain.case_models import BILLING_REFUSED, CaseSnapshot, HistoryEntry, SlaState, Task
 from domain.escalation_models import EscalationSnapshot
 from escalations.calendars import UnknownCalendarError, as_utc, get_calendar
 from escalations.sla_clock import SlaClock
@@ -138,7 +138,7 @@ def _case_fact(
         "reassignments": sum(t["reassignments"] for t in tasks),
         "loop_backs": sum(t["loop_backs"] for t in tasks),
         "reopens": counted("reopens", "case_reopened"),
-        "billing_refusals": counted("billing_refusals", "billing_refused"),
+        "billing_refusals": counted("billing_refusals", BILLING_REFUSED),
         "escalations": len(snapshot.escalations),
         "level": 0,
         "escalation_kind": None,

@@ -19,8 +19,8 @@ from sqlalchemy import Engine
 from temporalio.client import Client, WorkflowHandle
 
 from api.app import create_app
-from api.services.cases import TYPE_PREFIX
 from domain.case_models import Actor, CaseInput, CaseSnapshot, CommandResult, Role, SopRef
+from domain.values import CASE_ID_PREFIX
 from escalations.matrix import routes_for, shipped_matrix
 from settings import Settings
 from sop_templates.registry import content_hash, shipped_documents
@@ -163,7 +163,7 @@ def case_input(
     document = shipped_document(sop, version)
     template = SopTemplate.model_validate(document)
     return CaseInput(
-        case_id=case_id or f"{TYPE_PREFIX[template.case_type]}-{uuid.uuid4().hex[:8]}",
+        case_id=case_id or f"{CASE_ID_PREFIX[template.case_type]}-{uuid.uuid4().hex[:8]}",
         case_type=template.case_type,
         customer_id=customer_id,
         invoice_ids=invoice_ids or ["INV-1"],

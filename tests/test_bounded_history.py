@@ -32,7 +32,7 @@ from sop_templates.registry import content_hash
 from sop_templates.schema import SopTemplate
 from store import archive
 from tests.harness import AGENT, dispute_input
-from workflows import case_carry, case_logic
+from workflows import case_carry, case_core, case_logic
 from workflows.case_workflow import CaseWorkflow
 from workflows.client import CaseCommandError, command_task, get_case
 from workflows.worker import build_worker
@@ -165,12 +165,12 @@ def test_the_carried_state_keeps_what_the_rules_read_and_leaves_the_past() -> No
         )
     carried = case_carry.carry_on(case)
     assert [t.id for t in carried.tasks] == [f"{inp.case_id}.t3", f"{inp.case_id}.t4"]
-    assert case_logic.next_task_id(carried) == case_logic.next_task_id(case)
+    assert case_core.next_task_id(carried) == case_core.next_task_id(case)
     assert [h.event for h in carried.history] == ["task_completed"]
     assert carried.carried_entries == 1 and carried.run == 2
     assert carried.earlier_entries == len(case.history)
     for event in ("step_entered", "task_claimed"):
-        assert case_logic.entries_of(carried, event, "work") == case_logic.entries_of(
+        assert case_core.entries_of(carried, event, "work") == case_core.entries_of(
             case, event, "work"
         )
     assert case_carry.compactable_bytes(carried) < case_carry.compactable_bytes(case) / 4

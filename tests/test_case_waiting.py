@@ -16,7 +16,7 @@ from domain.case_models import (
     Role,
 )
 from tests.harness import case_input, dispute_input, opened_dispute
-from workflows import case_logic, case_outages, case_sla
+from workflows import case_core, case_logic, case_outages, case_sla
 from workflows.case_waiting import waiting_on
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -146,8 +146,8 @@ def test_the_backoff_between_rounds_doubles_up_to_its_cap() -> None:
 def test_open_escalations_are_waited_on_and_resolved_ones_are_not() -> None:
     _, case, task_id = _claimed_dispute()
     task = case.task(task_id)
-    first = case_logic.add_escalation(case, task, "manual", "customer angry", "ana", NOW, 0)
-    second = case_logic.add_escalation(case, task, "manual", "again", "ana", NOW, 0)
+    first = case_core.add_escalation(case, task, "manual", "customer angry", "ana", NOW, 0)
+    second = case_core.add_escalation(case, task, "manual", "again", "ana", NOW, 0)
     second.status = "resolved"
     escalations = waiting_on(case, NOW).escalations
     assert [e.escalation_id for e in escalations] == [first.id]

@@ -12,7 +12,7 @@ import pytest
 from domain.case_models import EscalateCase, EscalationEvent
 from tests.harness import AGENT, Api, dispute_input, eventually, opened_dispute
 from workflows import case_sla
-from workflows.case_logic import add_escalation
+from workflows.case_core import add_escalation
 
 TIER1 = "disputes-tier1"
 NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)

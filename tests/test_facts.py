@@ -32,7 +32,7 @@ from reports.kpis import ReportFilter
 from store.read_model import project_escalation, project_snapshot, replace_case
 from store.tables import FactRow
 from tests.harness import AGENT, LEAD, case_input, opened_dispute
-from workflows import case_logic, case_sla
+from workflows import case_core, case_logic, case_sla
 from workflows.escalation_logic import open_escalation
 
 MONDAY = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
@@ -98,7 +98,7 @@ def _work_week(engine: Engine, vendor: str) -> dict[str, Any]:
     # Billing's answer and the closing, as the workflow would record them.
     a.data = {**a.data, "credit_memo": {"amount": "150.00", "id": "CM-1"}}
     a.status, a.closed_at, a.resolution = a.status.CLOSED, t + 9 * H, "credited"
-    case_logic.record(a, t + 9 * H, "case_closed")
+    case_core.record(a, t + 9 * H, "case_closed")
     pa(a)
 
     b = opened_dispute(b_in, t)

@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from domain.case_models import CaseInput, CaseSnapshot, ClaimTask, CompleteTask
+from domain.case_models import SOP_ERROR, CaseInput, CaseSnapshot, ClaimTask, CompleteTask
 from sop_templates.schema import DEFAULT_ERROR_QUEUE, SopTemplate
 from tests.harness import (
     AGENT,
@@ -26,7 +26,7 @@ from tests.harness import (
     terminate_cases,
 )
 from workflows import case_logic
-from workflows.case_logic import SOP_ERROR, CaseRuleError
+from workflows.case_logic import CaseRuleError
 from workflows.case_workflow import CaseWorkflow
 from workflows.worker import build_worker
 

@@ -268,3 +268,19 @@ def test_a_compute_steps_expressions_and_next_are_checked() -> None:
     assert {f"{at}.set.bonus", f"{at}.next"} <= set(errors)
     assert errors[f"{at}.next"] == "unknown step 'nowhere'"
     assert "no_such_parameter" in errors[f"{at}.set.bonus"]
+
+
+def test_a_schema_error_in_any_kind_of_step_is_named_by_the_documents_path() -> None:
+    # The step's kind is pydantic's tag of the union, not part of the document's path.
+    document = _dispute()
+    acknowledge = next(s for s in document["steps"] if s["kind"] == "email")
+    credit = next(s for s in document["steps"] if s["kind"] == "billing")
+    del acknowledge["template"]
+    credit["error_queue"] = 7
+
+    errors = _errors(document)
+
+    assert set(errors) == {
+        f"{_at(document, acknowledge['id'])}.template",
+        f"{_at(document, credit['id'])}.error_queue",
+    }

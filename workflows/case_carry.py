@@ -5,7 +5,7 @@ the case's whole past: history entries and done tasks stay in the runs that reco
 (auditors stitch the runs together, `audit/runs.py`). What the rules still read is kept:
 live tasks, the latest completed task, tasks an escalation points at, the latest decision
 and its approvals (`money_rules.is_approved`), and per step the count of entries that key
-idempotent calls (`case_logic.entries_of`).
+idempotent calls (`case_core.entries_of`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import Counter
 
 from domain.case_models import CaseSnapshot, HistoryEntry, Task, TaskStatus
-from workflows.case_logic import last_completed_task
+from workflows.case_core import last_completed_task
 from workflows.money_rules import APPROVAL_GRANTED
 
 

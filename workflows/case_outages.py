@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from domain.case_models import CaseSnapshot, Outage
-from workflows.case_logic import record
+from workflows.case_core import record
 
 BILLING = "billing"
 EMAIL = "email"

@@ -28,15 +28,8 @@ from domain.case_models import (
 )
 from escalations.calendars import pin
 from escalations.sla_clock import SlaClock
-from workflows.case_logic import (
-    CaseRuleError,
-    add_escalation,
-    authorize_task,
-    check_assignee,
-    live_task,
-    record,
-    refresh_sla,
-)
+from workflows.case_core import CaseRuleError, add_escalation, record, refresh_sla
+from workflows.case_logic import authorize_task, check_assignee, live_task
 
 # How much more urgent a task becomes at its SLA warning.
 WARNING_PRIORITY_BOOST = 20

@@ -30,9 +30,11 @@ WORKFLOWS = [CaseWorkflow, EscalationWorkflow, ArchiveCaseWorkflow, ReportDigest
 # named here, it is imported once, not re-run for every workflow the worker starts or replays.
 PURE_LOGIC = (
     "access.policy",
+    "workflows.case_core",
     "workflows.case_logic",
     "workflows.case_sla",
     "workflows.escalation_logic",
+    "workflows.steps",
 )
 SANDBOX = SandboxedWorkflowRunner(
     restrictions=SandboxRestrictions.default.with_passthrough_modules(

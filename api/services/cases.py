@@ -27,6 +27,7 @@ from domain.case_models import (
     SopRef,
     WaitingOn,
 )
+from domain.values import CASE_ID_PREFIX
 from escalations import matrix_registry
 from escalations.calendars import UnknownCalendarError, facts_for, get_calendar
 from escalations.matrix import EscalationMatrix, routes_for
@@ -38,8 +39,6 @@ from store.tables import CaseRow, IdempotencyKeyRow
 from workflows import case_waiting
 from workflows import client as cases
 from workflows.client import CaseCommandError
-
-TYPE_PREFIX = {"dispute": "DSP", "collection": "COL", "credit_review": "CRR"}
 
 
 @dataclass(frozen=True)
@@ -212,7 +211,7 @@ def case_vendor(actor: Actor, requested: str | None) -> str | None:
 
 
 def _case_id(session: Session, actor: Actor, body: CaseCreate, key: str | None) -> tuple[str, bool]:
-    new_id = f"{TYPE_PREFIX[body.type]}-{uuid.uuid4().hex[:16].upper()}"
+    new_id = f"{CASE_ID_PREFIX[body.type]}-{uuid.uuid4().hex[:16].upper()}"
     if not key:
         return new_id, False
     new = IdempotencyKeyRow(

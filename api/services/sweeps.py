@@ -24,10 +24,11 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from api.deps import Services
 from api.errors import ApiError
 from api.schemas import CaseCreate
-from api.services.cases import TYPE_PREFIX, case_vendor, open_case_as
+from api.services.cases import case_vendor, open_case_as
 from billing.contract import BillingUnavailableError, MalformedRecord
 from billing.http_adapter import HttpBillingSystem
 from domain.case_models import Actor
+from domain.values import CASE_ID_PREFIX, CaseType
 from escalations.calendars import UnknownCalendarError, get_calendar
 from store.read_model import CaseFilter, get_case, list_cases
 from workflows import client as cases
@@ -86,9 +87,9 @@ def check_vendors(actor: Actor, vendors: VendorChoice) -> None:
         case_vendor(actor, vendor)
 
 
-def derived_case_id(case_type: str, customer_id: str, about: str) -> str:
+def derived_case_id(case_type: CaseType, customer_id: str, about: str) -> str:
     """The same purpose always maps to the same case id (a workflow id: no slashes)."""
-    return re.sub(r"[^A-Za-z0-9._-]", "_", f"{TYPE_PREFIX[case_type]}-{customer_id}-{about}")
+    return re.sub(r"[^A-Za-z0-9._-]", "_", f"{CASE_ID_PREFIX[case_type]}-{customer_id}-{about}")
 
 
 def check_region(region: str) -> None:
