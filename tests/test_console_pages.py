@@ -90,6 +90,43 @@ async def test_an_sop_owner_validates_saves_diffs_and_publishes_an_upload(api: A
 
 
 @in_session
+async def test_an_sop_owner_publishes_with_a_hypercare_window_from_the_console(api: Api) -> None:
+    owner = api.user(Role.SOP_OWNER, email="olga@o2c.test")
+    document = shipped_document("dispute")
+    document["version"] = max(v["version"] for v in await _versions(api, owner)) + 1
+    assert (await _upload(api, owner, document, "save")).status_code == 200
+    new = f"/console/sops/dispute/versions/{document['version']}"
+
+    for days, factor, field in (
+        ("0", "0.5", "days"),
+        ("10", "1.5", "warn_factor"),
+        ("", "0.5", "hypercare_days"),
+    ):
+        refused = await _post(
+            api, owner, f"{new}/publish", "/console/sops/dispute",
+            hypercare_days=days, warn_factor=factor,
+        )  # fmt: skip
+        assert refused.status_code == 422 and field in refused.text, (days, factor)
+        assert (await _versions(api, owner))[-1]["status"] == "draft"  # nothing published
+
+    published = await _post(
+        api,
+        owner,
+        f"{new}/publish",
+        "/console/sops/dispute",
+        hypercare_days="10",
+        warn_factor="0.5",
+    )
+    assert published.status_code == 303, published.text
+    version = (await _versions(api, owner))[-1]
+    assert version["status"] == "published"
+    assert version["hypercare"]["days"] == 10 and version["hypercare"]["warn_factor"] == 0.5
+    # The file's other tests open cases on the shipped version, as they would without this one.
+    retired = await _post(api, owner, f"{new}/retire", "/console/sops/dispute")
+    assert retired.status_code == 303
+
+
+@in_session
 async def test_an_agent_pauses_resumes_and_escalates_and_a_lead_reassigns(api: Api) -> None:
     agent = api.user(Role.AGENT, queues=[TIER1])
     lead = api.user(Role.LEAD, queues=["disputes-leads"])

@@ -18,7 +18,7 @@ from api.errors import ApiError
 from api.routes.sops import MAX_VERSION, Version
 from api.schemas import storable_json
 from api.services import sops as service
-from domain.case_models import Actor
+from domain.case_models import Actor, HypercareTerms
 from sop_templates import registry
 from sop_templates.validation import InvalidTemplateError
 
@@ -155,9 +155,27 @@ async def upload(
 
 
 @router.post("/sops/{name}/versions/{version}/publish", dependencies=[CsrfChecked])
-async def publish(name: str, version: Version, actor: Publisher, svc: ServicesDep) -> Response:
-    await run_in_threadpool(service.publish, svc, actor, name, version)
+async def publish(
+    name: str,
+    version: Version,
+    actor: Publisher,
+    svc: ServicesDep,
+    hypercare_days: Annotated[str, Form(max_length=8)] = "",
+    warn_factor: Annotated[str, Form(max_length=16)] = "",
+) -> Response:
+    """Publish, with a hypercare window when its days are given (as the API's `hypercare`)."""
+    hypercare = _hypercare_terms(hypercare_days.strip(), warn_factor.strip())
+    await run_in_threadpool(service.publish, svc, actor, name, version, hypercare)
     return see_other(f"{PREFIX}/sops/{name}")
+
+
+def _hypercare_terms(days: str, factor: str) -> HypercareTerms | None:
+    """The form's window; a factor without days is an error, not silently dropped."""
+    if not days and not factor:
+        return None
+    if not days:
+        raise ApiError("invalid", "hypercare_days: needed with a warn factor")
+    return HypercareTerms.model_validate({"days": days, "warn_factor": factor or "1"})
 
 
 @router.post("/sops/{name}/versions/{version}/retire", dependencies=[CsrfChecked])
