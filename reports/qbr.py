@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 from collections import defaultdict
 from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -183,17 +184,39 @@ def _agents(engine: Engine, f: ReportFilter) -> Table:
 
 def _sop_changes(engine: Engine, q: Period) -> Table:
     t = SopVersionRow.__table__
-    query = select(t.c.name, t.c.version, t.c.status, t.c.published_at, t.c.published_by)
+    query = select(
+        t.c.name,
+        t.c.version,
+        t.c.status,
+        t.c.published_at,
+        t.c.published_by,
+        t.c.hypercare_until,
+        t.c.hypercare_warn_factor,
+    )
     with engine.connect() as connection:
         rows = connection.execute(query.where(t.c.published_at.is_not(None))).all()
     inside = [r for r in rows if q.start <= as_utc(r.published_at) < q.end]
     return Table(
-        ["SOP", "version", "status", "published", "by"],
+        ["SOP", "version", "status", "published", "by", "hypercare"],
         [
-            [r.name, r.version, r.status, as_utc(r.published_at).date().isoformat(), r.published_by]
+            [
+                r.name,
+                r.version,
+                r.status,
+                as_utc(r.published_at).date().isoformat(),
+                r.published_by,
+                _hypercare_text(r.hypercare_until, r.hypercare_warn_factor),
+            ]
             for r in inside
         ],
     )
+
+
+def _hypercare_text(until: datetime | None, warn_factor: float | None) -> str:
+    """The version's hypercare window as a QBR reader wants it: until when, how much earlier."""
+    if until is None:
+        return "none"
+    return f"until {as_utc(until).date().isoformat()}, warnings at x{warn_factor:g}"
 
 
 # --- rendering ---------------------------------------------------------------------

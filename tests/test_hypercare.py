@@ -25,7 +25,9 @@ from domain.case_models import (
     SlaState,
     SopRef,
 )
+from reports import qbr
 from reports.hypercare import HypercareError, compare, in_hypercare, window_of
+from reports.periods import period
 from sop_templates.registry import (
     HypercareOwnerError,
     VersionExistsError,
@@ -212,6 +214,10 @@ def test_publishing_with_a_window_stores_it_with_the_owners_address(
     assert in_hypercare(sqlite_engine, first) == [window]
     assert in_hypercare(sqlite_engine, last + timedelta(days=1)) == []
     assert in_hypercare(sqlite_engine, first - timedelta(days=1)) == []
+    # The QBR's SOP changes of the quarter name the window.
+    changes = qbr._sop_changes(sqlite_engine, period("quarter", first))
+    row = next(r for r in changes.rows if r[:2] == ["dispute", 4])
+    assert row[-1] == f"until {window.until.date().isoformat()}, warnings at x0.25"
 
 
 @pytest.mark.parametrize("email", [None, "unknown user"])
