@@ -181,7 +181,7 @@ class CaseWorkflow(ReadModelLoop):
         self._queue_email_retries()
         self._take_failed_emails()
 
-    async def _work_round(self, top: int) -> Round:
+    async def _work_round(self) -> Round:
         await self._start_escalations()
         await self._settle_decided_approvals()
         if self._case.pending_action is not None:
@@ -197,8 +197,6 @@ class CaseWorkflow(ReadModelLoop):
             # sees one that landed meanwhile, and the case would never hand over.
             await self._continue_as_new_when_drained()
             return Round.AGAIN
-        if self._project_after_commit and self._case.revision != top:
-            return Round.AGAIN  # an Update landed while this round awaited: look at it first
         return Round.SLEEP
 
     def _continue_due(self) -> bool:

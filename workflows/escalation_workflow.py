@@ -33,6 +33,10 @@ EMAIL_RETRY = RetryPolicy(
     maximum_attempts=150,
 )
 
+# Patch: the board is written by a regular activity, after the workflow task that made the
+# state is persisted (escalations started before keep their local activity).
+ESCALATION_PROJECT_AFTER_COMMIT = "escalation-project-after-commit"
+
 
 @workflow.defn(name="EscalationWorkflow")
 class EscalationWorkflow(ReadModelLoop):
@@ -57,6 +61,11 @@ class EscalationWorkflow(ReadModelLoop):
 
     @workflow.run
     async def run(self, inp: EscalationInput) -> EscalationSnapshot:
+        # Patched, and asked first, before any local activity (see CaseWorkflow.run): since,
+        # the board shows only states Temporal persisted; a local activity wrote a state
+        # from inside a workflow task Temporal could still lose, and it then outranked
+        # every later projection of the true one until the reconciler replaced it.
+        self._project_after_commit = workflow.patched(ESCALATION_PROJECT_AFTER_COMMIT)
         self._notify_level()
         await self.run_loop()
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -72,7 +81,7 @@ class EscalationWorkflow(ReadModelLoop):
     async def _prepare_round(self) -> None:
         await self._tell_case()
 
-    async def _work_round(self, top: int) -> Round:
+    async def _work_round(self) -> Round:
         if self._esc.status == EscalationStatus.RESOLVED and not self._behind():
             return Round.DONE
         return Round.SLEEP

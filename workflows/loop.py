@@ -114,9 +114,8 @@ class ReadModelLoop:
     async def _prepare_round(self) -> None:
         """A round's work before the read model is written (nothing that waits long)."""
 
-    async def _work_round(self, top: int) -> Round:
-        """A round's work after the read model is written; `top` is the revision the
-        round began with."""
+    async def _work_round(self) -> Round:
+        """A round's work after the read model is written."""
         raise NotImplementedError
 
     # --- the skeleton -----------------------------------------------------------------
@@ -128,11 +127,16 @@ class ReadModelLoop:
             await self._prepare_round()
             if self._read_model_behind():
                 await self._project()
-            outcome = await self._work_round(top)
+            outcome = await self._work_round()
             if outcome is Round.DONE:
                 return
-            if outcome is Round.SLEEP:
-                await self._sleep_until_change_or_deadline()
+            if outcome is Round.AGAIN:
+                continue
+            if self._project_after_commit and self._revision() != top:
+                # A change landed while the round awaited (a projection activity takes a
+                # moment): the sleep would take it as seen, so look at it first.
+                continue
+            await self._sleep_until_change_or_deadline()
 
     def _read_model_behind(self) -> bool:
         return self._revision() > self._projected_revision
