@@ -281,3 +281,60 @@ async def test_an_smtp_outage_shows_on_the_case_beside_its_work_and_ends_on_the_
                 await terminate_cases(env.client, [case_id])
     finally:
         mail.stop()
+
+
+async def test_work_raised_during_a_billing_outage_is_not_held_until_billing_is_back(
+    env: WorkflowEnvironment, api: Api, ledger: BillingService
+) -> None:
+    """While the case waits out billing, the rest of its loop goes on: an escalation raised
+    meanwhile reaches the lead board at once, not when billing comes back."""
+    agent = api.user("agent", queues=["disputes-tier1"], cross_vendor=True)
+    lead = api.user("lead", queues=["disputes-leads"])
+    customer, invoice = _customer(ledger, "900.00")
+    case_id = await _open(
+        api, agent, customer_id=customer, invoice_ids=[invoice], amount="250.00", data={}
+    )
+    try:
+        await _work(api, agent, case_id, "triage", "accept")
+        ledger.stop()  # billing goes down before the credit memo
+        try:
+            await _work(api, agent, case_id, "investigate", "valid")
+            await env.sleep(timedelta(seconds=10))  # the first round fails
+            await eventually(
+                lambda: _case(api, agent, case_id), lambda c: c["waiting_on"]["outages"] != []
+            )
+            raised = await api.http.post(
+                f"/cases/{case_id}/escalate",
+                json={"reason": "credit memo stuck, customer on the phone"},
+                headers=agent,
+            )
+            assert raised.status_code == 200, raised.text
+
+            async def board() -> list[dict[str, Any]]:
+                response = await api.http.get(
+                    "/escalations", params={"case_id": case_id}, headers=lead
+                )
+                return list(response.json())
+
+            [esc] = await eventually(board, lambda b: len(b) == 1)
+            assert esc["id"] == raised.json()["id"] and esc["status"] == "open"
+            case = await _case(api, agent, case_id)
+            assert case["waiting_on"]["outages"] != []  # billing is still down
+            assert case["waiting_on"]["action"]["step"] == "issue_credit"
+            [link] = case["escalations"]
+            assert link["started"] is True
+            retry_at = datetime.fromisoformat(case["waiting_on"]["outages"][0]["retry_at"])
+        finally:
+            ledger.start()
+        await env.sleep(retry_at - await env.get_current_time() + timedelta(seconds=1))
+        case = await eventually(
+            lambda: _case(api, agent, case_id), lambda c: c["status"] == "closed"
+        )
+        events = _events(case)
+        assert events.index("escalation_opened") < events.index("outage_ended")
+        assert events.index("outage_ended") < len(events) - events[::-1].index("billing_done")
+        history = await env.client.get_workflow_handle(case_id).fetch_history()
+        verdict = await replay_case(history)
+        assert verdict.deterministic, verdict.divergence
+    finally:
+        await terminate_cases(env.client, [case_id, f"{case_id}.e1"])

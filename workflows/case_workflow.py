@@ -83,6 +83,8 @@ CONTINUE_AS_NEW = "continue-as-new"
 OUTAGE_VISIBLE = "outage-visible"
 # Patch: a manual escalation of work already escalated joins the open escalation.
 ESCALATIONS_JOIN_PATCH = "escalations-join"
+# Patch: while a billing call waits out an outage, the loop's other work goes on.
+BILLING_BESIDE_THE_LOOP = "billing-beside-the-loop"
 
 
 @dataclass(frozen=True)
@@ -417,9 +419,33 @@ class CaseWorkflow(ReadModelLoop):
         if not self._outages_visible:
             return await call(OUTAGE_RETRY)
         key = action.idempotency_key
-        return await self._through_outages(
-            case_outages.BILLING, step.id, key, lambda: call(OUTAGE_ROUND), main_loop=True
+        # Patched: cases that waited on the call alone (asked only here, at a billing call).
+        if not workflow.patched(BILLING_BESIDE_THE_LOOP):
+            return await self._through_outages(
+                case_outages.BILLING, step.id, key, lambda: call(OUTAGE_ROUND), main_loop=True
+            )
+        calling = asyncio.create_task(
+            self._through_outages(
+                case_outages.BILLING, step.id, key, lambda: call(OUTAGE_ROUND), main_loop=False
+            )
         )
+        await self._rounds_while_calling(calling)
+        return await calling
+
+    async def _rounds_while_calling(self, calling: asyncio.Task[Any]) -> None:
+        """The loop's rounds while a billing call is out (an outage can last hours): record
+        its outage rounds, keep the read model up, start escalations raised meanwhile and
+        deliver their notes, turn an email that failed for good into a task, send those a
+        person asked again, fire what falls due. Only the rounds touch the case; the call
+        leaves its news for them."""
+
+        async def work() -> Round:
+            await self._start_escalations()
+            await self._settle_decided_approvals()
+            return Round.DONE if calling.done() else Round.SLEEP
+
+        await self._rounds(work, until=calling.done)
+        self._take_outage_news()  # the call went through (or was refused): recorded first
 
     async def _through_outages(
         self,

@@ -11,7 +11,7 @@ in the same order, so recorded histories replay unchanged.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -122,12 +122,19 @@ class ReadModelLoop:
 
     async def run_loop(self) -> None:
         """Round after round until the work is done."""
+        await self._rounds(self._work_round)
+
+    async def _rounds(
+        self, work: Callable[[], Awaitable[Round]], until: Callable[[], bool] = _nothing
+    ) -> None:
+        """Rounds of `work` until it says DONE; `until()` also ends a sleep (something the
+        workflow awaits beside the rounds is done)."""
         while True:
             top = self._revision()
             await self._prepare_round()
             if self._read_model_behind():
                 await self._project()
-            outcome = await self._work_round()
+            outcome = await work()
             if outcome is Round.DONE:
                 return
             if outcome is Round.AGAIN:
@@ -136,7 +143,7 @@ class ReadModelLoop:
                 # A change landed while the round awaited (a projection activity takes a
                 # moment): the sleep would take it as seen, so look at it first.
                 continue
-            await self._sleep_until_change_or_deadline()
+            await self._sleep_until_change_or_deadline(until)
 
     def _read_model_behind(self) -> bool:
         return self._revision() > self._projected_revision

@@ -1,0 +1,90 @@
+"""Record a dispute escalated by hand while its credit memo waits out a billing outage
+(patch `billing-beside-the-loop`): the escalation starts during the outage, the call goes
+through afterwards.
+
+Run `.venv/bin/python tests/histories/record_beside_billing.py`; it writes
+`dispute_escalated_in_outage.json` beside it (time-skipping server, the built-in billing
+service over HTTP, stopped for the outage; SMTP on loopback).
+"""
+
+import asyncio
+import sys
+import tempfile
+from datetime import date, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from domain.case_models import ClaimTask, CommandResult, CompleteTask, EscalateCase
+from settings import Settings
+from store.db import make_engine, migrate
+from tests.billing_harness import BillingService
+from tests.conftest import start_time_skipping
+from tests.harness import AGENT, case_input
+from tests.smtp_sink import SmtpSink
+from workflows.case_workflow import CaseWorkflow
+from workflows.worker import build_worker
+
+OUT = Path(__file__).parent
+CASE_ID = "DSP-RECORDED-ESCALATED-IN-OUTAGE"
+
+
+async def _work(handle, task_id: str, outcome: str) -> None:
+    await handle.execute_update(
+        "claim_task", ClaimTask(task_id=task_id, actor=AGENT), result_type=CommandResult
+    )
+    await handle.execute_update(
+        "complete_task",
+        CompleteTask(task_id=task_id, actor=AGENT, outcome=outcome),
+        result_type=CommandResult,
+    )
+
+
+async def _until(handle, holds) -> None:
+    for _ in range(300):
+        if holds(await handle.query(CaseWorkflow.snapshot)):
+            return
+        await asyncio.sleep(0.1)
+    raise RuntimeError("never happened")
+
+
+async def main() -> None:
+    tmp = Path(tempfile.mkdtemp())
+    ledger = BillingService(f"sqlite:///{tmp / 'billing.db'}")
+    ledger.start()
+    due = date.today() - timedelta(days=10)
+    ledger.put_customer("C1", currency="EUR")
+    ledger.put_invoice("INV-1", "C1", "900.00", due, due - timedelta(days=30))
+    mail = SmtpSink()
+    mail.start()
+    env = await start_time_skipping()
+    engine = make_engine(f"sqlite:///{tmp / 'casebook.db'}")
+    migrate(engine)
+    settings = Settings(smtp_host="127.0.0.1", smtp_port=mail.port, billing_url=ledger.url)
+    async with build_worker(env.client, "rec", engine, settings):
+        inp = case_input("dispute", "250.00", case_id=CASE_ID, data={"contact": "ap@c1.test"})
+        h = await env.client.start_workflow(CaseWorkflow.run, inp, id=CASE_ID, task_queue="rec")
+        await _until(h, lambda c: bool(c.tasks))
+        await _work(h, f"{CASE_ID}.t1", "accept")
+        ledger.stop()
+        await _work(h, f"{CASE_ID}.t2", "valid")
+        await env.sleep(timedelta(seconds=10))  # the credit memo's first round fails
+        await _until(h, lambda c: c.outages != [])
+        await h.execute_update(
+            "escalate",
+            EscalateCase(actor=AGENT, reason="credit memo stuck"),
+            result_type=CommandResult,
+        )
+        await _until(h, lambda c: bool(c.escalations) and c.escalations[0].started)
+        ledger.start()
+        await env.sleep(timedelta(seconds=10))
+        await h.result()
+        (OUT / "dispute_escalated_in_outage.json").write_text((await h.fetch_history()).to_json())
+        await env.client.get_workflow_handle(f"{CASE_ID}.e1").terminate("recorded")
+    await env.shutdown()
+    mail.stop()
+    ledger.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
