@@ -5,6 +5,7 @@ activity that could write a state Temporal then loses."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 from typing import Any
@@ -16,7 +17,7 @@ from temporalio.testing import WorkflowEnvironment
 from activities.read_model import PROJECT_CASE, PROJECT_ESCALATION
 from audit.replay import replay_case
 from store.read_model import stored_escalation
-from tests.harness import Api
+from tests.harness import Api, eventually
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 TIER1 = "disputes-tier1"
@@ -83,6 +84,12 @@ async def test_an_escalation_projects_to_the_board_only_after_its_state_is_persi
     assert raised.status_code == 200, raised.text
     eid = raised.json()["id"]
     handle = dev_server.client.get_workflow_handle(eid)
+
+    async def on_board() -> dict[str, Any] | None:
+        # The case starts the escalation's workflow a moment after it answered.
+        return await asyncio.to_thread(stored_escalation, api.engine, eid)
+
+    assert await eventually(on_board, lambda row: row is not None)
     for action in ("acknowledge", "resolve"):
         acted = await api.http.post(
             f"/escalations/{eid}/{action}", json={"note": action}, headers=lead

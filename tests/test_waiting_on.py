@@ -93,10 +93,12 @@ def _events(case: dict[str, Any]) -> list[str]:
     return [h["event"] for h in case["history"]]
 
 
-async def test_a_billing_outage_shows_attempts_and_last_error_and_is_on_the_history(
-    env: WorkflowEnvironment, api: Api, ledger: BillingService
-) -> None:
-    agent = api.user("agent", queues=["disputes-tier1"], cross_vendor=True)
+async def _credit_memo_meets_an_outage(
+    env: WorkflowEnvironment, api: Api, ledger: BillingService, agent: dict[str, str]
+) -> str:
+    """A dispute worked up to its credit memo with billing down: the call's first round
+    (attempts at 0, 2 and 6 s) has failed, the next is 8 s later. The caller starts billing
+    again and terminates the case."""
     customer, invoice = _customer(ledger, "900.00")
     case_id = await _open(
         api, agent, customer_id=customer, invoice_ids=[invoice], amount="250.00", data={}
@@ -104,10 +106,22 @@ async def test_a_billing_outage_shows_attempts_and_last_error_and_is_on_the_hist
     try:
         await _work(api, agent, case_id, "triage", "accept")
         ledger.stop()  # billing goes down before the credit memo
+        await _work(api, agent, case_id, "investigate", "valid")
+        await env.sleep(timedelta(seconds=10))
+    except BaseException:
+        ledger.start()
+        await terminate_cases(env.client, [case_id])
+        raise
+    return case_id
+
+
+async def test_a_billing_outage_shows_attempts_and_last_error_and_is_on_the_history(
+    env: WorkflowEnvironment, api: Api, ledger: BillingService
+) -> None:
+    agent = api.user("agent", queues=["disputes-tier1"], cross_vendor=True)
+    case_id = await _credit_memo_meets_an_outage(env, api, ledger, agent)
+    try:
         try:
-            await _work(api, agent, case_id, "investigate", "valid")
-            # The first round's attempts (0, 2 and 6 s) fail; the next round is 8 s later.
-            await env.sleep(timedelta(seconds=10))
             case = await eventually(
                 lambda: _case(api, agent, case_id), lambda c: c["waiting_on"]["outages"] != []
             )
@@ -290,16 +304,9 @@ async def test_work_raised_during_a_billing_outage_is_not_held_until_billing_is_
     meanwhile reaches the lead board at once, not when billing comes back."""
     agent = api.user("agent", queues=["disputes-tier1"], cross_vendor=True)
     lead = api.user("lead", queues=["disputes-leads"])
-    customer, invoice = _customer(ledger, "900.00")
-    case_id = await _open(
-        api, agent, customer_id=customer, invoice_ids=[invoice], amount="250.00", data={}
-    )
+    case_id = await _credit_memo_meets_an_outage(env, api, ledger, agent)
     try:
-        await _work(api, agent, case_id, "triage", "accept")
-        ledger.stop()  # billing goes down before the credit memo
         try:
-            await _work(api, agent, case_id, "investigate", "valid")
-            await env.sleep(timedelta(seconds=10))  # the first round fails
             await eventually(
                 lambda: _case(api, agent, case_id), lambda c: c["waiting_on"]["outages"] != []
             )

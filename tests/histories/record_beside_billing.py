@@ -9,21 +9,15 @@ service over HTTP, stopped for the outage; SMTP on loopback).
 
 import asyncio
 import sys
-import tempfile
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from domain.case_models import ClaimTask, CommandResult, CompleteTask, EscalateCase
-from settings import Settings
-from store.db import make_engine, migrate
-from tests.billing_harness import BillingService
-from tests.conftest import start_time_skipping
 from tests.harness import AGENT, case_input
-from tests.smtp_sink import SmtpSink
+from tests.histories.stack import TASK_QUEUE, recording_stack
 from workflows.case_workflow import CaseWorkflow
-from workflows.worker import build_worker
 
 OUT = Path(__file__).parent
 CASE_ID = "DSP-RECORDED-ESCALATED-IN-OUTAGE"
@@ -49,21 +43,11 @@ async def _until(handle, holds) -> None:
 
 
 async def main() -> None:
-    tmp = Path(tempfile.mkdtemp())
-    ledger = BillingService(f"sqlite:///{tmp / 'billing.db'}")
-    ledger.start()
-    due = date.today() - timedelta(days=10)
-    ledger.put_customer("C1", currency="EUR")
-    ledger.put_invoice("INV-1", "C1", "900.00", due, due - timedelta(days=30))
-    mail = SmtpSink()
-    mail.start()
-    env = await start_time_skipping()
-    engine = make_engine(f"sqlite:///{tmp / 'casebook.db'}")
-    migrate(engine)
-    settings = Settings(smtp_host="127.0.0.1", smtp_port=mail.port, billing_url=ledger.url)
-    async with build_worker(env.client, "rec", engine, settings):
+    async with recording_stack() as (env, ledger):
         inp = case_input("dispute", "250.00", case_id=CASE_ID, data={"contact": "ap@c1.test"})
-        h = await env.client.start_workflow(CaseWorkflow.run, inp, id=CASE_ID, task_queue="rec")
+        h = await env.client.start_workflow(
+            CaseWorkflow.run, inp, id=CASE_ID, task_queue=TASK_QUEUE
+        )
         await _until(h, lambda c: bool(c.tasks))
         await _work(h, f"{CASE_ID}.t1", "accept")
         ledger.stop()
@@ -81,9 +65,6 @@ async def main() -> None:
         await h.result()
         (OUT / "dispute_escalated_in_outage.json").write_text((await h.fetch_history()).to_json())
         await env.client.get_workflow_handle(f"{CASE_ID}.e1").terminate("recorded")
-    await env.shutdown()
-    mail.stop()
-    ledger.stop()
 
 
 if __name__ == "__main__":

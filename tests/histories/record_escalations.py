@@ -11,22 +11,16 @@ loopback). `escalation_local_projection.json` was recorded with the code from be
 
 import asyncio
 import sys
-import tempfile
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from domain.case_models import ClaimTask, CommandResult, EscalateCase
 from domain.escalation_models import EscalationSnapshot, LeadAction
-from settings import Settings
-from store.db import make_engine, migrate
-from tests.billing_harness import BillingService
-from tests.conftest import start_time_skipping
 from tests.harness import AGENT, LEAD, dispute_input
-from tests.smtp_sink import SmtpSink
+from tests.histories.stack import TASK_QUEUE, recording_stack
 from workflows.case_workflow import CaseWorkflow
-from workflows.worker import build_worker
 
 OUT = Path(__file__).parent
 
@@ -44,21 +38,11 @@ async def _until(probe, accept) -> object:
 
 
 async def main(name: str) -> None:
-    tmp = Path(tempfile.mkdtemp())
-    ledger = BillingService(f"sqlite:///{tmp / 'billing.db'}")
-    ledger.start()
-    due = date.today() - timedelta(days=10)
-    ledger.put_customer("C1", currency="EUR")
-    ledger.put_invoice("INV-1", "C1", "900.00", due, due - timedelta(days=30))
-    mail = SmtpSink()
-    mail.start()
-    env = await start_time_skipping()
-    engine = make_engine(f"sqlite:///{tmp / 'casebook.db'}")
-    migrate(engine)
-    settings = Settings(smtp_host="127.0.0.1", smtp_port=mail.port, billing_url=ledger.url)
-    async with build_worker(env.client, "rec", engine, settings):
+    async with recording_stack() as (env, _):
         inp = dispute_input("80.00", region="24x7", case_id="DSP-RECORDED-LADDER")
-        h = await env.client.start_workflow(CaseWorkflow.run, inp, id=inp.case_id, task_queue="rec")
+        h = await env.client.start_workflow(
+            CaseWorkflow.run, inp, id=inp.case_id, task_queue=TASK_QUEUE
+        )
         case = await _until(lambda: h.query(CaseWorkflow.snapshot), lambda c: bool(c.tasks))
         task_id = case.tasks[0].id
         await h.execute_update(
@@ -87,9 +71,6 @@ async def main(name: str) -> None:
         await esc.result()
         (OUT / f"{name}.json").write_text((await esc.fetch_history()).to_json())
         await h.terminate("recorded")
-    await env.shutdown()
-    mail.stop()
-    ledger.stop()
 
 
 if __name__ == "__main__":
