@@ -115,6 +115,16 @@ async def _credit_memo_meets_an_outage(
     return case_id
 
 
+async def _closed_after_the_next_round(
+    env: WorkflowEnvironment, api: Api, agent: dict[str, str], case_id: str, retry_at: datetime
+) -> dict[str, Any]:
+    """Skip just past the next round, which finds billing back, and read the closed case
+    (skip no further: once the case closes, its archive child stops the test server from
+    skipping)."""
+    await env.sleep(retry_at - await env.get_current_time() + timedelta(seconds=1))
+    return await eventually(lambda: _case(api, agent, case_id), lambda c: c["status"] == "closed")
+
+
 async def test_a_billing_outage_shows_attempts_and_last_error_and_is_on_the_history(
     env: WorkflowEnvironment, api: Api, ledger: BillingService
 ) -> None:
@@ -152,12 +162,7 @@ async def test_a_billing_outage_shows_attempts_and_last_error_and_is_on_the_hist
             retry_at = datetime.fromisoformat(case["waiting_on"]["outages"][0]["retry_at"])
         finally:
             ledger.start()
-        # Just past the next round, which finds billing back (skip no further: once the
-        # case closes, its archive child stops the test server from skipping).
-        await env.sleep(retry_at - await env.get_current_time() + timedelta(seconds=1))
-        case = await eventually(
-            lambda: _case(api, agent, case_id), lambda c: c["status"] == "closed"
-        )
+        case = await _closed_after_the_next_round(env, api, agent, case_id, retry_at)
         assert case["resolution"] == "credited" and case["waiting_on"]["outages"] == []
         events = _events(case)
         assert events.count("outage_ended") == 1
@@ -333,10 +338,7 @@ async def test_work_raised_during_a_billing_outage_is_not_held_until_billing_is_
             retry_at = datetime.fromisoformat(case["waiting_on"]["outages"][0]["retry_at"])
         finally:
             ledger.start()
-        await env.sleep(retry_at - await env.get_current_time() + timedelta(seconds=1))
-        case = await eventually(
-            lambda: _case(api, agent, case_id), lambda c: c["status"] == "closed"
-        )
+        case = await _closed_after_the_next_round(env, api, agent, case_id, retry_at)
         events = _events(case)
         assert events.index("escalation_opened") < events.index("outage_ended")
         assert events.index("outage_ended") < len(events) - events[::-1].index("billing_done")

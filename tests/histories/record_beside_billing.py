@@ -14,24 +14,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from domain.case_models import ClaimTask, CommandResult, CompleteTask, EscalateCase
+from domain.case_models import CommandResult, EscalateCase
 from tests.harness import AGENT, case_input
-from tests.histories.stack import TASK_QUEUE, recording_stack
+from tests.histories.stack import TASK_QUEUE, recording_stack, work
 from workflows.case_workflow import CaseWorkflow
 
 OUT = Path(__file__).parent
 CASE_ID = "DSP-RECORDED-ESCALATED-IN-OUTAGE"
-
-
-async def _work(handle, task_id: str, outcome: str) -> None:
-    await handle.execute_update(
-        "claim_task", ClaimTask(task_id=task_id, actor=AGENT), result_type=CommandResult
-    )
-    await handle.execute_update(
-        "complete_task",
-        CompleteTask(task_id=task_id, actor=AGENT, outcome=outcome),
-        result_type=CommandResult,
-    )
 
 
 async def _until(handle, holds) -> None:
@@ -49,9 +38,9 @@ async def main() -> None:
             CaseWorkflow.run, inp, id=CASE_ID, task_queue=TASK_QUEUE
         )
         await _until(h, lambda c: bool(c.tasks))
-        await _work(h, f"{CASE_ID}.t1", "accept")
+        await work(h, f"{CASE_ID}.t1", "accept")
         ledger.stop()
-        await _work(h, f"{CASE_ID}.t2", "valid")
+        await work(h, f"{CASE_ID}.t2", "valid")
         await env.sleep(timedelta(seconds=10))  # the credit memo's first round fails
         await _until(h, lambda c: c.outages != [])
         await h.execute_update(

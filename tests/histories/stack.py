@@ -7,12 +7,15 @@ from contextlib import asynccontextmanager
 from datetime import date, timedelta
 from pathlib import Path
 
+from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
+from domain.case_models import ClaimTask, CommandResult, CompleteTask
 from settings import Settings
 from store.db import make_engine, migrate
 from tests.billing_harness import BillingService
 from tests.conftest import start_time_skipping
+from tests.harness import AGENT
 from tests.smtp_sink import SmtpSink
 from workflows.worker import build_worker
 
@@ -46,3 +49,15 @@ async def recording_stack(
         await env.shutdown()
         mail.stop()
         ledger.stop()
+
+
+async def work(handle: WorkflowHandle, task_id: str, outcome: str) -> None:
+    """The agent claims `task_id` and completes it with `outcome`."""
+    await handle.execute_update(
+        "claim_task", ClaimTask(task_id=task_id, actor=AGENT), result_type=CommandResult
+    )
+    await handle.execute_update(
+        "complete_task",
+        CompleteTask(task_id=task_id, actor=AGENT, outcome=outcome),
+        result_type=CommandResult,
+    )
