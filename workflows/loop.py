@@ -159,8 +159,9 @@ class ReadModelLoop:
 
     async def _sleep_until_change_or_deadline(self, until: Callable[[], bool] = _nothing) -> None:
         """Sleep until a change, `until()` or the next deadline; at the deadline, fire."""
-        woken = self._woken
-        if until is not _nothing:
-            woken = lambda: self._woken() or until()  # noqa: E731
+
+        def woken() -> bool:
+            return self._woken() or until()
+
         if await sleep_until_change_or_deadline(self._revision, self._next_deadline(), woken):
             self._deadline_reached(workflow.now())
