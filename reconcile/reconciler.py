@@ -143,8 +143,9 @@ async def _escalation_candidates(
 async def _reconcile_escalation(
     client: Client, engine: Engine, escalation_id: str, repair: bool, report: Report
 ) -> None:
-    """An escalation still projects from a local activity: its board row can hold a state
-    Temporal lost, as a case's could. Only its workflow's answer may replace it."""
+    """An escalation started before `escalation-project-after-commit` projects from a local
+    activity: its board row can hold a state Temporal lost, as a case's could. Only its
+    workflow's answer may replace it."""
     stored = await asyncio.to_thread(stored_escalation, engine, escalation_id)
     try:
         snapshot = await get_escalation(client, escalation_id)

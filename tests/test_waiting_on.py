@@ -93,10 +93,12 @@ def _events(case: dict[str, Any]) -> list[str]:
     return [h["event"] for h in case["history"]]
 
 
-async def test_a_billing_outage_shows_attempts_and_last_error_and_is_on_the_history(
-    env: WorkflowEnvironment, api: Api, ledger: BillingService
-) -> None:
-    agent = api.user("agent", queues=["disputes-tier1"], cross_vendor=True)
+async def _credit_memo_meets_an_outage(
+    env: WorkflowEnvironment, api: Api, ledger: BillingService, agent: dict[str, str]
+) -> str:
+    """A dispute worked up to its credit memo with billing down: the call's first round
+    (attempts at 0, 2 and 6 s) has failed, the next is 8 s later. The caller starts billing
+    again and terminates the case."""
     customer, invoice = _customer(ledger, "900.00")
     case_id = await _open(
         api, agent, customer_id=customer, invoice_ids=[invoice], amount="250.00", data={}
@@ -104,10 +106,32 @@ async def test_a_billing_outage_shows_attempts_and_last_error_and_is_on_the_hist
     try:
         await _work(api, agent, case_id, "triage", "accept")
         ledger.stop()  # billing goes down before the credit memo
+        await _work(api, agent, case_id, "investigate", "valid")
+        await env.sleep(timedelta(seconds=10))
+    except BaseException:
+        ledger.start()
+        await terminate_cases(env.client, [case_id])
+        raise
+    return case_id
+
+
+async def _closed_after_the_next_round(
+    env: WorkflowEnvironment, api: Api, agent: dict[str, str], case_id: str, retry_at: datetime
+) -> dict[str, Any]:
+    """Skip just past the next round, which finds billing back, and read the closed case
+    (skip no further: once the case closes, its archive child stops the test server from
+    skipping)."""
+    await env.sleep(retry_at - await env.get_current_time() + timedelta(seconds=1))
+    return await eventually(lambda: _case(api, agent, case_id), lambda c: c["status"] == "closed")
+
+
+async def test_a_billing_outage_shows_attempts_and_last_error_and_is_on_the_history(
+    env: WorkflowEnvironment, api: Api, ledger: BillingService
+) -> None:
+    agent = api.user("agent", queues=["disputes-tier1"], cross_vendor=True)
+    case_id = await _credit_memo_meets_an_outage(env, api, ledger, agent)
+    try:
         try:
-            await _work(api, agent, case_id, "investigate", "valid")
-            # The first round's attempts (0, 2 and 6 s) fail; the next round is 8 s later.
-            await env.sleep(timedelta(seconds=10))
             case = await eventually(
                 lambda: _case(api, agent, case_id), lambda c: c["waiting_on"]["outages"] != []
             )
@@ -138,12 +162,7 @@ async def test_a_billing_outage_shows_attempts_and_last_error_and_is_on_the_hist
             retry_at = datetime.fromisoformat(case["waiting_on"]["outages"][0]["retry_at"])
         finally:
             ledger.start()
-        # Just past the next round, which finds billing back (skip no further: once the
-        # case closes, its archive child stops the test server from skipping).
-        await env.sleep(retry_at - await env.get_current_time() + timedelta(seconds=1))
-        case = await eventually(
-            lambda: _case(api, agent, case_id), lambda c: c["status"] == "closed"
-        )
+        case = await _closed_after_the_next_round(env, api, agent, case_id, retry_at)
         assert case["resolution"] == "credited" and case["waiting_on"]["outages"] == []
         events = _events(case)
         assert events.count("outage_ended") == 1
@@ -281,3 +300,50 @@ async def test_an_smtp_outage_shows_on_the_case_beside_its_work_and_ends_on_the_
                 await terminate_cases(env.client, [case_id])
     finally:
         mail.stop()
+
+
+async def test_work_raised_during_a_billing_outage_is_not_held_until_billing_is_back(
+    env: WorkflowEnvironment, api: Api, ledger: BillingService
+) -> None:
+    """While the case waits out billing, the rest of its loop goes on: an escalation raised
+    meanwhile reaches the lead board at once, not when billing comes back."""
+    agent = api.user("agent", queues=["disputes-tier1"], cross_vendor=True)
+    lead = api.user("lead", queues=["disputes-leads"])
+    case_id = await _credit_memo_meets_an_outage(env, api, ledger, agent)
+    try:
+        try:
+            await eventually(
+                lambda: _case(api, agent, case_id), lambda c: c["waiting_on"]["outages"] != []
+            )
+            raised = await api.http.post(
+                f"/cases/{case_id}/escalate",
+                json={"reason": "credit memo stuck, customer on the phone"},
+                headers=agent,
+            )
+            assert raised.status_code == 200, raised.text
+
+            async def board() -> list[dict[str, Any]]:
+                response = await api.http.get(
+                    "/escalations", params={"case_id": case_id}, headers=lead
+                )
+                return list(response.json())
+
+            [esc] = await eventually(board, lambda b: len(b) == 1)
+            assert esc["id"] == raised.json()["id"] and esc["status"] == "open"
+            case = await _case(api, agent, case_id)
+            assert case["waiting_on"]["outages"] != []  # billing is still down
+            assert case["waiting_on"]["action"]["step"] == "issue_credit"
+            [link] = case["escalations"]
+            assert link["started"] is True
+            retry_at = datetime.fromisoformat(case["waiting_on"]["outages"][0]["retry_at"])
+        finally:
+            ledger.start()
+        case = await _closed_after_the_next_round(env, api, agent, case_id, retry_at)
+        events = _events(case)
+        assert events.index("escalation_opened") < events.index("outage_ended")
+        assert events.index("outage_ended") < len(events) - events[::-1].index("billing_done")
+        history = await env.client.get_workflow_handle(case_id).fetch_history()
+        verdict = await replay_case(history)
+        assert verdict.deterministic, verdict.divergence
+    finally:
+        await terminate_cases(env.client, [case_id, f"{case_id}.e1"])

@@ -54,13 +54,10 @@ with workflow.unsafe.imports_passed_through():
     from sop_templates.schema import BillingStep, EmailStep
     from workflows import case_carry, case_logic, case_outages, case_sla, case_waiting
     from workflows.case_logic import CaseRuleError
+    from workflows.loop import ReadModelLoop, Round
 
 T = TypeVar("T")
 
-# The read model must catch up after any outage, so projection retries without end.
-PROJECTION_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)
-)
 # An SMTP or billing outage only delays a case: retry with backoff, without end (cases
 # started before `outage-visible`; since, in rounds the case sees: OUTAGE_ROUND).
 OUTAGE_RETRY = RetryPolicy(
@@ -90,6 +87,8 @@ ESCALATIONS_JOIN_PATCH = "escalations-join"
 # Patch: a case opened in its SOP version's hypercare window records it, its tasks warn
 # earlier, and its breaches also notify the SOP owner (the escalation sends the notice).
 HYPERCARE_PATCH = "hypercare"
+# Patch: while a billing call waits out an outage, the loop's other work goes on.
+BILLING_BESIDE_THE_LOOP = "billing-beside-the-loop"
 
 
 @dataclass(frozen=True)
@@ -128,7 +127,9 @@ def rule_error(exc: CaseRuleError) -> ApplicationError:
 
 
 @workflow.defn(name="CaseWorkflow")
-class CaseWorkflow:
+class CaseWorkflow(ReadModelLoop):
+    _projection_activity = PROJECT_CASE
+
     @workflow.init
     def __init__(self, inp: CaseInput) -> None:
         self._input = inp.model_copy(update={"state": None})
@@ -167,32 +168,7 @@ class CaseWorkflow:
         # a regular activity, which also runs only once the state it writes is persisted.
         self._project_after_commit = workflow.patched(PROJECT_AFTER_COMMIT)
         self._outages_visible = workflow.patched(OUTAGE_VISIBLE)
-        while True:
-            top = self._case.revision
-            self._take_outage_news()
-            self._queue_pending_email()
-            self._queue_email_retries()
-            self._take_failed_emails()
-            if self._read_model_behind():
-                await self._project()
-            await self._start_escalations()
-            await self._settle_decided_approvals()
-            if self._case.pending_action is not None:
-                await self._carry_out(self._case.pending_action)
-                continue
-            if self._case.status == CaseStatus.CLOSED and not self._read_model_behind():
-                if not self._emails:
-                    break
-                await self._collect_emails()
-                continue
-            if self._continue_due():
-                # Before the check below: under a steady stream of Updates a round always
-                # sees one that landed meanwhile, and the case would never hand over.
-                await self._continue_as_new_when_drained()
-                continue
-            if self._project_after_commit and self._case.revision != top:
-                continue  # an Update landed while this round awaited: look at it first
-            await self._sleep_until_change_or_deadline()
+        await self.run_loop()
         await workflow.wait_condition(workflow.all_handlers_finished)
         # Patched: cases closed before archiving existed must replay without this child.
         if workflow.patched("archive-on-close"):
@@ -204,8 +180,34 @@ class CaseWorkflow:
             )
         return self._case
 
-    def _read_model_behind(self) -> bool:
-        return self._case.revision > self._projected_revision
+    # --- the loop's rounds (workflows/loop.py holds their shape) ---------------------------
+
+    def _revision(self) -> int:
+        return self._case.revision
+
+    async def _prepare_round(self) -> None:
+        self._take_outage_news()
+        self._queue_pending_email()
+        self._queue_email_retries()
+        self._take_failed_emails()
+
+    async def _work_round(self) -> Round:
+        await self._start_escalations()
+        await self._settle_decided_approvals()
+        if self._case.pending_action is not None:
+            await self._carry_out(self._case.pending_action)
+            return Round.AGAIN
+        if self._case.status == CaseStatus.CLOSED and not self._read_model_behind():
+            if not self._emails:
+                return Round.DONE
+            await self._collect_emails()
+            return Round.AGAIN
+        if self._continue_due():
+            # Before the check below: under a steady stream of Updates a round always
+            # sees one that landed meanwhile, and the case would never hand over.
+            await self._continue_as_new_when_drained()
+            return Round.AGAIN
+        return Round.SLEEP
 
     def _continue_due(self) -> bool:
         """Whether this run is long enough to hand the case to a new run: Temporal suggests
@@ -265,57 +267,33 @@ class CaseWorkflow:
             }
         )
 
-    async def _sleep_until_change_or_deadline(self) -> None:
-        seen = self._case.revision
-        deadline = case_sla.next_deadline(self._case)
-        timeout = (deadline - workflow.now()).total_seconds() if deadline else None
-        if timeout is None or timeout > 0:
-            try:
-                # A Temporal timer: it fires at the deadline even if every worker restarts.
-                await workflow.wait_condition(
-                    lambda: (
-                        self._case.revision != seen
-                        or self._failed_emails() != []
-                        or self._outage_news != []
-                    ),
-                    timeout=timeout,
-                )
-                return
-            except TimeoutError:
-                pass
-        now = workflow.now()
+    def _next_deadline(self) -> datetime | None:
+        return case_sla.next_deadline(self._case)
+
+    def _woken(self) -> bool:
+        return self._failed_emails() != [] or self._outage_news != []
+
+    def _deadline_reached(self, now: datetime) -> None:
         if self._case.waiting_until and now >= self._case.waiting_until:
             case_logic.wait_over(self._case, self._input.template, now)
         case_sla.fire_deadlines(self._case, now)
 
-    async def _project(self) -> None:
-        revision = self._case.revision
+    def _projection(self) -> CaseSnapshot:
+        if not self._project_after_commit:
+            return self._case  # cases started before: a local activity, as they recorded it
+        # Only the history entries the read model has not had yet: the activity's input is
+        # in Temporal's history, and the whole past in every one would grow it
+        # quadratically (the read model keeps no history; auditors replay it).
+        return self._case.model_copy(
+            update={
+                "history": self._case.history[self._projected_entries :],
+                "history_offset": self._projected_entries,
+            }
+        )
+
+    def _projected(self, payload: CaseSnapshot) -> None:
         if self._project_after_commit:
-            # Only the history entries the read model has not had yet: the activity's input
-            # is in Temporal's history, and the whole past in every one would grow it
-            # quadratically (the read model keeps no history; auditors replay it).
-            sent = len(self._case.history)
-            await workflow.execute_activity(
-                PROJECT_CASE,
-                self._case.model_copy(
-                    update={
-                        "history": self._case.history[self._projected_entries :],
-                        "history_offset": self._projected_entries,
-                    }
-                ),
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=PROJECTION_RETRY,
-            )
-            self._projected_entries = sent
-        else:
-            # Cases started before: a local activity, as they recorded it.
-            await workflow.execute_local_activity(
-                PROJECT_CASE,
-                self._case,
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=PROJECTION_RETRY,
-            )
-        self._projected_revision = max(self._projected_revision, revision)
+            self._projected_entries = payload.history_offset + len(payload.history)
 
     async def _start_escalations(self) -> None:
         await self._start_new_escalations()
@@ -449,9 +427,33 @@ class CaseWorkflow:
         if not self._outages_visible:
             return await call(OUTAGE_RETRY)
         key = action.idempotency_key
-        return await self._through_outages(
-            case_outages.BILLING, step.id, key, lambda: call(OUTAGE_ROUND), main_loop=True
+        # Patched: cases that waited on the call alone (asked only here, at a billing call).
+        if not workflow.patched(BILLING_BESIDE_THE_LOOP):
+            return await self._through_outages(
+                case_outages.BILLING, step.id, key, lambda: call(OUTAGE_ROUND), main_loop=True
+            )
+        calling = asyncio.create_task(
+            self._through_outages(
+                case_outages.BILLING, step.id, key, lambda: call(OUTAGE_ROUND), main_loop=False
+            )
         )
+        await self._rounds_while_calling(calling)
+        return await calling
+
+    async def _rounds_while_calling(self, calling: asyncio.Task[Any]) -> None:
+        """The loop's rounds while a billing call is out (an outage can last hours): record
+        its outage rounds, keep the read model up, start escalations raised meanwhile and
+        deliver their notes, turn an email that failed for good into a task, send those a
+        person asked again, fire what falls due. Only the rounds touch the case; the call
+        leaves its news for them."""
+
+        async def work() -> Round:
+            await self._start_escalations()
+            await self._settle_decided_approvals()
+            return Round.DONE if calling.done() else Round.SLEEP
+
+        await self._rounds(work, until=calling.done)
+        self._take_outage_news()  # the call went through (or was refused): recorded first
 
     async def _through_outages(
         self,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -23,7 +23,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows import escalation_logic
     from workflows.case_logic import CaseRuleError
     from workflows.case_sla import NOTE_DECLINED
-    from workflows.case_workflow import HYPERCARE_PATCH, PROJECTION_RETRY, rule_error
+    from workflows.case_workflow import HYPERCARE_PATCH, rule_error
+    from workflows.loop import ReadModelLoop, Round
 
 # Email never blocks the escalation: it is sent alongside, retried for about a day.
 EMAIL_RETRY = RetryPolicy(
@@ -32,14 +33,21 @@ EMAIL_RETRY = RetryPolicy(
     maximum_attempts=150,
 )
 
+# Patch: the board is written by a regular activity, after the workflow task that made the
+# state is persisted (escalations started before keep their local activity).
+ESCALATION_PROJECT_AFTER_COMMIT = "escalation-project-after-commit"
+
 
 @workflow.defn(name="EscalationWorkflow")
-class EscalationWorkflow:
+class EscalationWorkflow(ReadModelLoop):
+    _projection_activity = PROJECT_ESCALATION
+
     @workflow.init
     def __init__(self, inp: EscalationInput) -> None:
         self._input = inp
         self._esc = escalation_logic.open_escalation(inp, workflow.now())
         self._projected_revision = 0
+        self._project_after_commit = False
         self._emails: list[Any] = []
         self._case_events: list[EscalationEvent] = [
             EscalationEvent(
@@ -53,36 +61,45 @@ class EscalationWorkflow:
 
     @workflow.run
     async def run(self, inp: EscalationInput) -> EscalationSnapshot:
+        # Patched, and asked first, before any local activity (see CaseWorkflow.run): since,
+        # the board shows only states Temporal persisted; a local activity wrote a state
+        # from inside a workflow task Temporal could still lose, and it then outranked
+        # every later projection of the true one until the reconciler replaced it.
+        self._project_after_commit = workflow.patched(ESCALATION_PROJECT_AFTER_COMMIT)
         self._notify_level()
         # Patched, asked only for a breach under hypercare (escalations before had none).
         if inp.hypercare is not None and workflow.patched(HYPERCARE_PATCH):
             self._notify_sop_owner(inp.hypercare)
-        while True:
-            await self._tell_case()
-            if self._esc.revision > self._projected_revision:
-                await self._project()
-            if self._esc.status == EscalationStatus.RESOLVED and not self._behind():
-                break
-            await self._sleep_until_change_or_deadline()
+        await self.run_loop()
         await workflow.wait_condition(workflow.all_handlers_finished)
         await asyncio.gather(*self._emails, return_exceptions=True)
         await self._tell_case()  # a raise that came after the resolution goes back
         return self._esc
 
-    def _behind(self) -> bool:
-        return self._esc.revision > self._projected_revision or bool(self._case_events)
+    # --- the loop's rounds (workflows/loop.py holds their shape) ---------------------------
 
-    async def _sleep_until_change_or_deadline(self) -> None:
-        seen = self._esc.revision
-        deadline = escalation_logic.level_deadline(self._esc)
-        timeout = (deadline - workflow.now()).total_seconds() if deadline else None
-        if timeout is None or timeout > 0:
-            try:
-                await workflow.wait_condition(lambda: self._esc.revision != seen, timeout=timeout)
-                return
-            except TimeoutError:
-                pass
-        if escalation_logic.breach_level(self._esc, self._input, workflow.now()):
+    def _revision(self) -> int:
+        return self._esc.revision
+
+    async def _prepare_round(self) -> None:
+        await self._tell_case()
+
+    async def _work_round(self) -> Round:
+        if self._esc.status == EscalationStatus.RESOLVED and not self._behind():
+            return Round.DONE
+        return Round.SLEEP
+
+    def _behind(self) -> bool:
+        return self._read_model_behind() or bool(self._case_events)
+
+    def _projection(self) -> EscalationSnapshot:
+        return self._esc
+
+    def _next_deadline(self) -> datetime | None:
+        return escalation_logic.level_deadline(self._esc)
+
+    def _deadline_reached(self, now: datetime) -> None:
+        if escalation_logic.breach_level(self._esc, self._input, now):
             self._notify_level()
             self._case_events.append(
                 EscalationEvent(
@@ -137,16 +154,6 @@ class EscalationWorkflow:
                 await handle.signal("escalation_event", event)
             except Exception:
                 workflow.logger.info("case %s no longer takes signals", self._esc.case_id)
-
-    async def _project(self) -> None:
-        revision = self._esc.revision
-        await workflow.execute_local_activity(
-            PROJECT_ESCALATION,
-            self._esc,
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=PROJECTION_RETRY,
-        )
-        self._projected_revision = max(self._projected_revision, revision)
 
     @workflow.query(name="snapshot")
     def snapshot(self) -> EscalationSnapshot:

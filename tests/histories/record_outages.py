@@ -9,35 +9,18 @@ HTTP, an SMTP server on loopback started late).
 
 import asyncio
 import sys
-import tempfile
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from domain.case_models import ClaimTask, CommandResult, CompleteTask
-from settings import Settings
-from store.db import make_engine, migrate
-from tests.billing_harness import BillingService
-from tests.conftest import start_time_skipping
-from tests.harness import AGENT, case_input
+from tests.harness import case_input
+from tests.histories.stack import TASK_QUEUE, recording_stack, work
 from tests.smtp_sink import SmtpSink
 from workflows.case_workflow import CaseWorkflow
-from workflows.worker import build_worker
 
 OUT = Path(__file__).parent
 CASE_ID = "DSP-RECORDED-OUTAGES"
-
-
-async def _work(handle, task_id: str, outcome: str) -> None:
-    await handle.execute_update(
-        "claim_task", ClaimTask(task_id=task_id, actor=AGENT), result_type=CommandResult
-    )
-    await handle.execute_update(
-        "complete_task",
-        CompleteTask(task_id=task_id, actor=AGENT, outcome=outcome),
-        result_type=CommandResult,
-    )
 
 
 async def _until(handle, event: str) -> None:
@@ -50,36 +33,25 @@ async def _until(handle, event: str) -> None:
 
 
 async def main() -> None:
-    tmp = Path(tempfile.mkdtemp())
-    ledger = BillingService(f"sqlite:///{tmp / 'billing.db'}")
-    ledger.start()
-    due = date.today() - timedelta(days=10)
-    ledger.put_customer("C1", currency="EUR")
-    ledger.put_invoice("INV-1", "C1", "900.00", due, due - timedelta(days=30))
     mail = SmtpSink()  # down at first
-    env = await start_time_skipping()
-    engine = make_engine(f"sqlite:///{tmp / 'casebook.db'}")
-    migrate(engine)
-    settings = Settings(smtp_host="127.0.0.1", smtp_port=mail.port, billing_url=ledger.url)
-    async with build_worker(env.client, "rec", engine, settings):
+    async with recording_stack(mail) as (env, ledger):
         inp = case_input("dispute", "250.00", case_id=CASE_ID, data={"contact": "ap@c1.test"})
-        h = await env.client.start_workflow(CaseWorkflow.run, inp, id=CASE_ID, task_queue="rec")
+        h = await env.client.start_workflow(
+            CaseWorkflow.run, inp, id=CASE_ID, task_queue=TASK_QUEUE
+        )
         await env.sleep(timedelta(seconds=10))  # the acknowledgement's first round fails
         await _until(h, "outage_began")
         mail.start()
         await env.sleep(timedelta(seconds=10))
         await _until(h, "outage_ended")
-        await _work(h, f"{CASE_ID}.t1", "accept")
+        await work(h, f"{CASE_ID}.t1", "accept")
         ledger.stop()
-        await _work(h, f"{CASE_ID}.t2", "valid")
+        await work(h, f"{CASE_ID}.t2", "valid")
         await env.sleep(timedelta(seconds=10))  # the credit memo's first round fails
         ledger.start()
         await env.sleep(timedelta(seconds=10))
         await h.result()
         (OUT / "dispute_outages.json").write_text((await h.fetch_history()).to_json())
-    await env.shutdown()
-    mail.stop()
-    ledger.stop()
 
 
 if __name__ == "__main__":
