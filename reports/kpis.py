@@ -162,6 +162,7 @@ class Common(FunctionElement[bool]):
     type = Boolean()
     name = "common"
     inherit_cache = True
+    _is_implicitly_boolean = True  # a condition as it is: never rendered `... = 1`
 
 
 @compiles(Common, "sqlite")

@@ -138,3 +138,12 @@ def test_business_start_walks_back_over_closed_days() -> None:
     # One working hour on Monday morning, then back over the weekend to Friday 17:00.
     start = fr.business_start(monday_ten, timedelta(hours=2))
     assert start == (friday_close - timedelta(hours=1)).astimezone(UTC)
+
+
+def test_the_reports_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    from bench import reports as bench_reports
+
+    assert bench_reports.main(["--facts", "300", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert all(f" {name} " in out for name in kpis.KPIS)  # every report, escalations too
+    assert "reports within the target at 300 facts" in out
