@@ -1,10 +1,12 @@
 """`python -m bench.reports`: how fast the KPI reports answer over many facts, on SQLite.
 
-Seeds a fresh SQLite database with `--facts` task facts (and a case fact per three tasks)
-spread over a quarter, ten vendors and four queues, then times each report `--repeats`
-times for two asks: one vendor's week (a lead's daily look) and every vendor's quarter (an
-auditor's widest one). Prints p50 and p99 per report and ask, and how many exceed the
-target (200 ms p99). A measurement, not a test: it never fails on a slow machine.
+Seeds a fresh SQLite database with `--facts` task facts (and a case fact per three tasks,
+an escalation fact per twenty) spread over a quarter, ten vendors and four queues, then
+times each report `--repeats` times for two asks: one vendor's week (a lead's daily look)
+and every vendor's quarter (an auditor's widest one). Prints wall p50 and p99 per report
+and ask against the target (200 ms p99), and the CPU the process spent (median): on a
+shared machine the wall figures carry other processes' load, the CPU ones much less. A
+measurement, not a test: it never fails on a slow machine.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ def seed(engine: Engine, facts: int, rng: random.Random) -> None:
         rows.append(_task(i, rng))
         if i % 3 == 0:
             rows.append(_case(i, rng))
+        if i % 20 == 0:
+            rows.append(_escalation(i, rng))
         if len(rows) >= BATCH:
             _insert(engine, rows)
             rows = []
@@ -115,6 +119,24 @@ def _case(i: int, rng: random.Random) -> dict[str, Any]:
     return {**row, "status": "closed", "outcome": "credited", "completed_at": closed}
 
 
+def _escalation(i: int, rng: random.Random) -> dict[str, Any]:
+    row = _common(i, rng, "escalation")
+    acknowledged = row["opened_at"] + timedelta(minutes=rng.uniform(5, 300))
+    resolved = acknowledged + timedelta(hours=rng.uniform(1, 48)) if rng.random() < 0.8 else None
+    return {
+        **row,
+        "queue": "disputes-leads",
+        "step": rng.choice(STEPS),
+        "assignee": f"lead-{rng.randint(0, 9)}",
+        "status": "resolved" if resolved else "acknowledged",
+        "outcome": "resolve" if resolved else None,
+        "first_touch_at": acknowledged,
+        "completed_at": resolved,
+        "escalation_kind": rng.choice(["sla_breach", "manual", "approval"]),
+        "level": int(rng.random() < 0.1),
+    }
+
+
 def measure(engine: Engine, repeats: int) -> list[dict[str, Any]]:
     week = QUARTER + timedelta(days=35)
     asks = {
@@ -128,13 +150,13 @@ def measure(engine: Engine, repeats: int) -> list[dict[str, Any]]:
     results = []
     for ask, f in asks.items():
         for name in kpis.KPIS:
-            if name == "escalations":
-                continue  # no escalation facts seeded
-            timings = []
+            kpis.run(engine, name, f)  # warm: the first read of the file is not the report's
+            timings, cpu = [], []
             for _ in range(repeats):
-                started = time.perf_counter()
+                started, used = time.perf_counter(), time.process_time()
                 kpis.run(engine, name, f)
                 timings.append((time.perf_counter() - started) * 1000)
+                cpu.append((time.process_time() - used) * 1000)
             timings.sort()
             p99 = timings[min(len(timings) - 1, int(0.99 * len(timings)))]
             results.append(
@@ -143,6 +165,7 @@ def measure(engine: Engine, repeats: int) -> list[dict[str, Any]]:
                     "report": name,
                     "p50_ms": round(statistics.median(timings), 1),
                     "p99_ms": round(p99, 1),
+                    "cpu_p50_ms": round(statistics.median(cpu), 1),
                     "within_target": p99 <= TARGET_P99_MS,
                 }
             )
@@ -162,10 +185,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"seeded {args.facts} task facts in {time.perf_counter() - started:.1f} s")
         rows = measure(engine, args.repeats)
         engine.dispose()
-    print(f"{'ask':<26} {'report':<14} {'p50 ms':>8} {'p99 ms':>8}  p99 <= {TARGET_P99_MS:.0f} ms")
+    print(
+        f"{'ask':<26} {'report':<14} {'p50 ms':>8} {'p99 ms':>8} {'cpu ms':>8}"
+        f"  p99 <= {TARGET_P99_MS:.0f} ms"
+    )
     for r in rows:
         mark = "yes" if r["within_target"] else "NO"
-        print(f"{r['ask']:<26} {r['report']:<14} {r['p50_ms']:>8} {r['p99_ms']:>8}  {mark}")
+        print(
+            f"{r['ask']:<26} {r['report']:<14} {r['p50_ms']:>8} {r['p99_ms']:>8}"
+            f" {r['cpu_p50_ms']:>8}  {mark}"
+        )
+    met = sum(r["within_target"] for r in rows)
+    print(f"{met} of {len(rows)} reports within the target at {args.facts} facts")
     return 0
 
 

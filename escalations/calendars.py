@@ -157,6 +157,26 @@ class BusinessCalendar:
             total += min(closes, b) - max(opens, a)
         return total
 
+    def business_start(self, end: datetime, budget: timedelta) -> datetime:
+        """The latest instant `s` with `business_time_between(s, end) >= budget`: walking
+        back from `end` through the working windows until `budget` is used up (the reports
+        age a backlog by comparing openings with it, not by counting each task's age)."""
+        end = as_utc(end)
+        remaining = budget
+        day = end.astimezone(self.zone).date()
+        for _ in range(MAX_DAYS_SCANNED):
+            found = self.window(day)
+            if found is not None and found[0] < end:
+                opens, stop = found[0], min(found[1], end)
+                if remaining <= stop - opens:
+                    return stop - remaining
+                remaining -= stop - opens
+            day -= timedelta(days=1)
+        raise ValueError(
+            f"calendar {self.name}: no {budget} of working time within {MAX_DAYS_SCANNED} "
+            f"days before {end.isoformat()}"
+        )
+
     def _local(self, day: date, minute: int) -> datetime:
         # 24:00 is not a time of day: it is the next day's midnight.
         day += timedelta(days=minute // MINUTES_PER_DAY)

@@ -21,7 +21,6 @@ from escalations.calendars import as_utc
 from reports import kpis
 from reports.kpis import Report, ReportFilter
 from sop_templates.registry import hypercare_window
-from store.facts import TASK
 from store.tables import SopVersionRow
 
 COLUMNS = [
@@ -96,21 +95,19 @@ def compare(engine: Engine, name: str, version: int, now: datetime, **filters: o
 
 
 def _by_step(engine: Engine, f: ReportFilter) -> dict[str, dict[str, object]]:
-    """Per step: fell due and attainment, median handle time, loop backs."""
-    facts = kpis.load_facts(engine, TASK, f)
-    steps: dict[str, list[dict[str, object]]] = {}
-    for fact in facts:
-        steps.setdefault(str(fact["step"]), []).append(fact)
-    out: dict[str, dict[str, object]] = {}
-    for step, members in sorted(steps.items()):
-        sla = kpis.sla_attainment(members, f)
-        handle = kpis.handle_time(members, f)
-        out[step] = {
-            "fell_due": sla["fell_due"],
-            "attainment": sla["attainment"],
-            "aht_median_s": handle["aht_median_s"],
-            "loop_backs": sum(
-                int(m["loop_backs"]) for m in members if kpis.in_period(m["opened_at"], f)
-            ),
+    """Per step: fell due and attainment, median handle time, loop backs (the KPIs' own
+    SQL, grouped by step)."""
+    by_step = replace(f, group_by="step")
+    sla, handle, rework = (
+        {str(r["step"]): r for r in kpis.run(engine, name, by_step).rows}
+        for name in ("sla", "handle-time", "reassignments")
+    )
+    return {
+        step: {
+            "fell_due": sla.get(step, {}).get("fell_due", 0),
+            "attainment": sla.get(step, {}).get("attainment"),
+            "aht_median_s": handle.get(step, {}).get("aht_median_s"),
+            "loop_backs": rework.get(step, {}).get("loop_backs", 0),
         }
-    return out
+        for step in sorted({*sla, *handle, *rework})
+    }

@@ -167,7 +167,7 @@ def _escalations(engine: Engine, f: ReportFilter) -> Table:
     counts: dict[tuple[str, str], int] = defaultdict(int)
     for x in facts:
         counts[(x["escalation_kind"] or "?", x["outcome"] or "open")] += 1
-    summary = kpis.escalations(facts, f)
+    summary = _one(engine, "escalations", f)
     rows = [[kind, outcome, n] for (kind, outcome), n in sorted(counts.items())]
     rows.append(["all", f"ack median {_hours(summary['ack_median_s'])} h", len(facts)])
     return Table(["kind", "outcome", "escalations"], rows)
