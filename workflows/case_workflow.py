@@ -178,7 +178,16 @@ class CaseWorkflow(ReadModelLoop):
                 id=f"{self._case.id}.archive",
                 parent_close_policy=ParentClosePolicy.ABANDON,
             )
-        return self._case
+        return self._result()
+
+    def _result(self) -> CaseSnapshot:
+        """The closed case without its history: Temporal stores the result in the run's
+        last event, and the history (already in the run's events and the read model's
+        projections) could take it past the bound on an event's size. Replay does not
+        compare a result, so runs recorded with the history in it replay unchanged."""
+        return self._case.model_copy(
+            update={"history": [], "history_offset": len(self._case.history)}
+        )
 
     # --- the loop's rounds (workflows/loop.py holds their shape) ---------------------------
 
