@@ -143,7 +143,7 @@ async def _measure(bench: Bench, segments: list[Segment], budget: int) -> dict[s
         say("sla: warning: breaches began before every case was open")
     say(f"sla: {open_cases} open cases; breaches from {first_due - time.time():.0f}s on")
     with cpu_used(bench.processes) as used:
-        await _watch_board(bench, breaches, board_before)
+        reordered = await _watch_board(bench, breaches, board_before)
     await _account_for_unseen(bench, breaches)
     figures = {
         "open_cases": open_cases,
@@ -151,6 +151,8 @@ async def _measure(bench: Bench, segments: list[Segment], budget: int) -> dict[s
         "opening_s": opened_by,
         "unseen": sum(1 for b in breaches if b.seen is None),
         "found_after_watch": sum(1 for b in breaches if b.late),
+        # Shown behind more than BOARD_SLACK newer rows: lost to a read from the newest.
+        "reordered_beyond_slack": reordered,
     }
     figures |= _lag_figures(breaches, segments, "")
     return figures | per_unit(used, len(breaches), "cpu_per_breach")
@@ -186,7 +188,7 @@ def _escalations_on_board(bench: Bench) -> int:
         return session.exec(query).one()
 
 
-async def _watch_board(bench: Bench, breaches: list[Breach], board_before: int) -> None:
+async def _watch_board(bench: Bench, breaches: list[Breach], board_before: int) -> int:
     """Read the open escalations' newest rows until every breach has shown (or time is up).
 
     The board lists open escalations by due time, and an escalation's due time grows with
@@ -194,10 +196,11 @@ async def _watch_board(bench: Bench, breaches: list[Breach], board_before: int) 
     so it sorts after every row opened before the earliest such deadline. Each read starts
     there (less a little slack), however late one escalation lags behind the others: a
     read from just before the newest row seen missed those that reached the board out of
-    order by more than the slack.
+    order by more than the slack. Returns how many did so here (what such a read lost).
     """
     waiting = {b.case_id: b for b in breaches}
     opened: list[float] = []  # opening of each escalation of ours seen, sorted
+    reordered = 0
     deadline = max(b.due for b in breaches) + WATCH_TAIL_S
     next_report = time.time() + 10
     while waiting and time.time() < deadline:
@@ -212,11 +215,14 @@ async def _watch_board(bench: Bench, breaches: list[Breach], board_before: int) 
             breach = waiting.pop(row["case_id"], None)
             if breach is not None:
                 breach.seen = now
-                bisect.insort(opened, datetime.fromisoformat(row["opened_at"]).timestamp())
+                at = datetime.fromisoformat(row["opened_at"]).timestamp()
+                reordered += len(opened) - bisect.bisect_right(opened, at) > BOARD_SLACK
+                bisect.insort(opened, at)
         if now > next_report:
             say(f"sla: {len(breaches) - len(waiting)}/{len(breaches)} escalations on the board")
             next_report = now + 10
         await asyncio.sleep(POLL_S)
+    return reordered
 
 
 async def _board_from(bench: Bench, offset: int, rows: int) -> list[dict[str, Any]]:
