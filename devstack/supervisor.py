@@ -163,6 +163,23 @@ def _die_with_parent() -> None:
 PR_SET_PDEATHSIG = 1
 
 
+# Measured on 2 cores (docs/PERFORMANCE.md): SQLite's write-ahead log with fsync only at
+# checkpoints roughly doubles the dev server's workflows/s (a power cut may lose the last
+# commits, never corrupt the file: a development server's trade); one task-queue partition
+# stops a poll waiting on an empty partition while work sits in another, the multi-second
+# Update stalls. Production's cluster (docker-compose.yml) keeps Temporal's defaults.
+TEMPORAL_TUNING = (
+    "--sqlite-pragma",
+    "journal_mode=wal",
+    "--sqlite-pragma",
+    "synchronous=normal",
+    "--dynamic-config-value",
+    "matching.numTaskqueueReadPartitions=1",
+    "--dynamic-config-value",
+    "matching.numTaskqueueWritePartitions=1",
+)
+
+
 def temporal_command(data_dir: Path, port: int) -> list[str]:
     binary = shutil.which("temporal") or str(Path(sys.executable).parent / "temporal")
     return [
@@ -180,6 +197,7 @@ def temporal_command(data_dir: Path, port: int) -> list[str]:
         "--log-level",
         "warn",
         "--ui-disable-news-fetch",
+        *TEMPORAL_TUNING,
     ]
 
 
