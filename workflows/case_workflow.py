@@ -86,6 +86,16 @@ CONTINUE_AS_NEW = "continue-as-new"
 OUTAGE_VISIBLE = "outage-visible"
 # Patch: a manual escalation of work already escalated joins the open escalation.
 ESCALATIONS_JOIN_PATCH = "escalations-join"
+# Patch: the SLA timer is kept across changes and re-armed only when the deadline moves.
+SLA_TIMER_REARM = "sla-timer-rearm"
+
+
+@dataclass(frozen=True)
+class SlaTimer:
+    """A Temporal timer armed for an SLA deadline (`case_sla.next_deadline`)."""
+
+    deadline: datetime
+    sleeping: asyncio.Task[None]
 
 
 @dataclass(frozen=True)
@@ -150,6 +160,9 @@ class CaseWorkflow:
         self._outages_visible = False
         # Outage rounds the sending coroutines saw, for the main loop to record.
         self._outage_news: list[OutageNews] = []
+        # The timer armed for the next SLA deadline, kept while that deadline stands.
+        self._sla_timer: SlaTimer | None = None
+        self._keep_sla_timer = False
 
     @workflow.run
     async def run(self, inp: CaseInput) -> CaseSnapshot:
@@ -159,6 +172,7 @@ class CaseWorkflow:
         # a regular activity, which also runs only once the state it writes is persisted.
         self._project_after_commit = workflow.patched(PROJECT_AFTER_COMMIT)
         self._outages_visible = workflow.patched(OUTAGE_VISIBLE)
+        self._keep_sla_timer = workflow.patched(SLA_TIMER_REARM)
         while True:
             top = self._case.revision
             self._take_outage_news()
@@ -259,26 +273,56 @@ class CaseWorkflow:
 
     async def _sleep_until_change_or_deadline(self) -> None:
         seen = self._case.revision
+
+        def changed() -> bool:
+            return (
+                self._case.revision != seen
+                or self._failed_emails() != []
+                or self._outage_news != []
+            )
+
         deadline = case_sla.next_deadline(self._case)
         timeout = (deadline - workflow.now()).total_seconds() if deadline else None
         if timeout is None or timeout > 0:
-            try:
-                # A Temporal timer: it fires at the deadline even if every worker restarts.
-                await workflow.wait_condition(
-                    lambda: (
-                        self._case.revision != seen
-                        or self._failed_emails() != []
-                        or self._outage_news != []
-                    ),
-                    timeout=timeout,
-                )
-                return
-            except TimeoutError:
-                pass
+            # A Temporal timer: it fires at the deadline even if every worker restarts.
+            if self._keep_sla_timer:
+                # Kept while the deadline stands (patched: cases before re-armed it each round).
+                timer = self._timer_for(deadline, timeout)
+
+                def fired() -> bool:
+                    return timer is not None and timer.done()
+
+                await workflow.wait_condition(lambda: changed() or fired())
+                if not fired():
+                    return
+            else:
+                try:
+                    await workflow.wait_condition(changed, timeout=timeout)
+                    return
+                except TimeoutError:
+                    pass
         now = workflow.now()
         if self._case.waiting_until and now >= self._case.waiting_until:
             case_logic.wait_over(self._case, self._input.template, now)
         case_sla.fire_deadlines(self._case, now)
+
+    def _timer_for(
+        self, deadline: datetime | None, timeout: float | None
+    ) -> asyncio.Task[None] | None:
+        """The Temporal timer for `deadline`: the one already armed while the deadline stands
+        (most changes, such as a claim, leave it where it was: no timer cancelled and started
+        again for each), else a new one, the old cancelled. None when nothing is due."""
+        kept = self._sla_timer
+        if kept is not None and kept.deadline == deadline and not kept.sleeping.done():
+            return kept.sleeping
+        if kept is not None and not kept.sleeping.done():
+            kept.sleeping.cancel()
+        self._sla_timer = None
+        if deadline is None or timeout is None:
+            return None
+        sleeping = asyncio.create_task(workflow.sleep(timeout))
+        self._sla_timer = SlaTimer(deadline, sleeping)
+        return sleeping
 
     async def _project(self) -> None:
         revision = self._case.revision
