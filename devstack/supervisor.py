@@ -163,22 +163,6 @@ def _die_with_parent() -> None:
 PR_SET_PDEATHSIG = 1
 
 
-# Measured on 2 cores (docs/PERFORMANCE.md): SQLite's write-ahead log (writers no longer
-# block readers) and one task-queue partition (a poll no longer waits on an empty
-# partition while work sits in another: the multi-second Update stalls). Not
-# `synchronous=normal`: with it, a command to a case right after its worker was killed
-# timed out in tests/test_dev_stack.py in 4 runs of 4 (cause not found yet).
-# Production's cluster (docker-compose.yml) keeps Temporal's defaults.
-TEMPORAL_TUNING = (
-    "--sqlite-pragma",
-    "journal_mode=wal",
-    "--dynamic-config-value",
-    "matching.numTaskqueueReadPartitions=1",
-    "--dynamic-config-value",
-    "matching.numTaskqueueWritePartitions=1",
-)
-
-
 def temporal_command(data_dir: Path, port: int) -> list[str]:
     binary = shutil.which("temporal") or str(Path(sys.executable).parent / "temporal")
     return [
@@ -196,7 +180,6 @@ def temporal_command(data_dir: Path, port: int) -> list[str]:
         "--log-level",
         "warn",
         "--ui-disable-news-fetch",
-        *TEMPORAL_TUNING,
     ]
 
 
