@@ -194,9 +194,10 @@ async def _watch_board(bench: Bench, breaches: list[Breach], board_before: int) 
     The board lists open escalations by due time, and an escalation's due time grows with
     its opening: an escalation not shown yet opens no earlier than its breach's `sla_due`,
     so it sorts after every row opened before the earliest such deadline. Each read starts
-    there (less a little slack), however late one escalation lags behind the others: a
-    read from just before the newest row seen missed those that reached the board out of
-    order by more than the slack. Returns how many did so here (what such a read lost).
+    there (less a little slack) and runs past the newest row seen, however late one
+    escalation lags behind the others: a read from just before the newest row seen missed
+    those that reached the board out of order by more than the slack. Returns how many did
+    so here (what such a read lost).
     """
     waiting = {b.case_id: b for b in breaches}
     opened: list[float] = []  # opening of each escalation of ours seen, sorted
@@ -208,8 +209,9 @@ async def _watch_board(bench: Bench, breaches: list[Breach], board_before: int) 
         earliest_unseen = min(b.due for b in waiting.values())
         before = bisect.bisect_left(opened, earliest_unseen)
         offset = max(0, board_before + before - BOARD_SLACK)
+        # Through the newest row seen and past it, by as many rows as breaches are due.
         due = sum(1 for b in waiting.values() if b.due <= now_s + POLL_S)
-        rows = await _board_from(bench, offset, due + BOARD_SLACK)
+        rows = await _board_from(bench, offset, len(opened) - before + due + 2 * BOARD_SLACK)
         now = time.time()
         for row in rows:
             breach = waiting.pop(row["case_id"], None)
