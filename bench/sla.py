@@ -165,7 +165,7 @@ async def _open_on_schedule(bench: Bench, segments: list[Segment]) -> list[Breac
 
     async def one(segment: int) -> None:
         async with gate:
-            case = await bench.api.open_dispute(bench.agent)
+            case = await bench.api.open_dispute_patiently(bench.agent)
         triage = await bench.api.first_task(bench.agent, case)
         due = datetime.fromisoformat(triage["sla_due"]).timestamp()
         breaches.append(Breach(case["id"], segment, due))
