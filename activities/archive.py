@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from temporalio import activity
-from temporalio.client import WorkflowExecutionStatus
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 
 from audit.runs import fetch_runs, runs_json
@@ -17,6 +18,9 @@ from store import archive
 from store.db import session_scope
 
 ARCHIVE_CASE = "archive_case"
+# The case starts its archive child as the last thing it does, then closes: it closes
+# within moments, unless its worker died meanwhile (then the activity is retried).
+CLOSE_WAIT_S = 30.0
 
 
 class ArchiveActivities:
@@ -30,10 +34,7 @@ class ArchiveActivities:
         existing = await asyncio.to_thread(self._existing, case_id)
         if existing:
             return existing
-        handle = activity.client().get_workflow_handle(case_id)
-        if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
-            # Retried with backoff until the case's last event is written.
-            raise ApplicationError(f"case {case_id} has not closed yet", type="CaseStillOpen")
+        await _until_closed(activity.client().get_workflow_handle(case_id))
         # Every run of the case (it may have continued as new), in one entry.
         runs = await fetch_runs(activity.client(), case_id)
         return await asyncio.to_thread(self._append, case_id, runs_json(runs))
@@ -58,3 +59,19 @@ class ArchiveActivities:
         if self._directory is not None:
             archive.write_file(self._directory, row)
         return row.chain_hash
+
+
+async def _until_closed(handle: WorkflowHandle[Any, Any]) -> None:
+    """Wait for the case's run to close (a long poll on Temporal, no retry storm of
+    `CaseStillOpen` while the case writes its last event); raise that if it does not."""
+    if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
+        return
+    try:
+        await asyncio.wait_for(handle.result(follow_runs=False), CLOSE_WAIT_S)
+    except TimeoutError as exc:
+        # Retried with backoff until the case's last event is written.
+        raise ApplicationError(
+            f"case {handle.id} has not closed yet", type="CaseStillOpen"
+        ) from exc
+    except WorkflowFailureError:
+        pass  # closed all the same (failed, terminated, timed out): its history is final

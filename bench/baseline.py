@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import math
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -10,16 +13,23 @@ from dataclasses import dataclass
 from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Worker
 
-from bench.baseline_workflow import BaselineWorkflow, record_outcome
+from bench.baseline_workflow import (
+    FIRED_AT,
+    BaselineSlaWorkflow,
+    BaselineWorkflow,
+    record_breach,
+    record_outcome,
+)
 from bench.history import HistoryCost, history_cost
 from bench.load import run_concurrently, timed
 from bench.stats import latency_ms
 
 
-@dataclass(frozen=True)
+@dataclass
 class Baseline:
     client: Client
     task_queue: str
+    idle_sla_workflows: int = 0  # open, their timer a day away (the SLA scenario's backdrop)
 
     async def start(self) -> WorkflowHandle[BaselineWorkflow, str]:
         return await self.client.start_workflow(
@@ -35,7 +45,10 @@ async def baseline_worker(client: Client) -> AsyncIterator[Baseline]:
     """A worker for the baseline workflow on a task queue of its own."""
     task_queue = f"bench-baseline-{uuid.uuid4().hex[:8]}"
     async with Worker(
-        client, task_queue=task_queue, workflows=[BaselineWorkflow], activities=[record_outcome]
+        client,
+        task_queue=task_queue,
+        workflows=[BaselineWorkflow, BaselineSlaWorkflow],
+        activities=[record_outcome, record_breach],
     ):
         yield Baseline(client, task_queue)
 
@@ -84,3 +97,53 @@ async def cost(baseline: Baseline) -> HistoryCost:
     await handle.execute_update(BaselineWorkflow.complete, "done")
     await handle.result()
     return await history_cost(baseline.client, [handle.id])
+
+
+IDLE_SLA_DAYS = 1.0  # the idle SLA workflows' timer: far beyond any run of the bench
+STARTS_AT_ONCE = 50
+ASLEEP_POLL_S = 0.2
+
+
+async def top_up_idle_sla_workflows(baseline: Baseline, count: int) -> None:
+    """`count` SLA workflows open and idle (timers a day away), as Casebook's idle cases."""
+    missing = count - baseline.idle_sla_workflows
+    if missing <= 0:
+        return
+    due = time.time() + IDLE_SLA_DAYS * 86_400
+
+    async def idle(_: int) -> None:
+        await _until_asleep(await _start_sla(baseline, due))
+
+    await run_concurrently(range(missing), STARTS_AT_ONCE, idle)
+    baseline.idle_sla_workflows += missing
+
+
+async def _until_asleep(handle: WorkflowHandle[BaselineSlaWorkflow, None]) -> None:
+    """Until the workflow's first task ran (its timer armed): the backdrop is idle before
+    any lag is measured, not a backlog of first workflow tasks in the worker."""
+    while (await handle.describe()).raw_description.HasField("pending_workflow_task"):
+        await asyncio.sleep(ASLEEP_POLL_S)
+
+
+async def sla_timers(baseline: Baseline, dues: list[float]) -> list[float]:
+    """One SLA workflow per deadline; each one's lag from deadline to activity, in seconds.
+
+    The lags come in the order of `dues`; NaN where the activity never ran."""
+    ids: dict[float, str] = {}
+
+    async def start(due: float) -> None:
+        ids[due] = (await _start_sla(baseline, due)).id
+
+    await run_concurrently(dues, STARTS_AT_ONCE, start)
+    for workflow_id in ids.values():
+        await baseline.client.get_workflow_handle(workflow_id).result()
+    return [FIRED_AT.pop(ids[due], math.nan) - due for due in dues]
+
+
+async def _start_sla(baseline: Baseline, due: float) -> WorkflowHandle[BaselineSlaWorkflow, None]:
+    return await baseline.client.start_workflow(
+        BaselineSlaWorkflow.run,
+        due,
+        id=f"bench-sla-{uuid.uuid4().hex[:12]}",
+        task_queue=baseline.task_queue,
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -12,6 +13,8 @@ import httpx
 
 QUEUE = "disputes-tier1"
 FIRST_TASK_TIMEOUT_S = 60.0
+BUSY_RETRIES = 10  # a 503 while opening cases for a scenario's setup: tries, a pause apart
+BUSY_PAUSE_S = 2.0
 # A dispute below the SOP's approval threshold (1000), so triage(accept) ->
 # investigate(valid) closes it as credited (a credit memo in billing) with no lead involved.
 DISPUTE = {
@@ -71,6 +74,17 @@ class CasebookApi:
 
     async def open_dispute(self, headers: Headers) -> dict[str, Any]:
         return _ok(await self.http.post("/cases", json=DISPUTE, headers=headers), 201).json()
+
+    async def open_dispute_patiently(self, headers: Headers) -> dict[str, Any]:
+        """`open_dispute` for setup, not measured: a `503` (no worker answered in time, on an
+        overloaded machine) is retried with the same `Idempotency-Key`, so never twice."""
+        keyed = {**headers, "Idempotency-Key": uuid.uuid4().hex}
+        for _ in range(BUSY_RETRIES):
+            response = await self.http.post("/cases", json=DISPUTE, headers=keyed)
+            if response.status_code != 503:
+                break
+            await asyncio.sleep(BUSY_PAUSE_S)
+        return _ok(response, 201).json()
 
     async def first_task(self, headers: Headers, case: dict[str, Any]) -> dict[str, Any]:
         """The case's first task: in the intake answer, or once open (a dispute v3 first marks

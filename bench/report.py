@@ -90,11 +90,25 @@ TARGETS = (
         lambda r: r >= 0.5,
     ),
     Target(
-        "SLA escalation lag p99 (ms)",
+        "SLA lag p99 vs baseline timer->activity p99",
         ("sla_timers", "lag_p99_ms"),
+        ("sla_timers", "baseline_lag_p99_ms"),
+        "<= 2x",
+        lambda r: r <= 2,
+    ),
+    Target(
+        "SLA lag p99 at a quarter of the rate (ms)",
+        ("sla_timers", "quiet_lag_p99_ms"),
         None,
         "<= 1000",
         lambda v: v <= 1000,
+    ),
+    Target(
+        "SLA lag grows at (breaches/s) vs baseline",
+        ("sla_timers", "lag_grows_at_per_s"),
+        ("sla_timers", "baseline_lag_grows_at_per_s"),
+        "-",
+        None,
     ),
     Target(
         "open cases while SLAs breach",

@@ -26,7 +26,7 @@ async def open_many(bench: Bench, count: int) -> list[dict[str, Any]]:
     cases: list[dict[str, Any]] = []
 
     async def one(_: int) -> None:
-        cases.append(await bench.api.open_dispute(bench.agent))
+        cases.append(await bench.api.open_dispute_patiently(bench.agent))
 
     await run_concurrently(range(count), TOP_UP_CONCURRENCY, one)
     return cases

@@ -14,7 +14,9 @@ class Sizes:
     claim_agents: tuple[int, ...]
     whole_cases: int
     open_cases: int  # open cases when the worker's memory is read
-    sla_cases: int  # breaching at half the baseline's workflows per second
+    sla_open_cases: int  # open cases (idle) while SLAs breach; the baseline has as many
+    sla_quiet_cases: int  # breaching first at a quarter of the main rate
+    sla_cases: int  # breaching at 0.55x the baseline's workflows per second (the main rate)
     sla_ramp: tuple[tuple[float, int], ...]  # then (times the baseline's rate, cases)
     inbox_tasks: int
     inbox_requests: int
@@ -30,6 +32,8 @@ SIZES = {
         claim_agents=(10, 50),
         whole_cases=6,
         open_cases=30,
+        sla_open_cases=30,
+        sla_quiet_cases=3,
         sla_cases=8,
         sla_ramp=(),
         inbox_tasks=2_000,
@@ -44,6 +48,8 @@ SIZES = {
         claim_agents=(10, 50),
         whole_cases=60,
         open_cases=1_000,
+        sla_open_cases=5_000,
+        sla_quiet_cases=30,
         sla_cases=120,
         sla_ramp=((1.0, 60), (1.5, 60)),
         inbox_tasks=100_000,
@@ -58,6 +64,8 @@ SIZES = {
         claim_agents=(10, 50),
         whole_cases=200,
         open_cases=5_000,
+        sla_open_cases=20_000,
+        sla_quiet_cases=100,
         sla_cases=1_000,
         sla_ramp=((1.0, 300), (1.5, 300), (2.0, 300)),
         inbox_tasks=100_000,

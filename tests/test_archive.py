@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -12,8 +14,9 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
-from temporalio.testing import WorkflowEnvironment
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
+from activities.archive import ArchiveActivities
 from store import archive
 from store.db import session_scope
 from store.tables import CaseArchiveRow
@@ -195,3 +198,23 @@ async def test_store_rebuild_replaces_phantoms_and_restores_archived_cases_delet
 
     assert await _rebuild(settings("default")) >= 2
     assert task_status(f"{live}.t1") == "open"  # the truth wins over the phantom's revision
+
+
+# Last in the module: it archives a workflow that is no case, which a rebuild would restore.
+async def test_the_archive_waits_for_its_case_to_close_instead_of_failing(
+    api: Api, dev_server: WorkflowEnvironment
+) -> None:
+    """The archive child starts while its case still closes: the activity waits for the
+    close rather than failing `CaseStillOpen` and retrying a second later."""
+    closing = await dev_server.client.start_workflow(
+        "CaseWorkflow", id=f"DSP-CLOSING-{uuid.uuid4().hex[:8]}", task_queue="nobody-polls"
+    )
+    archiver = ArchiveActivities(api.engine)
+    archiving = asyncio.create_task(
+        ActivityEnvironment(client=dev_server.client).run(archiver.archive_case, closing.id)
+    )
+    await asyncio.sleep(0.5)
+    assert not archiving.done()  # waiting, not failed
+    await closing.terminate("closed")
+    chain_hash = await archiving
+    assert (await _archived(api, closing.id)).chain_hash == chain_hash

@@ -21,6 +21,7 @@ from domain.case_models import (
     CaseSnapshot,
     ClaimTask,
     CompleteTask,
+    ReleaseTask,
     Role,
     Task,
 )
@@ -92,6 +93,29 @@ async def test_refused_updates_leave_no_trace(
     await time_skipping.sleep(timedelta(days=30))  # the 4h triage SLA breaches meanwhile
     late = await handle.query(CaseWorkflow.snapshot)
     assert late.status == "open" and late.tasks[0].sla_state == "breached"
+    assert [e.id for e in late.escalations] == [f"{inp.case_id}.e1"]
+
+
+async def test_the_sla_timer_stays_armed_while_its_deadline_stands(
+    time_skipping: WorkflowEnvironment, worker_queue: str
+) -> None:
+    inp = dispute_input("10.00")
+    handle = await _start(time_skipping, worker_queue, inp)
+    task = await _open_task(handle)
+    for update, cmd in [
+        ("claim_task", ClaimTask(task_id=task.id, actor=AGENT)),
+        ("release_task", ReleaseTask(task_id=task.id, actor=AGENT)),
+        ("claim_task", ClaimTask(task_id=task.id, actor=AGENT)),
+    ]:
+        after = await _step(handle, update, cmd)
+        assert after.tasks[0].sla_warning_at == task.sla_warning_at  # the deadline stands
+    events = [e async for e in handle.fetch_history_events()]
+    started = [e for e in events if e.HasField("timer_started_event_attributes")]
+    cancelled = [e for e in events if e.HasField("timer_canceled_event_attributes")]
+    assert (len(started), len(cancelled)) == (1, 0)  # one timer for the triage's warning
+    await time_skipping.sleep(timedelta(days=30))  # the kept timer still fires: warn, breach
+    late = await handle.query(CaseWorkflow.snapshot)
+    assert late.tasks[0].sla_state == "breached"
     assert [e.id for e in late.escalations] == [f"{inp.case_id}.e1"]
 
 

@@ -54,7 +54,7 @@ with workflow.unsafe.imports_passed_through():
     from sop_templates.schema import BillingStep, EmailStep
     from workflows import case_carry, case_logic, case_outages, case_sla, case_waiting
     from workflows.case_logic import CaseRuleError
-    from workflows.loop import ReadModelLoop, Round
+    from workflows.loop import ReadModelLoop, Round, never
 
 T = TypeVar("T")
 
@@ -89,6 +89,16 @@ ESCALATIONS_JOIN_PATCH = "escalations-join"
 HYPERCARE_PATCH = "hypercare"
 # Patch: while a billing call waits out an outage, the loop's other work goes on.
 BILLING_BESIDE_THE_LOOP = "billing-beside-the-loop"
+# Patch: the SLA timer is kept across changes and re-armed only when the deadline moves.
+SLA_TIMER_REARM = "sla-timer-rearm"
+
+
+@dataclass(frozen=True)
+class SlaTimer:
+    """A Temporal timer armed for an SLA deadline (`case_sla.next_deadline`)."""
+
+    deadline: datetime
+    sleeping: asyncio.Task[None]
 
 
 @dataclass(frozen=True)
@@ -159,6 +169,9 @@ class CaseWorkflow(ReadModelLoop):
         self._outages_visible = False
         # Outage rounds the sending coroutines saw, for the main loop to record.
         self._outage_news: list[OutageNews] = []
+        # The timer armed for the next SLA deadline, kept while that deadline stands.
+        self._sla_timer: SlaTimer | None = None
+        self._keep_sla_timer = False
 
     @workflow.run
     async def run(self, inp: CaseInput) -> CaseSnapshot:
@@ -168,6 +181,7 @@ class CaseWorkflow(ReadModelLoop):
         # a regular activity, which also runs only once the state it writes is persisted.
         self._project_after_commit = workflow.patched(PROJECT_AFTER_COMMIT)
         self._outages_visible = workflow.patched(OUTAGE_VISIBLE)
+        self._keep_sla_timer = workflow.patched(SLA_TIMER_REARM)
         await self.run_loop()
         await workflow.wait_condition(workflow.all_handlers_finished)
         # Patched: cases closed before archiving existed must replay without this child.
@@ -286,6 +300,47 @@ class CaseWorkflow(ReadModelLoop):
         if self._case.waiting_until and now >= self._case.waiting_until:
             case_logic.wait_over(self._case, self._input.template, now)
         case_sla.fire_deadlines(self._case, now)
+
+    async def _sleep_until_change_or_deadline(self, until: Callable[[], bool] = never) -> None:
+        """As the skeleton's, but on a kept SLA timer (patched: cases before re-armed it each
+        round, as the skeleton's sleep does)."""
+        if not self._keep_sla_timer:
+            await super()._sleep_until_change_or_deadline(until)
+            return
+        seen = self._revision()
+        deadline = self._next_deadline()
+        timeout = (deadline - workflow.now()).total_seconds() if deadline else None
+        if timeout is None or timeout > 0:
+            # A Temporal timer: it fires at the deadline even if every worker restarts.
+            timer = self._timer_for(deadline, timeout)
+
+            def fired() -> bool:
+                return timer is not None and timer.done()
+
+            await workflow.wait_condition(
+                lambda: self._revision() != seen or self._woken() or until() or fired()
+            )
+            if not fired():
+                return
+        self._deadline_reached(workflow.now())
+
+    def _timer_for(
+        self, deadline: datetime | None, timeout: float | None
+    ) -> asyncio.Task[None] | None:
+        """The Temporal timer for `deadline`: the one already armed while the deadline stands
+        (most changes, such as a claim, leave it where it was: no timer cancelled and started
+        again for each), else a new one, the old cancelled. None when nothing is due."""
+        kept = self._sla_timer
+        if kept is not None and kept.deadline == deadline and not kept.sleeping.done():
+            return kept.sleeping
+        if kept is not None and not kept.sleeping.done():
+            kept.sleeping.cancel()
+        self._sla_timer = None
+        if deadline is None or timeout is None:
+            return None
+        sleeping = asyncio.create_task(workflow.sleep(timeout))
+        self._sla_timer = SlaTimer(deadline, sleeping)
+        return sleeping
 
     def _projection(self) -> CaseSnapshot:
         if not self._project_after_commit:

@@ -33,14 +33,14 @@ class Round(enum.Enum):
     DONE = "done"  # the workflow's work is over
 
 
-def _nothing() -> bool:
+def never() -> bool:
     return False
 
 
 async def sleep_until_change_or_deadline(
     revision: Callable[[], int],
     deadline: datetime | None,
-    woken: Callable[[], bool] = _nothing,
+    woken: Callable[[], bool] = never,
 ) -> bool:
     """Sleep until `revision()` moves or `woken()` holds (False), or `deadline` comes (True:
     the caller fires what is due). A Temporal timer: it fires at the deadline even if every
@@ -125,7 +125,7 @@ class ReadModelLoop:
         await self._rounds(self._work_round)
 
     async def _rounds(
-        self, work: Callable[[], Awaitable[Round]], until: Callable[[], bool] = _nothing
+        self, work: Callable[[], Awaitable[Round]], until: Callable[[], bool] = never
     ) -> None:
         """Rounds of `work` until it says DONE; `until()` also ends a sleep (something the
         workflow awaits beside the rounds is done)."""
@@ -157,7 +157,7 @@ class ReadModelLoop:
         self._projected(payload)
         self._projected_revision = max(self._projected_revision, revision)
 
-    async def _sleep_until_change_or_deadline(self, until: Callable[[], bool] = _nothing) -> None:
+    async def _sleep_until_change_or_deadline(self, until: Callable[[], bool] = never) -> None:
         """Sleep until a change, `until()` or the next deadline; at the deadline, fire."""
 
         def woken() -> bool:
