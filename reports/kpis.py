@@ -27,7 +27,6 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
-    BigInteger,
     Boolean,
     ColumnElement,
     Engine,
@@ -123,35 +122,6 @@ class Report:
 # --- SQL building blocks ---------------------------------------------------------------
 
 
-class DurationMicros(FunctionElement[int]):
-    """Integer microseconds from one instant to another, exact on both databases, so a
-    duration is the number Python's `timedelta` gives (SQL's own date arithmetic differs:
-    SQLite counts milliseconds in floating point)."""
-
-    type = BigInteger()
-    name = "duration_us"
-    inherit_cache = True
-
-
-@compiles(DurationMicros, "sqlite")
-def _duration_sqlite(element: DurationMicros, compiler: Any, **kw: Any) -> str:
-    # SQLAlchemy stores `YYYY-MM-DD HH:MM:SS.ffffff` (UTC): whole seconds from julianday
-    # (doubles, exact once rounded) and the microseconds from the text itself.
-    a, b = (compiler.process(x, **kw) for x in element.clauses)
-    return (
-        f"(CAST(round((julianday(substr({b}, 1, 19)) - julianday(substr({a}, 1, 19))) * 86400)"
-        f" AS INTEGER) * 1000000 + (CAST(substr({b}, 21, 6) AS INTEGER)"
-        f" - CAST(substr({a}, 21, 6) AS INTEGER)))"
-    )
-
-
-@compiles(DurationMicros, "postgresql")
-def _duration_postgresql(element: DurationMicros, compiler: Any, **kw: Any) -> str:
-    a, b = (compiler.process(x, **kw) for x in element.clauses)
-    # EXTRACT gives numeric seconds (exact microseconds).
-    return f"CAST((EXTRACT(EPOCH FROM {b}) - EXTRACT(EPOCH FROM {a})) * 1000000 AS BIGINT)"
-
-
 class Common(FunctionElement[bool]):
     """A condition most facts meet, so SQLite's planner does not drive the query by an
     index on it: `kind` only splits the facts into tasks, cases and escalations, and an
@@ -173,10 +143,6 @@ def _common_sqlite(element: Common, compiler: Any, **kw: Any) -> str:
 @compiles(Common)
 def _common_default(element: Common, compiler: Any, **kw: Any) -> str:
     return str(compiler.process(next(iter(element.clauses)), **kw))
-
-
-def _duration_us(a: ColumnElement[Any], b: ColumnElement[Any]) -> ColumnElement[int]:
-    return DurationMicros(a, b)
 
 
 def _within(instant: ColumnElement[Any], start: datetime, end: datetime) -> ColumnElement[bool]:
@@ -398,7 +364,7 @@ def first_touch(ask: Ask) -> dict[Key, Row]:
     """Time from a task's opening to its first claim, for tasks opened in the period."""
     touched = _C.first_touch_at.is_not(None)
     totals = ask.totals(_C.opened_at, opened=_count(true()), touched=_count(touched))
-    waits = ask.samples(_C.opened_at, touched, _duration_us(_C.opened_at, _C.first_touch_at))
+    waits = ask.samples(_C.opened_at, touched, _C.first_touch_us)
     return {
         key: {
             **totals[key],
@@ -412,9 +378,7 @@ def handle_time(ask: Ask) -> dict[Key, Row]:
     """AHT (claim -> complete, wall time) and work time (the same less its pauses)."""
     claimed = _C.claimed_at.is_not(None)
     totals = ask.totals(_C.completed_at, completed=_count(claimed))
-    done = ask.samples(
-        _C.completed_at, claimed, _duration_us(_C.claimed_at, _C.completed_at), _C.paused_seconds
-    )
+    done = ask.samples(_C.completed_at, claimed, _C.handle_us, _C.paused_seconds)
     out = {}
     for key in ask.keys(totals):
         handle = [(us / 1_000_000, paused) for us, paused in done.get(key, [])]
@@ -488,12 +452,7 @@ def escalations(ask: Ask) -> dict[Key, Row]:
         resolved=_count(_C.completed_at.is_not(None)),
         raised_to_manager=_count(_C.level > 0),
     )
-    times = ask.samples(
-        _C.opened_at,
-        true(),
-        _duration_us(_C.opened_at, _C.first_touch_at),
-        _duration_us(_C.opened_at, _C.completed_at),
-    )
+    times = ask.samples(_C.opened_at, true(), _C.first_touch_us, _C.cycle_us)
     return {
         key: {
             **totals[key],
@@ -600,9 +559,15 @@ def disputes(engine: Engine, f: ReportFilter) -> list[Row]:
     credited amounts, the share found valid (credited). Amounts are exact text: summed as
     decimals here, not as SQL floats."""
     groups: dict[tuple[str, str], list[Any]] = defaultdict(list)
-    cycle = _duration_us(_C.opened_at, _C.completed_at)
     for reason, currency, *rest in _closed_cases(
-        engine, f, "dispute", _C.reason_code, _C.currency, _C.amount, _C.amount_credited, cycle
+        engine,
+        f,
+        "dispute",
+        _C.reason_code,
+        _C.currency,
+        _C.amount,
+        _C.amount_credited,
+        _C.cycle_us,
     ):
         groups[(reason or "", currency)].append(rest)
     rows = []
