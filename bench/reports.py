@@ -111,6 +111,8 @@ def _task(i: int, rng: random.Random) -> dict[str, Any]:
         "sla_due": row["opened_at"] + timedelta(hours=8),
         "sla_breached": breached,
         "breached_at": row["opened_at"] + timedelta(hours=8) if breached else None,
+        # One task in ten waited on the customer: its work time is less than its handle time.
+        "paused_seconds": rng.uniform(60, 3600) if done and rng.random() < 0.1 else 0.0,
     }
 
 

@@ -27,6 +27,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     Boolean,
     ColumnElement,
     Engine,
@@ -120,6 +121,26 @@ class Report:
 
 
 # --- SQL building blocks ---------------------------------------------------------------
+
+
+class ValuesOf(FunctionElement[Any]):
+    """A group's values of a column as one JSON array: 100,000 integers cost SQLite and the
+    driver one text and one `json.loads`, not 100,000 row tuples (about 3x less CPU).
+    For integer columns only: SQLite writes a REAL in JSON with 15 digits, not exactly."""
+
+    type = JSON()
+    name = "values_of"
+    inherit_cache = True
+
+
+@compiles(ValuesOf, "sqlite")
+def _values_sqlite(element: ValuesOf, compiler: Any, **kw: Any) -> str:
+    return f"json_group_array({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(ValuesOf, "postgresql")
+def _values_postgresql(element: ValuesOf, compiler: Any, **kw: Any) -> str:
+    return f"json_agg({compiler.process(element.clauses, **kw)})"
 
 
 class Common(FunctionElement[bool]):
@@ -244,9 +265,24 @@ class Ask:
     def totals(self, instant: ColumnElement[Any], **sums: Summed) -> dict[Key, dict[str, int]]:
         """Per group, each named count or sum over the facts whose `instant` falls in the
         period (a group without any: zeros)."""
+        return self.measure(instant, sums)[0]
+
+    def measure(
+        self,
+        instant: ColumnElement[Any],
+        sums: Mapping[str, Summed],
+        arrays: Mapping[str, Summed] | None = None,
+    ) -> tuple[dict[Key, dict[str, int]], dict[Key, dict[str, list[int]]]]:
+        """`totals`, and in the same pass over the facts, per group each named array of
+        the integer values of the facts whose `instant` falls in the period and that meet
+        its condition (unknown values left out), fetched as one array, not a row per fact."""
+        arrays = arrays or {}
         key = self.key_of(instant)
         inside = self._inside(instant)
-        columns = [_sum(inside, summed) for summed in sums.values()]
+        columns = [
+            *(_sum(inside, summed) for summed in sums.values()),
+            *(ValuesOf(case((and_(inside, c), value))) for c, value in arrays.values()),
+        ]
         query = select(key if key is not None else literal(None), *columns).where(
             *self._where(instant)
         )
@@ -255,9 +291,14 @@ class Ask:
         with self.engine.connect() as connection:
             rows = connection.execute(query).all()
         found: dict[Key, dict[str, int]] = defaultdict(lambda: dict.fromkeys(sums, 0))
-        for row in rows:
-            found[row[0]] = {n: int(v) for n, v in zip(sums, row[1:], strict=True)}
-        return found
+        listed: dict[Key, dict[str, list[int]]] = defaultdict(lambda: {n: [] for n in arrays})
+        for group, *measured in rows:
+            found[group] = {n: int(v) for n, v in zip(sums, measured, strict=False)}
+            got = measured[len(sums) :]
+            listed[group] = {
+                n: [v for v in a or () if v is not None] for n, a in zip(arrays, got, strict=True)
+            }
+        return found, listed
 
     def samples(
         self,
@@ -313,6 +354,10 @@ def _stats(values: Iterable[float | None], prefix: str) -> Row:
     }
 
 
+def _renamed(stats: Row, old: str, new: str) -> Row:
+    return {new + name.removeprefix(old): value for name, value in stats.items()}
+
+
 def _rate(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
 
@@ -363,13 +408,13 @@ def sla_attainment(ask: Ask) -> dict[Key, Row]:
 def first_touch(ask: Ask) -> dict[Key, Row]:
     """Time from a task's opening to its first claim, for tasks opened in the period."""
     touched = _C.first_touch_at.is_not(None)
-    totals = ask.totals(_C.opened_at, opened=_count(true()), touched=_count(touched))
-    waits = ask.samples(_C.opened_at, touched, _C.first_touch_us)
+    totals, waits = ask.measure(
+        _C.opened_at,
+        {"opened": _count(true()), "touched": _count(touched)},
+        {"waits": (touched, _C.first_touch_us)},
+    )
     return {
-        key: {
-            **totals[key],
-            **_stats((_seconds(us) for (us,) in waits.get(key, [])), "first_touch"),
-        }
+        key: {**totals[key], **_stats(map(_seconds, waits[key]["waits"]), "first_touch")}
         for key in ask.keys(totals)
     }
 
@@ -377,15 +422,29 @@ def first_touch(ask: Ask) -> dict[Key, Row]:
 def handle_time(ask: Ask) -> dict[Key, Row]:
     """AHT (claim -> complete, wall time) and work time (the same less its pauses)."""
     claimed = _C.claimed_at.is_not(None)
-    totals = ask.totals(_C.completed_at, completed=_count(claimed))
-    done = ask.samples(_C.completed_at, claimed, _C.handle_us, _C.paused_seconds)
+    paused = _C.paused_seconds != 0
+    # Most tasks never pause: their handle times come as one array of integers a group;
+    # the paused ones as rows, their pauses being floats (SQLite's JSON would round them).
+    totals, plain = ask.measure(
+        _C.completed_at,
+        {"completed": _count(claimed), "paused": _count(and_(claimed, paused))},
+        {"handle": (and_(claimed, ~paused), _C.handle_us)},
+    )
+    held: dict[Key, Sequence[Sequence[Any]]] = {}
+    if any(n["paused"] for n in totals.values()):
+        held = ask.samples(_C.completed_at, and_(claimed, paused), _C.handle_us, _C.paused_seconds)
     out = {}
     for key in ask.keys(totals):
-        handle = [(us / 1_000_000, paused) for us, paused in done.get(key, [])]
+        unpaused = [us / 1_000_000 for us in plain[key]["handle"]]
+        pauses = [(us / 1_000_000, p) for us, p in held.get(key, [])]
+        handle = [*unpaused, *(h for h, _ in pauses)]
+        work = [*(max(h, 0.0) for h in unpaused), *(max(h - p, 0.0) for h, p in pauses)]
+        aht = _stats(handle, "aht")
         out[key] = {
             "completed": totals[key]["completed"],
-            **_stats((h for h, _ in handle), "aht"),
-            **_stats((max(h - paused, 0.0) for h, paused in handle), "work"),
+            **aht,
+            # Without pauses the work times are the handle times: their stats, not again.
+            **(_renamed(aht, "aht", "work") if work == handle else _stats(work, "work")),
         }
     return out
 
