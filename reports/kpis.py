@@ -2,10 +2,12 @@
 
 Each KPI is SQL (SQLAlchemy Core, the same on SQLite and PostgreSQL): counts and sums by
 group in one GROUP BY, so a report over 100,000 facts never loads them into Python. What
-SQL cannot do cheaply on both databases stays in Python, over slim rows: medians and p90
-(one integer of microseconds per fact, `DurationMicros`), exact money sums (amounts are text)
-and the business-day aging of the backlog (the calendar turns each aging bound into an
-instant, then SQL counts the tasks opened before it). A report is a table: one row per
+SQL cannot do cheaply on both databases stays in Python, over slim data: medians and p90
+(over the durations the projection stored as integer microseconds, store/facts.py; a
+group's values come as one JSON array in the same pass as its counts, `Ask.measure`),
+exact money sums (amounts are text) and the business-day aging of the backlog (the
+calendar turns each aging bound into an instant, then SQL counts the tasks opened before
+it). A report is a table: one row per
 group (`group_by` a dimension or a calendar bucket), each with the group's measures.
 
 Which facts a KPI counts in a period, by the instant that places them there:
