@@ -7,8 +7,8 @@ SQL cannot do cheaply on both databases stays in Python, over slim data: medians
 group's values come as one JSON array in the same pass as its counts, `Ask.measure`),
 exact money sums (amounts are text) and the business-day aging of the backlog (the
 calendar turns each aging bound into an instant, then SQL counts the tasks opened before
-it). A report is a table: one row per
-group (`group_by` a dimension or a calendar bucket), each with the group's measures.
+it). A report is a table: one row per group (`group_by` a dimension or a calendar
+bucket), each with the group's measures.
 
 Which facts a KPI counts in a period, by the instant that places them there:
 SLA attainment, handle time, throughput: tasks completed in it (a breached task that is
