@@ -302,25 +302,6 @@ class Ask:
             }
         return found, listed
 
-    def samples(
-        self,
-        instant: ColumnElement[Any],
-        condition: ColumnElement[bool],
-        *values: ColumnElement[Any],
-    ) -> dict[Key, Sequence[Sequence[Any]]]:
-        """Per group, the `values` of each fact whose `instant` falls in the period and that
-        meets `condition` (slim rows: what medians need, never whole facts)."""
-        key = self.key_of(instant)
-        where = [*_scope(self.kind, self.f), self._inside(instant), condition]
-        with self.engine.connect() as connection:
-            if key is None:  # one group: the rows as they come (there can be 100,000)
-                return {None: connection.execute(select(*values).where(*where)).all()}
-            rows = connection.execute(select(key, *values).where(*where)).all()
-        split: dict[Key, list[Sequence[Any]]] = defaultdict(list)
-        for group, *measured in rows:
-            split[group].append(measured)
-        return split
-
 
 def _bucket(
     instant: ColumnElement[Any], buckets: Sequence[tuple[str, ReportFilter]]
@@ -424,29 +405,24 @@ def first_touch(ask: Ask) -> dict[Key, Row]:
 def handle_time(ask: Ask) -> dict[Key, Row]:
     """AHT (claim -> complete, wall time) and work time (the same less its pauses)."""
     claimed = _C.claimed_at.is_not(None)
-    paused = _C.paused_seconds != 0
-    # Most tasks never pause: their handle times come as one array of integers a group;
-    # the paused ones as rows, their pauses being floats (SQLite's JSON would round them).
-    totals, plain = ask.measure(
+    totals, times = ask.measure(
         _C.completed_at,
-        {"completed": _count(claimed), "paused": _count(and_(claimed, paused))},
-        {"handle": (and_(claimed, ~paused), _C.handle_us)},
+        {"completed": _count(claimed)},
+        {"handle": (claimed, _C.handle_us), "work": (claimed, _C.work_us)},
     )
-    held: dict[Key, Sequence[Sequence[Any]]] = {}
-    if any(n["paused"] for n in totals.values()):
-        held = ask.samples(_C.completed_at, and_(claimed, paused), _C.handle_us, _C.paused_seconds)
     out = {}
     for key in ask.keys(totals):
-        unpaused = [us / 1_000_000 for us in plain[key]["handle"]]
-        pauses = [(us / 1_000_000, p) for us, p in held.get(key, [])]
-        handle = [*unpaused, *(h for h, _ in pauses)]
-        work = [*(max(h, 0.0) for h in unpaused), *(max(h - p, 0.0) for h, p in pauses)]
-        aht = _stats(handle, "aht")
+        handle, work = times[key]["handle"], times[key]["work"]
+        aht = _stats(map(_seconds, handle), "aht")
         out[key] = {
             "completed": totals[key]["completed"],
             **aht,
-            # Without pauses the work times are the handle times: their stats, not again.
-            **(_renamed(aht, "aht", "work") if work == handle else _stats(work, "work")),
+            # Where nothing paused the work times are the handle times: their stats again.
+            **(
+                _renamed(aht, "aht", "work")
+                if work == handle
+                else _stats(map(_seconds, work), "work")
+            ),
         }
     return out
 
@@ -504,21 +480,23 @@ def _aging(regions: list[Any], at: datetime) -> Row:
 def escalations(ask: Ask) -> dict[Key, Row]:
     """Escalations opened in the period: how many, of which kinds, time to ack and resolve."""
     kind = _C.escalation_kind
-    totals = ask.totals(
+    totals, times = ask.measure(
         _C.opened_at,
-        escalations=_count(true()),
-        sla_breach=_count(kind == "sla_breach"),
-        manual=_count(kind == "manual"),
-        approval=_count(kind == "approval"),
-        resolved=_count(_C.completed_at.is_not(None)),
-        raised_to_manager=_count(_C.level > 0),
+        {
+            "escalations": _count(true()),
+            "sla_breach": _count(kind == "sla_breach"),
+            "manual": _count(kind == "manual"),
+            "approval": _count(kind == "approval"),
+            "resolved": _count(_C.completed_at.is_not(None)),
+            "raised_to_manager": _count(_C.level > 0),
+        },
+        {"ack": (true(), _C.first_touch_us), "resolve": (true(), _C.cycle_us)},
     )
-    times = ask.samples(_C.opened_at, true(), _C.first_touch_us, _C.cycle_us)
     return {
         key: {
             **totals[key],
-            **_stats((_seconds(ack) for ack, _ in times.get(key, [])), "ack"),
-            **_stats((_seconds(done) for _, done in times.get(key, [])), "resolve"),
+            **_stats(map(_seconds, times[key]["ack"]), "ack"),
+            **_stats(map(_seconds, times[key]["resolve"]), "resolve"),
         }
         for key in ask.keys(totals)
     }

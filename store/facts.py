@@ -55,11 +55,15 @@ def case_facts(snapshot: CaseSnapshot, previous: Mapping[str, Fact]) -> list[Fac
 # when either is unknown). What a KPI derives from instants it reads from here: first
 # touch (an escalation's acknowledgement), handle time (claim -> complete), and the
 # opening -> completion cycle (a dispute's cycle time, an escalation's resolution).
-DURATIONS: dict[str, tuple[str, str]] = {
+SPANS: dict[str, tuple[str, str]] = {
     "first_touch_us": ("opened_at", "first_touch_at"),
     "handle_us": ("claimed_at", "completed_at"),
     "cycle_us": ("opened_at", "completed_at"),
 }
+# ... and the work time: the handle time less the pauses, never below zero.
+DURATIONS = (*SPANS, "work_us")
+# The columns the durations are computed from (what a backfill reads).
+DURATION_SOURCES = (*sorted({i for pair in SPANS.values() for i in pair}), "paused_seconds")
 _MICROSECOND = timedelta(microseconds=1)
 
 
@@ -72,8 +76,12 @@ def micros(start: datetime | None, end: datetime | None) -> int | None:
 
 
 def durations(fact: Mapping[str, Any]) -> dict[str, int | None]:
-    """The duration columns of a fact, from its instants."""
-    return {name: micros(fact.get(a), fact.get(b)) for name, (a, b) in DURATIONS.items()}
+    """The duration columns of a fact, from its instants and pauses."""
+    found = {name: micros(fact.get(a), fact.get(b)) for name, (a, b) in SPANS.items()}
+    handle = found["handle_us"]
+    # Pauses are sums of whole microseconds kept as float seconds: rounding recovers them.
+    paused = round(float(fact.get("paused_seconds") or 0.0) * 1_000_000)
+    return {**found, "work_us": None if handle is None else max(handle - paused, 0)}
 
 
 def with_durations(fact: Fact) -> Fact:

@@ -304,8 +304,9 @@ class FactRow(SQLModel, table=True):
     amount: str  # the case's amount (the disputed or overdue amount)
     amount_credited: str = "0"
     events_seen: int = 0  # a case fact: history entries already counted (absolute index)
-    # Durations in integer microseconds, from the instants above (store/facts.DURATIONS;
+    # Durations in integer microseconds, from the instants above (store/facts.durations;
     # migration 0011_fact_durations): what the reports' averages and medians read.
     first_touch_us: int | None = Field(default=None, sa_type=BigInteger)
     handle_us: int | None = Field(default=None, sa_type=BigInteger)
     cycle_us: int | None = Field(default=None, sa_type=BigInteger)
+    work_us: int | None = Field(default=None, sa_type=BigInteger)

@@ -1,6 +1,6 @@
 """Migration 0011_fact_durations backfills the facts stored before it, on SQLite and
-PostgreSQL: each duration is the exact microseconds between the fact's instants, as the
-projection writes it for new facts (store/facts.py)."""
+PostgreSQL: each duration is the exact microseconds between the fact's instants (the
+work time less its pauses), as the projection writes it for new facts (store/facts.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from alembic.config import Config
 from sqlalchemy import Engine, select
 
 from store.db import MIGRATIONS_DIR, make_engine, migrate
+from store.facts import DURATIONS
 from store.tables import FactRow
 
 OPENED = datetime(2026, 10, 5, 9, 0, 0, 123_456, tzinfo=UTC)
@@ -77,7 +78,8 @@ def test_the_backfill_gives_each_fact_the_durations_of_its_instants(old_engine: 
         _fact("task", 2),  # never claimed
         _fact("escalation", 3, first_touch_at=touched),  # acknowledged, not resolved
     ]
-    columns = [c for c in old if c.name not in ("first_touch_us", "handle_us", "cycle_us")]
+    rows[0]["paused_seconds"] = 3600.000001  # an hour and a microsecond on hold
+    columns = [c for c in old if c.name not in DURATIONS]
     with old_engine.begin() as connection:
         for row in rows:
             stmt = FactRow.__table__.insert().values({c.name: row.get(c.name) for c in columns})
@@ -86,17 +88,18 @@ def test_the_backfill_gives_each_fact_the_durations_of_its_instants(old_engine: 
     migrate(old_engine)
 
     with old_engine.connect() as connection:
-        query = select(old.id, old.first_touch_us, old.handle_us, old.cycle_us).order_by(old.id)
-        stored = {
-            r.id: (r.first_touch_us, r.handle_us, r.cycle_us) for r in connection.execute(query)
-        }
+        durations = [old[name] for name in ("first_touch_us", "handle_us", "cycle_us", "work_us")]
+        query = select(old.id, *durations)
+        stored = {r[0]: tuple(r[1:]) for r in connection.execute(query)}
+    handle = (2 * 86400 + 1) * 1_000_000 - 123_457
+    assert (completed - claimed) // US == handle
     assert stored == {
-        "escalation:M-3": ((touched - OPENED) // US, None, None),
+        "escalation:M-3": ((touched - OPENED) // US, None, None, None),
         "task:M-1": (
             (touched - OPENED) // US,
-            (completed - claimed) // US,
+            handle,
             (completed - OPENED) // US,
+            handle - 3_600_000_001,
         ),
-        "task:M-2": (None, None, None),
+        "task:M-2": (None, None, None, None),
     }
-    assert stored["task:M-1"][1] == (2 * 86400 + 1) * 1_000_000 - 123_457

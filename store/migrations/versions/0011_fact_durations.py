@@ -1,9 +1,10 @@
 """fact_durations: each fact's durations as integer microseconds
 
-First touch (opened -> first claim or acknowledgement), handle time (claim -> complete)
-and the cycle (opened -> completed), so a report sorts and sums integers instead of
-parsing two stored instants per fact. The facts written before are backfilled from their
-instants with the rule the projection writes them by (store/facts.durations).
+First touch (opened -> first claim or acknowledgement), handle time (claim -> complete),
+work time (the handle time less the pauses) and the cycle (opened -> completed), so a
+report sorts integers instead of parsing two stored instants per fact. The facts written
+before are backfilled from their instants and pauses with the rule the projection writes
+them by (store/facts.durations).
 
 Revision ID: 0011_fact_durations
 Revises: 0010_hypercare
@@ -15,7 +16,7 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-from store.facts import DURATIONS, durations
+from store.facts import DURATION_SOURCES, DURATIONS, durations
 
 revision: str = "0011_fact_durations"
 down_revision: str | None = "0010_hypercare"
@@ -33,11 +34,15 @@ def upgrade() -> None:
 
 
 def _backfill() -> None:
-    instants = sorted({i for pair in DURATIONS.values() for i in pair})
+    instant = sqlmodel.sql.sqltypes.UTCDateTime()
+    sources = [
+        sa.column(name, sa.Float() if name == "paused_seconds" else instant)
+        for name in DURATION_SOURCES
+    ]
     facts = sa.table(
         "facts",
         sa.column("id", sa.String()),
-        *(sa.column(i, sqlmodel.sql.sqltypes.UTCDateTime()) for i in instants),
+        *sources,
         *(sa.column(name, sa.BigInteger()) for name in DURATIONS),
     )
     update = (
@@ -46,7 +51,7 @@ def _backfill() -> None:
         .values({name: sa.bindparam(name) for name in DURATIONS})
     )
     bind = op.get_bind()
-    rows = bind.execute(sa.select(facts.c.id, *(facts.c[i] for i in instants))).mappings().all()
+    rows = bind.execute(sa.select(facts.c.id, *sources)).mappings().all()
     for start in range(0, len(rows), BATCH):
         batch = [{"fact_id": r["id"], **durations(r)} for r in rows[start : start + BATCH]]
         bind.execute(update, batch)
