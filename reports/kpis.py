@@ -43,6 +43,7 @@ from sqlalchemy import (
     true,
 )
 from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.elements import True_
 from sqlalchemy.sql.functions import FunctionElement
 
 from escalations.calendars import UnknownCalendarError, as_utc, get_calendar
@@ -168,6 +169,12 @@ def _common_default(element: Common, compiler: Any, **kw: Any) -> str:
     return str(compiler.process(next(iter(element.clauses)), **kw))
 
 
+def _only(value: ColumnElement[Any], *conditions: ColumnElement[bool]) -> ColumnElement[Any]:
+    """`value` where the conditions hold, else NULL (no CASE when they always hold)."""
+    tested = [c for c in conditions if not isinstance(c, True_)]
+    return case((and_(*tested), value)) if tested else value
+
+
 def _within(instant: ColumnElement[Any], start: datetime, end: datetime) -> ColumnElement[bool]:
     return and_(instant >= start, instant < end)
 
@@ -280,10 +287,12 @@ class Ask:
         its condition (unknown values left out), fetched as one array, not a row per fact."""
         arrays = arrays or {}
         key = self.key_of(instant)
-        inside = self._inside(instant)
+        # Only a dimension's groups take facts from outside the period (`_where`): without
+        # one every fact is inside, and not testing it again per fact and measure pays.
+        inside = self._inside(instant) if self.dimension else true()
         columns = [
             *(_sum(inside, summed) for summed in sums.values()),
-            *(ValuesOf(case((and_(inside, c), value))) for c, value in arrays.values()),
+            *(ValuesOf(_only(value, inside, c)) for c, value in arrays.values()),
         ]
         query = select(key if key is not None else literal(None), *columns).where(
             *self._where(instant)
@@ -396,7 +405,7 @@ def first_touch(ask: Ask) -> dict[Key, Row]:
     totals, waits = ask.measure(
         _C.opened_at,
         {"opened": _count(true()), "touched": _count(touched)},
-        {"waits": (touched, _C.first_touch_us)},
+        {"waits": (true(), _C.first_touch_us)},  # NULL when not touched
     )
     return {
         key: {**totals[key], **_stats_us(waits[key]["waits"], "first_touch")}
@@ -407,27 +416,20 @@ def first_touch(ask: Ask) -> dict[Key, Row]:
 def handle_time(ask: Ask) -> dict[Key, Row]:
     """AHT (claim -> complete, wall time) and work time (the same less its pauses)."""
     claimed = _C.claimed_at.is_not(None)
-    paused = _C.paused_seconds != 0
-    # Most tasks never pause: their work time is their handle time, fetched and sorted once.
     totals, times = ask.measure(
         _C.completed_at,
         {"completed": _count(claimed)},
-        {
-            "plain": (and_(claimed, ~paused), _C.handle_us),
-            "paused_handle": (and_(claimed, paused), _C.handle_us),
-            "paused_work": (and_(claimed, paused), _C.work_us),
-        },
+        # NULL when the task was not claimed
+        {"handle": (true(), _C.handle_us), "work": (true(), _C.work_us)},
     )
-    out = {}
-    for key in ask.keys(totals):
-        plain = sorted(times[key]["plain"])
-        plain_work = plain if not plain or plain[0] >= 0 else [max(us, 0) for us in plain]
-        out[key] = {
+    return {
+        key: {
             "completed": totals[key]["completed"],
-            **_stats_us([*plain, *times[key]["paused_handle"]], "aht"),
-            **_stats_us([*plain_work, *times[key]["paused_work"]], "work"),
+            **_stats_us(times[key]["handle"], "aht"),
+            **_stats_us(times[key]["work"], "work"),
         }
-    return out
+        for key in ask.keys(totals)
+    }
 
 
 def backlog(ask: Ask) -> dict[Key, Row]:
