@@ -26,6 +26,7 @@ from domain.values import CASE_TYPES
 from reports import kpis
 from reports.kpis import ReportFilter
 from store.db import make_engine, migrate
+from store.facts import with_durations
 from store.tables import FactRow
 
 TARGET_P99_MS = 200.0
@@ -39,11 +40,11 @@ BATCH = 5_000
 def seed(engine: Engine, facts: int, rng: random.Random) -> None:
     rows: list[dict[str, Any]] = []
     for i in range(facts):
-        rows.append(_task(i, rng))
+        rows.append(with_durations(_task(i, rng)))
         if i % 3 == 0:
-            rows.append(_case(i, rng))
+            rows.append(with_durations(_case(i, rng)))
         if i % 20 == 0:
-            rows.append(_escalation(i, rng))
+            rows.append(with_durations(_escalation(i, rng)))
         if len(rows) >= BATCH:
             _insert(engine, rows)
             rows = []
@@ -110,6 +111,8 @@ def _task(i: int, rng: random.Random) -> dict[str, Any]:
         "sla_due": row["opened_at"] + timedelta(hours=8),
         "sla_breached": breached,
         "breached_at": row["opened_at"] + timedelta(hours=8) if breached else None,
+        # One task in ten waited on the customer: its work time is less than its handle time.
+        "paused_seconds": rng.uniform(60, 3600) if done and rng.random() < 0.1 else 0.0,
     }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, LargeBinary, UniqueConstraint, text
+from sqlalchemy import JSON, BigInteger, Column, Index, LargeBinary, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 
@@ -257,7 +257,8 @@ class FactRow(SQLModel, table=True):
 
     Written by the read-model projection in the same transaction as the case row it comes
     from, keyed by `<kind>:<id>`, so a repeated or replayed projection replaces a fact and
-    never adds one (migration 0009_facts). Durations are seconds; amounts exact text.
+    never adds one (migration 0009_facts). Pauses are seconds, the durations integer
+    microseconds (migration 0011_fact_durations); amounts exact text.
     """
 
     __tablename__ = "facts"
@@ -303,3 +304,9 @@ class FactRow(SQLModel, table=True):
     amount: str  # the case's amount (the disputed or overdue amount)
     amount_credited: str = "0"
     events_seen: int = 0  # a case fact: history entries already counted (absolute index)
+    # Durations in integer microseconds, from the instants above (store/facts.durations;
+    # migration 0011_fact_durations): what the reports' averages and medians read.
+    first_touch_us: int | None = Field(default=None, sa_type=BigInteger)
+    handle_us: int | None = Field(default=None, sa_type=BigInteger)
+    cycle_us: int | None = Field(default=None, sa_type=BigInteger)
+    work_us: int | None = Field(default=None, sa_type=BigInteger)

@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 from escalations.calendars import get_calendar
 from reports import kpis
 from reports.kpis import ReportFilter, aged_since, business_days
+from store.facts import with_durations
 from store.tables import FactRow
 from tests.kpi_reference import reference
 
@@ -86,8 +87,9 @@ def seeded(engine: Engine) -> dict[str, Any]:
     rng = random.Random(1414)
     mine = f"v-{uuid.uuid4().hex[:6]}"
     vendors: list[str | None] = [mine, f"{mine}-b", None]
+    # Stored as the projection stores them: with their durations (store/facts.py).
     rows = [
-        _fact(rng, n, kind, vendors)
+        with_durations(_fact(rng, n, kind, vendors))
         for n in range(500)
         for kind in [rng.choice(["task", "task", "case", "escalation"])]
     ]
