@@ -14,6 +14,7 @@ import pytest_asyncio
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 from temporalio.client import WorkflowHandle
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from domain.case_models import CaseSnapshot, ClaimTask, PauseTask, ReassignTask, ResumeTask
@@ -151,10 +152,21 @@ async def _async(fn: Callable[[], T]) -> T:
 
 
 async def _escalation(env: WorkflowEnvironment, escalation_id: str) -> EscalationSnapshot:
+    """The escalation's own workflow: the case records the link in the Update or timer's
+    workflow task and starts the child in its next round, so it may not exist yet."""
     handle = env.client.get_workflow_handle(escalation_id)
-    return await _until(
-        lambda: handle.query("snapshot", result_type=EscalationSnapshot), lambda e: True
-    )
+
+    async def snapshot() -> EscalationSnapshot | None:
+        try:
+            return await handle.query("snapshot", result_type=EscalationSnapshot)
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+            return None
+
+    found = await _until(snapshot, lambda e: e is not None)
+    assert found is not None, f"escalation {escalation_id} never started"
+    return found
 
 
 async def test_pause_and_resume_move_the_deadline(
