@@ -141,10 +141,8 @@ class CaseInput(BaseModel):
     continue_after_updates: int = Field(default=500, ge=1, le=1500)
     # ... or once this run's own past (history entries, done tasks: what continue-as-new
     # leaves behind) is this large as JSON: the projection, the Update results and the
-    # workflow's result then never carry more than about this much of the case, beside
-    # what it always holds (live tasks, data): 8 KiB keeps a projection's input, which
-    # also carries the Updates that land while the run drains, under 16 KiB.
-    continue_above_bytes: int = Field(default=8_192, ge=1_024)
+    # workflow's result then never carry more than about this much of the case.
+    continue_above_bytes: int = Field(default=12_288, ge=1_024)
     # The revision the previous run had projected: the new run projects what came after.
     projected_revision: int = 0
     # The hypercare window of its SOP version when the case was opened inside one.
