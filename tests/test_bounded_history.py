@@ -157,8 +157,8 @@ async def test_a_long_case_continues_as_new_with_bounded_events_and_stays_one_ca
     assert [len(r.events) for r in archived] == [len(r.events) for r in runs]
 
 
-def test_the_carried_state_keeps_what_the_rules_read_and_leaves_the_past() -> None:
-    inp = looping_case()
+def _three_tasks_done(inp: CaseInput) -> CaseSnapshot:
+    """The looping case with its first three tasks claimed and completed (a fourth open)."""
     case = case_logic.open_case(inp, NOW)
     for n in range(1, 4):
         task_id, at = f"{inp.case_id}.t{n}", NOW + timedelta(minutes=n)
@@ -166,6 +166,12 @@ def test_the_carried_state_keeps_what_the_rules_read_and_leaves_the_past() -> No
         case_logic.complete(
             case, inp.template, CompleteTask(task_id=task_id, actor=AGENT, outcome="again"), at
         )
+    return case
+
+
+def test_the_carried_state_keeps_what_the_rules_read_and_leaves_the_past() -> None:
+    inp = looping_case()
+    case = _three_tasks_done(inp)
     carried = case_carry.carry_on(case)
     assert [t.id for t in carried.tasks] == [f"{inp.case_id}.t3", f"{inp.case_id}.t4"]
     assert case_core.next_task_id(carried) == case_core.next_task_id(case)
@@ -220,13 +226,7 @@ async def test_updates_racing_the_hand_over_are_answered_by_one_run_or_the_next(
 
 def test_a_task_done_in_an_earlier_run_answers_already_done_not_unknown() -> None:
     inp = looping_case()
-    case = case_logic.open_case(inp, NOW)
-    for n in range(1, 4):
-        task_id, at = f"{inp.case_id}.t{n}", NOW + timedelta(minutes=n)
-        case_logic.claim(case, ClaimTask(task_id=task_id, actor=AGENT), at)
-        case_logic.complete(
-            case, inp.template, CompleteTask(task_id=task_id, actor=AGENT, outcome="again"), at
-        )
+    case = _three_tasks_done(inp)
     carried = case_carry.carry_on(case)
     assert carried.task(f"{inp.case_id}.t1") is None  # left in the first run
     for task_id in (f"{inp.case_id}.t1", f"{inp.case_id}.t2"):
